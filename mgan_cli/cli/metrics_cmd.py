@@ -1,0 +1,208 @@
+"""``mgan metrics``: image-quality metrics of restored images, optionally against references.
+
+Images are read with Pillow as RGB uint8 (grayscale is repeated to RGB, alpha and palettes are flattened,
+see :func:`mgan_cli.imageio.read_image`). A restored image is paired with the reference file of the same
+stem (``face.png`` with ``REFDIR/face.jpg``). Unreadable files, missing or ambiguous references and size
+mismatches are reported one per line on stderr and skipped; the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from mgan_cli.errors import ImageInputError, MganError
+from mgan_cli.imageio import IMAGE_SUFFIXES, collect_inputs, read_image
+from mgan_cli.metrics import DEFAULT_METRICS, compute_metrics, json_row, metric_spec, resolve_device
+
+_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}", "niqe": "{:.3f}"}
+Row = dict[str, float | str | None]
+
+
+def load_rgb(path: Path) -> torch.Tensor:
+    """The image at ``path`` as uint8 ``[1, 3, H, W]`` RGB (raises :class:`ImageInputError` if unreadable)."""
+    array = np.array(read_image(path), dtype=np.uint8)
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def find_reference(stem: str, reference_dir: Path) -> Path:
+    """The single image file in ``reference_dir`` whose stem is ``stem``."""
+    matches = sorted(p for p in reference_dir.iterdir()
+                     if p.is_file() and p.stem == stem and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not matches:
+        raise ImageInputError(f"no reference named {stem}.* in {reference_dir}")
+    if len(matches) > 1:
+        names = ", ".join(p.name for p in matches)
+        raise ImageInputError(f"several references for {stem} in {reference_dir} ({names})")
+    return matches[0]
+
+
+def _parse_metrics(value: str | None, has_reference: bool) -> tuple[str, ...]:
+    if value is None:
+        return DEFAULT_METRICS if has_reference else ("niqe",)
+    names = tuple(dict.fromkeys(name.strip().lower() for name in value.split(",") if name.strip()))
+    if not names:
+        raise click.BadParameter("name at least one metric", param_hint="--metrics")
+    for name in names:
+        try:
+            spec = metric_spec(name)
+        except MganError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics") from None
+        if spec.full_reference and not has_reference:
+            raise click.BadParameter(f"{name} compares with a reference: pass --reference DIR",
+                                     param_hint="--metrics")
+    return names
+
+
+def _format(name: str, row: Row) -> str:
+    value = row.get(name)
+    if value is None:
+        return "—"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return _FORMATS.get(name, "{:.4f}").format(value)
+
+
+def _table(rows: list[Row], names: tuple[str, ...]) -> Table:
+    table = Table(title="image quality")
+    table.add_column("name")
+    for name in names:
+        better = "↑" if metric_spec(name).higher_is_better else "↓"
+        table.add_column(f"{name} {better}", justify="right")
+    notes = any(f"{name}_reason" in row for row in rows for name in names)
+    if notes:
+        table.add_column("notes", overflow="fold")
+    for row in rows:
+        cells = [str(row["name"]), *(_format(name, row) for name in names)]
+        if notes:
+            cells.append("; ".join(f"{n}: {row[f'{n}_reason']}" for n in names if f"{n}_reason" in row))
+        table.add_row(*cells)
+    return table
+
+
+def _csv_text(rows: list[Row], names: tuple[str, ...]) -> str:
+    columns = ["name", *names, *(f"{name}_reason" for name in names)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: ("" if row.get(key) is None else row[key]) for key in columns})
+    return buffer.getvalue()
+
+
+def _write_report(path: Path, rows: list[Row], names: tuple[str, ...], settings: dict[str, object],
+                  skipped: list[dict[str, str]]) -> None:
+    if path.suffix.lower() == ".csv":
+        text = _csv_text(rows, names)
+    else:
+        document = {"metrics": list(names), "settings": settings, "images": [json_row(r) for r in rows],
+                    "skipped": skipped}
+        text = json.dumps(document, indent=1, allow_nan=False) + "\n"
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+@click.command("metrics")
+@click.argument("restored", nargs=-1, required=True)
+@click.option("--reference", "-r", "reference_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of ground-truth images, paired with RESTORED files by file stem.")
+@click.option("--metrics", "metric_list", metavar="LIST",
+              help="Comma-separated metrics (psnr,ssim,lpips,niqe). Default: all four with --reference, "
+                   "else niqe.")
+@click.option("--y", "y_channel", is_flag=True, help="PSNR and SSIM on the BT.601 luma (Y) channel.")
+@click.option("--crop-border", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Pixels ignored at each image edge.")
+@click.option("--lpips-net", type=click.Choice(["alex", "vgg"]), default="alex", show_default=True,
+              help="LPIPS backbone.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object per image on stdout (nothing else goes to stdout).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write all rows to a .json or .csv file (format by suffix).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metric_list: str | None,
+                    y_channel: bool, crop_border: int, lpips_net: str, as_json: bool, output: Path | None,
+                    device: str) -> None:
+    """Measure PSNR, SSIM, LPIPS (vs --reference) and NIQE of RESTORED images (files and/or folders).
+
+    Folders are read non-recursively (image suffixes only); "-" reads paths from stdin. Images are paired
+    with --reference files by file stem. Values undefined for an image (NIQE below two 96x96 blocks, ...)
+    are null with a reason; an infinite PSNR (identical images) is "inf" in JSON and CSV. Unreadable
+    files, missing references and size mismatches are reported on stderr and skipped (exit status 1).
+    """
+    names = _parse_metrics(metric_list, reference_dir is not None)
+    if output is not None and output.suffix.lower() not in (".json", ".csv"):
+        raise click.BadParameter("must end in .json or .csv", param_hint="-o/--output")
+    try:
+        target = resolve_device(device)
+    except MganError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
+
+    stdin_lines = click.get_text_stream("stdin") if "-" in restored else ()
+    paths = collect_inputs(restored, recursive=False, stdin_lines=stdin_lines)
+    skipped: list[dict[str, str]] = []
+    rows: list[Row] = []
+    seen: dict[str, Path] = {}
+
+    def skip(path: Path, reason: str) -> None:
+        skipped.append({"path": str(path), "reason": reason})
+        click.echo(f"skipped {path}: {reason}", err=True)
+
+    def warn(message: str) -> None:
+        click.echo(f"warning: {message}", err=True)
+
+    for path in paths:
+        stem = path.stem
+        if stem in seen:
+            skip(path, f"same name as {seen[stem]} (images are named by file stem)")
+            continue
+        try:
+            image = load_rgb(path)
+            reference = None
+            if reference_dir is not None:
+                reference_path = find_reference(stem, reference_dir)
+                reference = load_rgb(reference_path)
+                if reference.shape != image.shape:
+                    raise ImageInputError(
+                        f"size {image.shape[3]}x{image.shape[2]} differs from the reference "
+                        f"{reference_path} ({reference.shape[3]}x{reference.shape[2]})"
+                    )
+            values = compute_metrics(image, reference, names, device=target, y_channel=y_channel,
+                                     crop_border=crop_border, lpips_net=lpips_net, on_warning=warn)[0]
+        except MganError as exc:
+            message = str(exc)
+            skip(path, message.removeprefix(f"{path}: "))
+            continue
+        seen[stem] = path
+        row: Row = {"name": stem, **values}
+        rows.append(row)
+        if as_json:
+            click.echo(json.dumps(json_row(row), allow_nan=False))
+
+    if not as_json and rows:
+        Console(soft_wrap=False).print(_table(rows, names))
+    if output is not None:
+        settings = {"y_channel": y_channel, "crop_border": crop_border, "lpips_net": lpips_net,
+                    "device": str(target), "reference": str(reference_dir) if reference_dir else None}
+        _write_report(output, rows, names, settings, skipped)
+    if not paths:
+        click.echo("no images found", err=True)
+    if skipped or not rows:
+        click.get_current_context().exit(1)
+
+
+__all__ = ["find_reference", "load_rgb", "metrics_command"]

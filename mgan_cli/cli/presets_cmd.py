@@ -1,0 +1,81 @@
+"""``mgan presets list | show NAME``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import torch
+import yaml
+from rich.table import Table
+
+from mgan_cli.cli.common import reports_errors, stdout_console
+from mgan_cli.generators import ARCHITECTURES
+from mgan_cli.presets import load_preset, preset_files
+from mgan_cli.weight_store import default_store
+
+
+@click.group("presets")
+def presets_group() -> None:
+    """List the built-in presets, or show one fully resolved with its generator's layers."""
+
+
+@presets_group.command("list")
+@click.option("--json", "json_lines", is_flag=True, help="One JSON object per preset.")
+@reports_errors
+def list_presets(json_lines: bool) -> None:
+    """List built-in presets (name, task, generator, description)."""
+    table = Table("preset", "task", "generator", "description")
+    for name in preset_files():
+        preset = load_preset(name)
+        if json_lines:
+            click.echo(json.dumps({"name": name, "task": preset.task, "generator": preset.generator,
+                                   "description": preset.description}))
+        else:
+            table.add_row(name, preset.task, preset.generator, preset.description)
+    if not json_lines:
+        stdout_console.print(table)
+
+
+def generator_layers(generator_name: str) -> list[dict[str, object]]:
+    """The composable layers of a registered generator, built on the meta device (no weights needed)."""
+    entry = default_store().entry(generator_name)
+    with torch.device("meta"):
+        model = ARCHITECTURES.get(entry.architecture or "")(**entry.config)
+    return [{"layer": info.index, "name": info.name, "shape": list(info.shape)} for info in model.layers()]
+
+
+@presets_group.command("show")
+@click.argument("name")
+@click.option("--codes", type=int, help="Show with this override applied (same for the flags below).")
+@click.option("--layer", type=int)
+@click.option("--iterations", type=int)
+@click.option("--lr", type=float)
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]))
+@click.option("--perceptual-weight", type=float)
+@click.option("--seed", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+@reports_errors
+def show_preset(name: str, as_json: bool, **overrides: object) -> None:
+    """Print preset NAME (or a YAML file) resolved, with any overrides, and its generator's layers.
+
+    \b
+    Examples:
+      mgan presets show dcgan64-invert
+      mgan presets show dcgan64-invert --codes 30 --layer 3
+    """
+    from mgan_cli.presets import apply_overrides
+
+    preset = apply_overrides(load_preset(name), **overrides)
+    data = preset.to_dict()
+    data["generator_layers"] = generator_layers(preset.generator)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        layers = data.pop("generator_layers")
+        click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+        click.echo(f"generator_layers:  # --layer L composes at the output of layer L of {preset.generator}")
+        for layer in layers:
+            shape = "x".join(str(s) for s in layer["shape"])
+            click.echo(f"  - {{layer: {layer['layer']}, name: {layer['name']}, shape: {shape}}}")

@@ -1,0 +1,218 @@
+"""The restoration commands (invert, colorize, superres, inpaint, denoise), one per registered task."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mgan_cli import __version__
+from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, resolve_device, stderr_console, stdout_console
+from mgan_cli.imageio import RESIZE_POLICIES, collect_inputs
+from mgan_cli.presets import apply_overrides, load_preset
+from mgan_cli.report import METRIC_COLUMNS, record_json, write_report
+from mgan_cli.runner import ImageRecord, Job, RunEvents, Runner
+from mgan_cli.tasks import TASKS, Task
+from mgan_cli.weight_store import default_store
+
+EXAMPLES = {
+    "invert": "mgan invert faces/ -o restored/\n  mgan invert a.png b.png -o out/ --codes 30 --layer 3 --json",
+    "colorize": "mgan colorize grey/ -o coloured/ --reference originals/",
+    "superres": "mgan superres lowres/ -o sr/ --scale 4\n  find lr/ -name '*.png' | mgan superres - -o sr/ --scale 8",
+    "inpaint": "mgan inpaint photos/ -o filled/ --mask mask.png\n  mgan inpaint photos/ -o filled/ --mask masks/",
+    "denoise": "mgan denoise noisy/ -o clean/ --reference clean_originals/",
+}
+
+
+def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.argument("inputs", nargs=-1, required=True, metavar="INPUT..."),
+        click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+                     help="Folder for the restored images (<input stem>.png) and report.json/report.csv."),
+        click.option("--preset", help="Preset name (`mgan presets list`) or a YAML file. [default: the task's]"),
+        click.option("--codes", type=click.IntRange(min=1), help="Number of latent codes N per image."),
+        click.option("--layer", type=click.IntRange(min=1), help="Composing layer ℓ (see `mgan presets show`)."),
+        click.option("--iterations", type=click.IntRange(min=0), help="Optimisation steps per image."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate."),
+        click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Optimiser."),
+        click.option("--perceptual-weight", type=click.FloatRange(min=0), help="Weight λ of the VGG16 term."),
+        click.option("--seed", type=int, help="Seed of the initial codes (per image: seed + file name)."),
+        click.option("--batch-size", type=click.IntRange(min=1), help="Images optimised together."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--reference", "reference_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Ground-truth images with the same file stems, for PSNR/SSIM/LPIPS."),
+        click.option("--resize", type=click.Choice(RESIZE_POLICIES), default="error", show_default=True,
+                     help="Inputs of the wrong size: error, crop (centre square, then resize) or fit (resize)."),
+        click.option("--recursive", is_flag=True, help="Also take images from sub-folders of INPUT folders."),
+        click.option("--json", "json_lines", is_flag=True,
+                     help="One JSON object per finished image on stdout, nothing else there."),
+        click.option("--quiet", is_flag=True, help="No progress bar or summary table."),
+        click.option("--overwrite", is_flag=True, help="Redo images whose output already exists."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+class _Display:
+    """Progress bar (stderr), JSON lines (stdout) and warnings for one run."""
+
+    def __init__(self, json_lines: bool, quiet: bool, total_inputs: int) -> None:
+        self.json_lines = json_lines
+        self.quiet = quiet
+        self.progress: Progress | None = None
+        self.images_task: Any = None
+        self.steps_task: Any = None
+        self.warned: set[str] = set()
+        if not (json_lines or quiet):
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                console=stderr_console, transient=False,
+            )
+            self.images_task = self.progress.add_task("images", total=total_inputs, loss="")
+            self.steps_task = self.progress.add_task("  steps", total=None, loss="")
+
+    def events(self) -> RunEvents:
+        return RunEvents(on_start=self.on_start, on_step=self.on_step, on_record=self.on_record,
+                         on_warning=self.on_warning)
+
+    def on_start(self, todo: int, settled: int) -> None:
+        pass
+
+    def on_step(self, step: int, total: int, loss: float) -> None:
+        if self.progress is not None:
+            self.progress.update(self.steps_task, completed=step, total=total, loss=f"loss {loss:.4f}")
+            self.progress.update(self.images_task, loss=f"loss {loss:.4f}")
+
+    def on_record(self, record: ImageRecord) -> None:
+        if self.json_lines:
+            row = record_json(record)
+            keys = ("input", "output", "status", "error", *METRIC_COLUMNS, "seconds")
+            line = {k: row.get(k) for k in keys} | {k: v for k, v in row.items() if k not in keys}
+            sys.stdout.write(json.dumps(line) + "\n")
+            sys.stdout.flush()
+        if record.status == "failed":
+            self.on_warning(f"skipped {record.input}: {record.error}")
+        if self.progress is not None:
+            self.progress.advance(self.images_task)
+
+    def on_warning(self, message: str) -> None:
+        if message not in self.warned:
+            self.warned.add(message)
+            stderr_console.print(f"[yellow]mgan: warning:[/] {message}", soft_wrap=True)
+
+    def __enter__(self) -> _Display:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _summary_table(report: dict[str, Any]) -> Table:
+    rows = report["images"]
+    table = Table(title=f"mgan {report['task']}: {report['summary']['ok']} ok, {report['summary']['skipped']} "
+                        f"skipped, {report['summary']['failed']} failed", title_justify="left")
+    table.add_column("image")
+    table.add_column("status")
+    for name in (*METRIC_COLUMNS, "seconds"):
+        table.add_column(name, justify="right")
+
+    def fmt(value: Any, digits: int = 4) -> str:
+        if value is None:
+            return "–"
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    for row in rows[:50]:
+        table.add_row(Path(row["input"]).name, row["status"], *(fmt(row.get(n)) for n in (*METRIC_COLUMNS, "seconds")))
+    if len(rows) > 50:
+        table.add_row(f"… {len(rows) - 50} more in report.json", "", *[""] * 5)
+    summary = report["summary"]
+    table.add_row("mean", "", *(fmt(summary.get(f"mean_{n}")) for n in (*METRIC_COLUMNS, "seconds")),
+                  style="bold")
+    return table
+
+
+def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str | None, device: str,
+             reference_dir: Path | None, resize: str, recursive: bool, json_lines: bool, quiet: bool,
+             overwrite: bool, mask: Path | None = None, **overrides: Any) -> None:
+    """Resolve the preset and inputs, run, write the report, show the summary; exit 1 if an image failed."""
+    started = time.time()
+    resolved = apply_overrides(load_preset(preset or task.default_preset), **overrides)
+    if resolved.task != task.name:
+        raise click.UsageError(f"preset {resolved.name!r} is for `mgan {resolved.task}`, not `mgan {task.name}`")
+    stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
+    paths = collect_inputs(inputs, recursive=recursive, stdin_lines=stdin_lines)
+    if not paths:
+        raise click.UsageError("no input images found (give files, folders, or - to read paths from stdin)")
+    job = Job(task=task, preset=resolved, inputs=paths, output_dir=output_dir, reference_dir=reference_dir,
+              mask=mask, resize=resize, device=resolve_device(device), overwrite=overwrite)
+    display = _Display(json_lines, quiet, len(paths))
+    runner = Runner(job, display.events())
+    with display:
+        records = runner.run()
+    store = default_store()
+    weights = {name: store.entry(name).sha256 for name in (resolved.generator, "vgg16-imagenet")}
+    header = {
+        "mgan_version": __version__,
+        "task": task.name,
+        "command": " ".join(["mgan", *sys.argv[1:]]),
+        "preset": resolved.to_dict(),
+        "seed": resolved.seed,
+        "device": str(job.device),
+        "weights_sha256": weights,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
+        "elapsed_seconds": round(time.time() - started, 3),
+    }
+    report = write_report(output_dir, header, records)
+    if not (json_lines or quiet):
+        stdout_console.print(_summary_table(report))
+        stderr_console.print(f"wrote {output_dir / 'report.json'} and report.csv")
+    if any(r.status == "failed" for r in records):
+        sys.exit(EXIT_SOME_FAILED)
+
+
+def make_task_command(task: Task) -> click.Command:
+    """Build the click command of ``task`` (task-specific options added here)."""
+
+    @reports_errors
+    def command(**kwargs: Any) -> None:
+        run_task(task, **kwargs)
+
+    command.__doc__ = (
+        f"{task.summary}\n\n"
+        f"INPUT is any mix of image files and folders; - reads paths from stdin. Each output is "
+        f"OUT/<input stem>.png; OUT/report.json and OUT/report.csv hold PSNR, SSIM, LPIPS and NIQE per image. "
+        f"Without --preset the task's default ({task.default_preset}) is used; flags override it.\n\n"
+        f"\b\nExamples:\n  {EXAMPLES.get(task.name, '')}"
+    )
+    decorated: Callable[..., Any] = _common_options(command)
+    if task.needs_scale:
+        decorated = click.option("--scale", type=click.IntRange(min=1),
+                                 help="Up-scaling factor s: inputs are (resolution/s) pixels square.")(decorated)
+    if task.needs_mask:
+        decorated = click.option("--mask", required=True, type=click.Path(exists=True, path_type=Path),
+                                 help="Mask file for all images, or a folder of masks named like the inputs "
+                                      "(white = missing).")(decorated)
+        decorated = click.option("--paste-known/--no-paste-known", default=None,
+                                 help="Copy known pixels from the input into the output. [default: on]")(decorated)
+    return click.command(task.name, help=command.__doc__)(decorated)
+
+
+def task_commands() -> list[click.Command]:
+    return [make_task_command(TASKS.get(name)) for name in ("invert", "colorize", "superres", "inpaint", "denoise")]

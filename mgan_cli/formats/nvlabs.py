@@ -1,0 +1,273 @@
+"""NVlabs stylegan2-ada-pytorch / stylegan3 network pickles (``network-snapshot-*.pkl``, ``ffhq.pkl``, …).
+
+The file is ``pickle.dump(dict(G=..., D=..., G_ema=..., augment_pipe=..., training_set_kwargs=...))``. Every
+network is a ``torch_utils.persistence`` class: it pickles as ``_reconstruct_persistent_obj(meta)`` with
+``meta = {type, version, module_src, class_name, state}``, where ``module_src`` is the *source code* of
+its module (loading it normally means executing that code) and ``state`` the module's ``__dict__``
+(``_parameters``, ``_buffers``, ``_modules``, ``_init_args``, ``_init_kwargs``, …). Tensors pickle as
+``torch._utils._rebuild_parameter`` / ``_rebuild_tensor_v2`` over storages that are themselves small
+legacy ``torch.save`` payloads (``torch.storage._load_from_bytes``).
+
+This reader runs none of that: :class:`~mgan_cli.safe_pickle.SafeUnpickler` maps
+``_reconstruct_persistent_obj`` to a function that only records the meta dict (the source is never
+compiled), ``torch_utils.*`` / ``training.*`` / ``dnnlib.*`` classes to inert stand-ins, storages to
+``torch.load(..., weights_only=True)``, and refuses every other name. Only ``G_ema`` is used: its tensors
+are converted into the canonical genforce layout, and its constructor arguments (``init_kwargs``:
+``z_dim``, ``w_dim``, ``img_resolution``, ``mapping_kwargs``, ``synthesis_kwargs`` — flat in the
+stylegan3 repository — incl. ``channel_base``, ``channel_max``, ``conv_clamp``) give the config.
+
+Conversion (NVlabs → genforce, also :func:`nvlabs_to_genforce`): ``mapping.fc{i}`` → ``mapping.dense{i}``
+(``weight`` → ``fc.weight``; both store the weight ×1/lr), ``mapping.w_avg`` → ``truncation.w_avg``,
+``b4.const`` → ``early_layer.const[None]``, ``b{4·2^b}.conv0`` → ``layer{2b-1}`` (kernel stored flipped:
+``permute(2, 3, 1, 0).flip(0, 1)``), ``.conv1`` → ``layer{2b}``, ``.torgb`` → ``output{b}`` (``permute(2, 3, 1, 0)``
+to TF layout), ``affine.weight`` → ``style.fc.weight``, ``affine.bias - 1`` → ``style.bias``,
+``noise_const`` → ``noise[None, None]``; the ``resample_filter`` buffers must be the [1,3,3,1] FIR.
+
+Config: truncation off (NVlabs' ``truncation_psi=1`` default), ``conv_clamp`` from the pickle (None for
+TF-converted nets, 256 for nets trained with stylegan2-ada-pytorch), noise = the stored ``noise_const``
+(NVlabs ``noise_mode='const'``; its default 'random' redraws noise every call). ``num_fp16_res`` is
+ignored: mgan computes in float32 (NVlabs' ``force_fp32=True``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mgan_cli.errors import UnknownFormatError, UnsafePickleError
+from mgan_cli.generators import stylegan2 as sg2
+from mgan_cli.generators.registry import READERS, GeneratorWeights
+from mgan_cli.safe_pickle import InertObject, safe_load
+
+#: persistence version this reader understands (stylegan2-ada-pytorch and stylegan3 both write 6)
+PERSISTENCE_VERSION = 6
+
+
+@dataclass
+class PersistentObject:
+    """What ``_reconstruct_persistent_obj(meta)`` stands for: the class name and its pickled ``__dict__``."""
+
+    class_name: str
+    state: dict[str, Any] = field(default_factory=dict)
+    version: Any = None
+
+
+def _record_persistent(meta: Any) -> PersistentObject:
+    if not isinstance(meta, dict) or meta.get("type") != "class":
+        raise UnsafePickleError("refused a persistent object whose meta is not a plain class record")
+    state = meta.get("state")
+    return PersistentObject(str(meta.get("class_name")), state if isinstance(state, dict) else {},
+                            meta.get("version"))
+
+
+def _load_storage(data: bytes) -> Any:
+    """``torch.storage._load_from_bytes``: a legacy ``torch.save`` of one storage, read as data."""
+    if not isinstance(data, bytes | bytearray):
+        raise UnsafePickleError("refused a storage that is not a byte string")
+    return torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None, *rest: Any) -> Any:
+    if not isinstance(data, torch.Tensor):
+        raise UnsafePickleError("refused a parameter that is not a tensor")
+    return data
+
+
+def _rebuild_tensor(storage: Any, *args: Any) -> torch.Tensor:
+    if not isinstance(storage, torch.storage.TypedStorage | torch.UntypedStorage):
+        raise UnsafePickleError("refused to rebuild a tensor from something that is not a storage")
+    return torch._utils._rebuild_tensor_v2(storage, *args)
+
+
+ALLOWED: dict[tuple[str, str], Any] = {
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _record_persistent,
+    ("torch.storage", "_load_from_bytes"): _load_storage,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+}
+#: class references that become inert stand-ins (never imported)
+INERT_MODULES = ("torch_utils.", "training.", "dnnlib.", "torch.nn.modules.")
+
+
+def _plain(value: Any) -> Any:
+    """Inert ``dnnlib.EasyDict`` (and nested containers) → plain dicts/lists."""
+    if isinstance(value, InertObject):
+        items = dict(value.__dict__.get("items", {}))
+        state = value.__dict__.get("state")
+        if isinstance(state, dict):
+            items.update(state)
+        return {k: _plain(v) for k, v in items.items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _module_state(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, PersistentObject):
+        return obj.state
+    if isinstance(obj, InertObject):
+        state = obj.__dict__.get("state")
+        return state if isinstance(state, dict) else {}
+    raise UnknownFormatError(f"expected a network module, found {type(obj).__name__}")
+
+
+def flatten_module(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A pickled ``nn.Module`` tree (persistent records / inert stand-ins) → its ``state_dict``."""
+    state = _module_state(obj)
+    skip = set(state.get("_non_persistent_buffers_set") or ())
+    tensors: dict[str, torch.Tensor] = {}
+    for group in ("_parameters", "_buffers"):
+        for name, value in (state.get(group) or {}).items():
+            if isinstance(value, torch.Tensor) and not (group == "_buffers" and name in skip):
+                tensors[prefix + name] = value.detach().to(torch.float32)
+    for name, child in (state.get("_modules") or {}).items():
+        if child is not None:
+            tensors.update(flatten_module(child, f"{prefix}{name}."))
+    return tensors
+
+
+def _to_tf(weight: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    weight = weight.permute(2, 3, 1, 0)
+    return (weight.flip(0, 1) if flip else weight).contiguous()
+
+
+def _to_nv(weight: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    return (weight.flip(0, 1) if flip else weight).permute(3, 2, 0, 1).contiguous()
+
+
+def _layer_names(resolution: int) -> list[tuple[str, str, bool]]:
+    """``(nvlabs prefix, genforce prefix, flipped)`` for every synthesis layer."""
+    names = []
+    for b in range(int(math.log2(resolution)) - 1):
+        res = 4 * 2**b
+        if b > 0:
+            names.append((f"synthesis.b{res}.conv0", f"synthesis.layer{2 * b - 1}", True))
+        names.append((f"synthesis.b{res}.conv1", f"synthesis.layer{2 * b}", False))
+        names.append((f"synthesis.b{res}.torgb", f"synthesis.output{b}", False))
+    return names
+
+
+def nvlabs_to_genforce(state: Mapping[str, torch.Tensor], source: str = "weights") -> dict[str, torch.Tensor]:
+    """An NVlabs ``Generator`` state dict → genforce layout (see the module docstring for the rules)."""
+    state = dict(state)
+    if any(k.startswith("synthesis.input.") for k in state):
+        raise UnknownFormatError(f"{source}: a StyleGAN3 (alias-free) generator; only StyleGAN2 is supported")
+    if "mapping.embed.weight" in state:
+        raise UnknownFormatError(f"{source}: a class-conditional generator (c_dim > 0) is not supported")
+    try:
+        resolution = max(int(k.split(".")[1][1:]) for k in state if k.startswith("synthesis.b"))
+        out: dict[str, torch.Tensor] = {}
+        num_mapping = sum(1 for k in state if k.startswith("mapping.fc") and k.endswith(".weight"))
+        for i in range(num_mapping):
+            out[f"mapping.dense{i}.fc.weight"] = state.pop(f"mapping.fc{i}.weight")
+            out[f"mapping.dense{i}.bias"] = state.pop(f"mapping.fc{i}.bias")
+        if "mapping.w_avg" in state:
+            out["truncation.w_avg"] = state.pop("mapping.w_avg")
+        out["synthesis.early_layer.const"] = state.pop("synthesis.b4.const")[None]
+        for nv, gf, flip in _layer_names(resolution):
+            out[f"{gf}.weight"] = _to_tf(state.pop(f"{nv}.weight"), flip)
+            out[f"{gf}.bias"] = state.pop(f"{nv}.bias")
+            out[f"{gf}.style.fc.weight"] = state.pop(f"{nv}.affine.weight")
+            out[f"{gf}.style.bias"] = state.pop(f"{nv}.affine.bias") - 1.0
+            if f"{nv}.noise_const" in state:
+                noise = state.pop(f"{nv}.noise_const")
+                out[f"{gf}.noise"] = noise.view(1, 1, *noise.shape)
+                out[f"{gf}.noise_strength"] = state.pop(f"{nv}.noise_strength")
+    except (KeyError, ValueError) as exc:
+        raise UnknownFormatError(f"{source}: not an NVlabs StyleGAN2 generator (missing {exc})") from exc
+    fir = sg2.fir_kernel()[0, 0] / 4.0
+    for key in [k for k in state if k.endswith("resample_filter")]:
+        if not torch.allclose(state.pop(key), fir):
+            raise UnknownFormatError(f"{source}: {key} is not the [1,3,3,1] filter mgan implements")
+    if state:
+        raise UnknownFormatError(f"{source}: unexpected NVlabs tensors {sorted(state)[:4]}")
+    out.update(sg2.fixed_buffers(resolution))
+    return out
+
+
+def genforce_to_nvlabs(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`nvlabs_to_genforce` (``resample_filter`` buffers included), e.g. to export."""
+    num_layers = 1 + max(int(k.split(".")[1][5:]) for k in state if k.startswith("synthesis.layer"))
+    resolution = 2 ** ((num_layers + 3) // 2)
+    fir = sg2.fir_kernel()[0, 0] / 4.0
+    out: dict[str, torch.Tensor] = {"synthesis.b4.const": state["synthesis.early_layer.const"][0]}
+    for b in range(int(math.log2(resolution)) - 1):
+        out[f"synthesis.b{4 * 2**b}.resample_filter"] = fir.clone()
+    for nv, gf, flip in _layer_names(resolution):
+        out[f"{nv}.weight"] = _to_nv(state[f"{gf}.weight"], flip)
+        out[f"{nv}.bias"] = state[f"{gf}.bias"]
+        if f"{gf}.noise" in state:
+            out[f"{nv}.noise_strength"] = state[f"{gf}.noise_strength"]
+            out[f"{nv}.resample_filter"] = fir.clone()
+            out[f"{nv}.noise_const"] = state[f"{gf}.noise"][0, 0]
+        out[f"{nv}.affine.weight"] = state[f"{gf}.style.fc.weight"]
+        out[f"{nv}.affine.bias"] = state[f"{gf}.style.bias"] + 1.0
+    i = 0
+    while f"mapping.dense{i}.fc.weight" in state:
+        out[f"mapping.fc{i}.weight"] = state[f"mapping.dense{i}.fc.weight"]
+        out[f"mapping.fc{i}.bias"] = state[f"mapping.dense{i}.bias"]
+        i += 1
+    out["mapping.w_avg"] = state["truncation.w_avg"]
+    return out
+
+
+def config_from_init_kwargs(kwargs: Mapping[str, Any], source: str = "weights") -> dict[str, Any]:
+    """``stylegan2`` constructor kwargs from an NVlabs ``Generator``'s ``init_kwargs`` (truncation off)."""
+    if int(kwargs.get("c_dim") or 0) != 0:
+        raise UnknownFormatError(f"{source}: a class-conditional generator (c_dim > 0) is not supported")
+    mapping = kwargs.get("mapping_kwargs") or {}
+    synthesis = kwargs.get("synthesis_kwargs", kwargs) or {}
+    if list(synthesis.get("resample_filter") or [1, 3, 3, 1]) != [1, 3, 3, 1]:
+        raise UnknownFormatError(f"{source}: resample_filter {synthesis.get('resample_filter')} is not [1,3,3,1]")
+    try:
+        w_dim = int(kwargs["w_dim"])
+        clamp = synthesis.get("conv_clamp")
+        return {
+            "resolution": int(kwargs["img_resolution"]), "z_dim": int(kwargs["z_dim"]), "w_dim": w_dim,
+            "image_channels": int(kwargs.get("img_channels", 3)),
+            "fmaps_base": int(synthesis.get("channel_base", 32768)),
+            "fmaps_max": int(synthesis.get("channel_max", 512)),
+            "num_mapping_layers": int(mapping.get("num_layers", 8)),
+            "mapping_hidden": int(mapping.get("layer_features") or w_dim),
+            "mapping_lr_multiplier": float(mapping.get("lr_multiplier", 0.01)),
+            "truncation_psi": None, "truncation_layers": None,
+            "conv_clamp": None if clamp is None else float(clamp),
+            "architecture": str(synthesis.get("architecture", "skip")),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UnknownFormatError(f"{source}: unreadable NVlabs init_kwargs ({exc})") from exc
+
+
+@READERS.register("nvlabs-pickle")
+def read_nvlabs_pickle(path: Path) -> GeneratorWeights:
+    """An NVlabs stylegan2-ada-pytorch / stylegan3 (StyleGAN2 networks) ``.pkl``: ``G_ema`` → ``stylegan2``."""
+    try:
+        data = safe_load(path, allowed=ALLOWED, inert_modules=INERT_MODULES)
+    except UnsafePickleError:
+        raise
+    except Exception as exc:  # truncated or non-pickle files raise many types
+        raise UnknownFormatError(f"{path}: not an NVlabs network pickle ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(data, dict) or "G_ema" not in data:
+        raise UnknownFormatError(f"{path}: expected a pickled dict with 'G_ema' (an NVlabs network snapshot)")
+    g_ema = data["G_ema"]
+    if isinstance(g_ema, PersistentObject) and g_ema.version != PERSISTENCE_VERSION:
+        raise UnknownFormatError(f"{path}: torch_utils.persistence version {g_ema.version} is not supported")
+    state = nvlabs_to_genforce(flatten_module(g_ema), str(path))
+    kwargs = _plain(_module_state(g_ema).get("_init_kwargs"))
+    if isinstance(kwargs, dict) and kwargs:
+        config = config_from_init_kwargs(kwargs, str(path))
+    else:  # no constructor record: shapes give everything but conv_clamp
+        config = {**sg2.infer_config(state, str(path)), "truncation_psi": None, "truncation_layers": None}
+    if "truncation.w_avg" not in state:
+        state["truncation.w_avg"] = sg2.mean_w(config, state)
+    sg2.check_shapes(config, state, str(path))
+    class_name = g_ema.class_name if isinstance(g_ema, PersistentObject) else type(g_ema).__name__
+    return GeneratorWeights("stylegan2", config, state, {"format": "nvlabs-pickle", "class_name": class_name})

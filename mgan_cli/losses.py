@@ -1,0 +1,103 @@
+"""The reconstruction loss: pixel MSE + λ · VGG16 perceptual distance, per image.
+
+Matches the reference implementation (``inversion/losses.py``): images in [-1, 1] are mapped to [0, 1],
+ImageNet-normalised, optionally resized (nearest) to ``perceptual_resolution``, passed through
+``vgg16.features[:vgg_layer]`` (16 = through relu3_3), and compared with a mean L1 (or L2) distance
+scaled by 0.001. The loss is returned *per image* (``[B]``) so that images in one batch never influence
+each other's gradients (their sum is what the engine differentiates).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from mgan_cli.errors import ConfigurationError
+from mgan_cli.weight_store import weight_path
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: The reference's fixed scale on the perceptual term.
+PERCEPTUAL_SCALE = 0.001
+
+
+@cache
+def _vgg16_features_cpu() -> nn.Sequential:
+    model = torchvision.models.vgg16(weights=None).features
+    state = torch.load(weight_path("vgg16-imagenet"), map_location="cpu", weights_only=True)
+    model.load_state_dict({k.removeprefix("features."): v for k, v in state.items()})
+    return model.eval().requires_grad_(False)
+
+
+def vgg16_features(depth: int) -> nn.Sequential:
+    """The first ``depth`` modules of ImageNet VGG16's ``features`` (a fresh, frozen copy's slice)."""
+    if not 1 <= depth <= 31:
+        raise ConfigurationError(f"vgg_layer must be in 1..31 (16 = relu3_3, 23 = relu4_3), got {depth}")
+    features = _vgg16_features_cpu()
+    return nn.Sequential(*[features[i] for i in range(depth)])
+
+
+class PerceptualDistance(nn.Module):
+    """Mean L1/L2 distance between VGG16 features of two image batches ``[B, 3, H, W]`` in [-1, 1] -> ``[B]``."""
+
+    def __init__(self, vgg_layer: int = 16, resolution: int | None = None, distance: str = "l1") -> None:
+        super().__init__()
+        if distance not in ("l1", "l2"):
+            raise ConfigurationError(f"perceptual distance must be 'l1' or 'l2', got {distance!r}")
+        self.features = vgg16_features(vgg_layer)
+        self.resolution = resolution
+        self.distance = distance
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """VGG features of ``[B, 3, H, W]`` images in [-1, 1]."""
+        x = ((images * 0.5 + 0.5) - self.mean) / self.std
+        if self.resolution is not None and x.shape[-1] != self.resolution:
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="nearest")
+        return self.features(x)
+
+    def forward_features(self, image_features: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
+        diff = image_features - target_features
+        per_element = diff.abs() if self.distance == "l1" else diff.square()
+        return per_element.flatten(1).mean(dim=1)
+
+    def forward(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(self.embed(images), self.embed(targets))
+
+
+class ReconstructionLoss(nn.Module):
+    """``L(a, y) = mean((a − y)²) + λ · 0.001 · d_VGG(a, y)`` per image, ``a = A(x̂)``.
+
+    ``prepare(targets)`` computes the observed images' VGG features once; ``forward`` then only embeds
+    the estimates. λ = 0 skips the VGG network entirely.
+    """
+
+    def __init__(self, perceptual_weight: float = 1.0, vgg_layer: int = 16,
+                 perceptual_resolution: int | None = None, distance: str = "l1") -> None:
+        super().__init__()
+        self.perceptual_weight = perceptual_weight
+        self.perceptual = (
+            PerceptualDistance(vgg_layer, perceptual_resolution, distance) if perceptual_weight > 0 else None
+        )
+
+    def prepare(self, targets: torch.Tensor) -> torch.Tensor | None:
+        """Target features (or ``None`` without a perceptual term), computed once per batch."""
+        if self.perceptual is None:
+            return None
+        with torch.no_grad():
+            return self.perceptual.embed(targets)
+
+    def forward(self, estimates: torch.Tensor, targets: torch.Tensor,
+                target_features: torch.Tensor | None = None) -> torch.Tensor:
+        loss = (estimates - targets).square().flatten(1).mean(dim=1)
+        if self.perceptual is not None:
+            if target_features is None:
+                target_features = self.prepare(targets)
+            distance = self.perceptual.forward_features(self.perceptual.embed(estimates), target_features)
+            loss = loss + self.perceptual_weight * PERCEPTUAL_SCALE * distance
+        return loss

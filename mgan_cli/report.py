@@ -1,0 +1,93 @@
+"""The run report: ``OUT/report.json`` (settings, weights, per-image records, summary) and ``OUT/report.csv``.
+
+A rerun into the same folder merges: records of images skipped this time (their outputs already exist)
+are taken from the previous report, so the report always covers every output in the folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from mgan_cli.runner import ImageRecord
+
+METRIC_COLUMNS = ("psnr", "ssim", "lpips", "niqe")
+CSV_COLUMNS = ("input", "output", "status", "error", *METRIC_COLUMNS, "niqe_reason", "seconds", "loss", "seed",
+               "notes")
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no inf/nan: an infinite PSNR (identical images) becomes the string "inf", nan becomes null."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def record_json(record: ImageRecord) -> dict[str, Any]:
+    """One record as JSON-safe data (the ``--json`` line and the report row)."""
+    return _clean(record.to_dict())
+
+
+def previous_records(output_dir: Path) -> dict[str, dict[str, Any]]:
+    """Records of an earlier report in ``output_dir`` keyed by output path (empty if none or unreadable)."""
+    path = output_dir / "report.json"
+    try:
+        images = json.loads(path.read_text())["images"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {row["output"]: row for row in images if isinstance(row, dict) and row.get("output")}
+
+
+def merge_previous(rows: list[dict[str, Any]], previous: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fill skipped rows from the previous report's record of the same output (keeping status ``skipped``)."""
+    merged = []
+    for row in rows:
+        earlier = previous.get(row.get("output") or "")
+        if row["status"] == "skipped" and earlier and earlier.get("status") in ("ok", "skipped"):
+            row = {**earlier, "status": "skipped", "notes": row["notes"]}
+        merged.append(row)
+    return merged
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts per status and the mean of each metric over the images that have it."""
+    summary: dict[str, Any] = {"images": len(rows)}
+    for status in ("ok", "skipped", "failed"):
+        summary[status] = sum(1 for r in rows if r["status"] == status)
+    for name in (*METRIC_COLUMNS, "seconds"):
+        values = [r[name] for r in rows if isinstance(r.get(name), int | float)]
+        summary[f"mean_{name}"] = sum(values) / len(values) if values else None
+        summary[f"count_{name}"] = len(values)
+    return summary
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def write_report(output_dir: Path, header: dict[str, Any], records: list[ImageRecord]) -> dict[str, Any]:
+    """Write ``report.json`` and ``report.csv`` into ``output_dir``; returns the report as data."""
+    rows = merge_previous([record_json(r) for r in records], previous_records(output_dir))
+    report = {**_clean(header), "summary": summarize(rows), "images": rows}
+    _atomic_write(output_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "notes": "; ".join(row.get("notes") or [])})
+    _atomic_write(output_dir / "report.csv", buffer.getvalue())
+    return report

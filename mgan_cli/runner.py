@@ -1,0 +1,253 @@
+"""Runs a restoration task over a list of image files: load, batch, invert, write, measure, report.
+
+The runner never prints. It reports through :class:`RunEvents` callbacks (the command line shows them
+with rich, or as JSON lines) and returns one :class:`ImageRecord` per input. A bad input (unreadable,
+wrong size, missing mask) becomes a ``failed`` record and the rest of the batch still runs. Outputs are
+written atomically; an output that already exists is kept and the image ``skipped`` unless
+``overwrite`` is set, so a rerun into the same folder resumes where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mgan_cli.degradations import Degradation, build_degradation
+from mgan_cli.engine import invert
+from mgan_cli.errors import ImageInputError, MganError
+from mgan_cli.generators import Generator, load_generator
+from mgan_cli.imageio import IMAGE_SUFFIXES, fit_to_size, read_image, read_mask, to_tensor, to_uint8, write_png
+from mgan_cli.losses import ReconstructionLoss
+from mgan_cli.measure import measure
+from mgan_cli.presets import Preset
+from mgan_cli.tasks import Task
+
+
+@dataclass
+class ImageRecord:
+    """The outcome for one input file (one row of the report, one JSON line with ``--json``)."""
+
+    input: str
+    output: str | None = None
+    status: str = "pending"  # ok | failed | skipped
+    error: str | None = None
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seed: int | None = None
+    loss: float | None = None
+    seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input": self.input, "output": self.output, "status": self.status, "error": self.error,
+                **self.metrics, "seconds": self.seconds, "loss": self.loss, "seed": self.seed, "notes": self.notes}
+
+
+@dataclass
+class RunEvents:
+    """Callbacks for progress: all optional."""
+
+    on_start: Callable[[int, int], None] | None = None  # (images to process, images skipped)
+    on_step: Callable[[int, int, float], None] | None = None  # (step, iterations, mean loss of the batch)
+    on_record: Callable[[ImageRecord], None] | None = None  # an image finished (ok, failed or skipped)
+    on_warning: Callable[[str], None] | None = None
+
+
+@dataclass
+class Job:
+    """Everything a run needs. ``mask`` is a file (one mask for all) or a folder (masks by file stem)."""
+
+    task: Task
+    preset: Preset
+    inputs: list[Path]
+    output_dir: Path
+    reference_dir: Path | None = None
+    mask: Path | None = None
+    resize: str = "error"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    overwrite: bool = False
+    metrics: tuple[str, ...] = ("psnr", "ssim", "lpips", "niqe")
+
+
+def image_seed(seed: int, name: str) -> int:
+    """A per-image seed from the run's seed and the file name: results don't depend on batching or order."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def _find_by_stem(directory: Path, stem: str) -> Path | None:
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (directory / f"{stem}{suffix}", directory / f"{stem}{suffix.upper()}"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+@dataclass
+class _Prepared:
+    record: ImageRecord
+    observed: torch.Tensor  # [3, r, r] in [-1, 1]
+    mask: torch.Tensor | None  # [1, R, R] in [0, 1]
+    reference: torch.Tensor | None  # uint8 [3, R, R]
+    output_path: Path
+    load_seconds: float
+
+
+class Runner:
+    """Executes a :class:`Job` (see the module docstring)."""
+
+    def __init__(self, job: Job, events: RunEvents | None = None, generator: Generator | None = None) -> None:
+        self.job = job
+        self.events = events or RunEvents()
+        self.generator = (generator or load_generator(job.preset.generator)).to(job.device)
+        self.degradation: Degradation = build_degradation(job.preset.degradation).to(job.device)
+        self.observed_size = self.degradation.observed_size(self.generator.resolution)
+        loss = job.preset.loss
+        self.loss = ReconstructionLoss(loss.perceptual_weight, loss.vgg_layer, loss.perceptual_resolution,
+                                       loss.distance).to(job.device)
+        if self.degradation.needs_mask and job.mask is None:
+            raise MganError(f"{job.task.name} needs --mask FILE_OR_DIR (white = missing pixels)")
+
+    # -- planning ---------------------------------------------------------------------------------
+    def plan(self) -> tuple[list[tuple[Path, Path]], list[ImageRecord]]:
+        """Split inputs into (to process, already settled): skipped outputs, clashes, inputs as outputs."""
+        todo: list[tuple[Path, Path]] = []
+        settled: list[ImageRecord] = []
+        claimed: dict[Path, Path] = {}
+        inputs = {p.resolve() for p in self.job.inputs}
+        for path in self.job.inputs:
+            output = self.job.output_dir / f"{path.stem}.png"
+            record = ImageRecord(input=str(path), output=str(output))
+            if output.resolve() in inputs:
+                record.status, record.error = "failed", (
+                    f"{path}: its output {output} would overwrite an input; choose another -o folder")
+                settled.append(record)
+            elif output in claimed:
+                record.status, record.error = "failed", (
+                    f"{path}: same file name as {claimed[output]}, both would write {output}; rename one")
+                settled.append(record)
+            elif output.exists() and not self.job.overwrite:
+                record.status = "skipped"
+                record.notes.append("output exists (use --overwrite to redo)")
+                settled.append(record)
+                claimed[output] = path
+            else:
+                claimed[output] = path
+                todo.append((path, output))
+        return todo, settled
+
+    # -- loading ----------------------------------------------------------------------------------
+    def _prepare(self, path: Path, output: Path) -> _Prepared:
+        started = time.perf_counter()
+        record = ImageRecord(input=str(path), output=str(output), seed=image_seed(self.job.preset.seed, path.name))
+        resolution = self.generator.resolution
+        image, note = fit_to_size(read_image(path), self.observed_size, self.job.resize, path)
+        if note:
+            record.notes.append(note)
+        mask = None
+        if self.degradation.needs_mask:
+            mask_path = self.job.mask
+            if mask_path is not None and mask_path.is_dir():
+                mask_path = _find_by_stem(mask_path, path.stem)
+                if mask_path is None:
+                    raise ImageInputError(f"{path}: no mask named {path.stem}.* in {self.job.mask}")
+            assert mask_path is not None
+            mask_image = read_mask(mask_path)
+            if mask_image.size != (resolution, resolution):
+                raise ImageInputError(
+                    f"{path}: mask {mask_path} is {mask_image.size[0]}x{mask_image.size[1]} but must be "
+                    f"{resolution}x{resolution} (the generator's resolution)")
+            mask = to_tensor(mask_image)
+        reference = None
+        if self.job.reference_dir is not None:
+            reference_path = _find_by_stem(self.job.reference_dir, path.stem)
+            if reference_path is None:
+                record.notes.append(f"no reference named {path.stem}.* in {self.job.reference_dir}")
+            else:
+                ref_image, ref_note = fit_to_size(read_image(reference_path), resolution, self.job.resize,
+                                                  reference_path, what="reference")
+                if ref_note:
+                    record.notes.append(f"reference {ref_note}")
+                reference = to_uint8(to_tensor(ref_image)[None])[0]
+        elif self.job.task.compare_to_input and self.observed_size == resolution:
+            reference = to_uint8(to_tensor(image)[None])[0]
+        return _Prepared(record, to_tensor(image), mask, reference, output, time.perf_counter() - started)
+
+    # -- running ----------------------------------------------------------------------------------
+    def run(self) -> list[ImageRecord]:
+        todo, settled = self.plan()
+        for record in settled:
+            self._emit(record)
+        if self.events.on_start:
+            self.events.on_start(len(todo), len(settled))
+        self.job.output_dir.mkdir(parents=True, exist_ok=True)
+        records = list(settled)
+        batch_size = max(1, self.job.preset.batch_size)
+        for start in range(0, len(todo), batch_size):
+            records.extend(self._run_batch(todo[start:start + batch_size]))
+        order = {str(path): i for i, path in enumerate(self.job.inputs)}
+        return sorted(records, key=lambda r: order.get(r.input, len(order)))
+
+    def _run_batch(self, batch: list[tuple[Path, Path]]) -> list[ImageRecord]:
+        prepared: list[_Prepared] = []
+        done: list[ImageRecord] = []
+        for path, output in batch:
+            try:
+                prepared.append(self._prepare(path, output))
+            except MganError as exc:
+                record = ImageRecord(input=str(path), output=None, status="failed", error=str(exc))
+                self._emit(record)
+                done.append(record)
+        if not prepared:
+            return done
+        started = time.perf_counter()
+        device = self.job.device
+        observed = torch.stack([p.observed for p in prepared]).to(device)
+        masks = torch.stack([p.mask for p in prepared]).to(device) if prepared[0].mask is not None else None
+        settings = self.job.preset.inversion
+
+        def on_progress(step: int, losses: torch.Tensor) -> None:
+            if self.events.on_step:
+                self.events.on_step(step, settings.iterations, float(losses.mean()))
+
+        result = invert(self.generator, observed, self.degradation, self.loss, settings,
+                        [p.record.seed or 0 for p in prepared], mask=masks, progress=on_progress)
+        outputs = to_uint8(self.degradation.finalize(result.images, self._observed_full(observed), masks)).cpu()
+        compute_seconds = (time.perf_counter() - started) / len(prepared)
+        references = [p.reference for p in prepared]
+        metrics, warnings = measure(outputs, references, self.job.metrics, device)
+        for message in warnings:
+            if self.events.on_warning:
+                self.events.on_warning(message)
+        for index, item in enumerate(prepared):
+            record = item.record
+            try:
+                write_png(outputs[index], item.output_path)
+            except OSError as exc:
+                record.status, record.error, record.output = "failed", f"{item.output_path}: cannot write ({exc})", None
+            else:
+                record.status = "ok"
+                record.metrics = metrics[index]
+                record.loss = float(result.losses[index])
+                if item.reference is None and not self.job.task.compare_to_input:
+                    record.notes.append("no --reference: full-reference metrics are null")
+            record.seconds = round(compute_seconds + item.load_seconds, 3)
+            self._emit(record)
+            done.append(record)
+        return done
+
+    def _observed_full(self, observed: torch.Tensor) -> torch.Tensor:
+        """The observed images at the generator's resolution (what ``finalize`` blends with)."""
+        if observed.shape[-1] == self.generator.resolution:
+            return observed
+        return torch.nn.functional.interpolate(observed, size=self.generator.resolution, mode="bicubic",
+                                               align_corners=False).clamp(-1, 1)
+
+    def _emit(self, record: ImageRecord) -> None:
+        if self.events.on_record:
+            self.events.on_record(record)

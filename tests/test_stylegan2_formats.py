@@ -1,0 +1,292 @@
+"""StyleGAN2 weight readers: each file is written in its exact official format and read back.
+
+* ``nvlabs-pickle``: a snapshot dict pickled with stand-ins whose module paths are the official ones
+  (``torch_utils.persistence._reconstruct_persistent_obj(meta)`` with ``module_src``/``class_name``/``state``,
+  ``dnnlib.util.EasyDict`` kwargs, real ``nn.Parameter`` pickling), read as data;
+* ``rosinality``: ``torch.save({'g_ema': ..., 'latent_avg': ..., 'args': Namespace})``;
+* ``genforce-stylegan2``: ``torch.save(OrderedDict state dict)``.
+
+Golden weights (official layouts) go through each reader and must give the official images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import pickle
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mgan_cli.errors import UnknownFormatError, UnsafePickleError
+from mgan_cli.formats.nvlabs import genforce_to_nvlabs
+from mgan_cli.formats.rosinality import genforce_to_rosinality
+from mgan_cli.generators import ARCHITECTURES, READERS, build
+from mgan_cli.generators.stylegan2 import StyleGAN2
+
+ATOL = 1e-4
+SMALL = {"resolution": 32, "z_dim": 64, "w_dim": 64, "fmaps_base": 1024, "fmaps_max": 64}
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _random_model(seed: int, **config: object) -> StyleGAN2:
+    """A small StyleGAN2 with every parameter and buffer redrawn (realistic scales, w_avg included)."""
+    torch.manual_seed(seed)
+    model = ARCHITECTURES.get("stylegan2")(**{**SMALL, "truncation_psi": None, **config})
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.startswith("mapping.") and name.endswith("fc.weight"):
+                tensor.normal_(0.0, 100.0)
+            elif not name.endswith("kernel"):
+                tensor.normal_(0.0, 0.3 if "bias" in name or "strength" in name else 1.0)
+    return model.freeze()
+
+
+# ---- NVlabs pickles -------------------------------------------------------------------------------------
+
+NV_CLASSES = {"conv0": "SynthesisLayer", "conv1": "SynthesisLayer", "torgb": "ToRGBLayer",
+              "affine": "FullyConnectedLayer", "synthesis": "SynthesisNetwork", "mapping": "MappingNetwork"}
+
+
+@pytest.fixture
+def official_modules(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    """Stand-ins registered under the official module paths, so pickle writes the official global names."""
+    persistence = types.ModuleType("torch_utils.persistence")
+
+    def _reconstruct_persistent_obj(meta: dict) -> None:
+        raise AssertionError("mgan must never call the real reconstruct function")
+
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj  # type: ignore[attr-defined]
+    util = types.ModuleType("dnnlib.util")
+    easy_dict = type("EasyDict", (dict,), {"__module__": "dnnlib.util", "__qualname__": "EasyDict"})
+    util.EasyDict = easy_dict  # type: ignore[attr-defined]
+    torch_utils, dnnlib = types.ModuleType("torch_utils"), types.ModuleType("dnnlib")
+    torch_utils.persistence = persistence  # type: ignore[attr-defined]
+    dnnlib.util, dnnlib.EasyDict = util, easy_dict  # type: ignore[attr-defined]
+    for name, module in [("torch_utils", torch_utils), ("torch_utils.persistence", persistence),
+                         ("dnnlib", dnnlib), ("dnnlib.util", util)]:
+        monkeypatch.setitem(sys.modules, name, module)
+    return types.SimpleNamespace(reconstruct=_reconstruct_persistent_obj, EasyDict=easy_dict)
+
+
+class _Persistent:
+    """Pickles exactly like a ``@persistence.persistent_class`` nn.Module instance."""
+
+    def __init__(self, reconstruct: object, class_name: str, state: dict, module_src: str) -> None:
+        self.reconstruct, self.class_name, self.state, self.module_src = reconstruct, class_name, state, module_src
+
+    def __reduce__(self) -> tuple:
+        meta = {"type": "class", "version": 6, "module_src": self.module_src, "class_name": self.class_name,
+                "state": self.state}
+        return (self.reconstruct, (meta,))
+
+
+def _persistent_tree(env: types.SimpleNamespace, state: dict[str, torch.Tensor], init_kwargs: dict,
+                     module_src: str) -> _Persistent:
+    """Nest a flat NVlabs state dict into persistent modules with nn.Module-like ``__dict__`` states."""
+    def node(class_name: str) -> dict:
+        return {"training": False, "_parameters": collections.OrderedDict(), "_buffers": collections.OrderedDict(),
+                "_non_persistent_buffers_set": set(), "_backward_hooks": collections.OrderedDict(),
+                "_forward_hooks": collections.OrderedDict(), "_modules": collections.OrderedDict(),
+                "_init_args": (), "_init_kwargs": {}, "class_name": class_name}
+
+    root = node("Generator")
+    root["_init_kwargs"] = init_kwargs
+    root.update({k: v for k, v in init_kwargs.items() if k in ("z_dim", "c_dim", "w_dim", "img_resolution")})
+    for key, value in state.items():
+        *path, leaf = key.split(".")
+        current = root
+        for part in path:
+            if part not in current["_modules"]:
+                cls = NV_CLASSES.get(part, "SynthesisBlock" if part.startswith("b") else "FullyConnectedLayer")
+                current["_modules"][part] = node(cls)
+                current["_modules"][part]["weight_gain"] = np.float64(0.125)  # numpy scalars appear in states
+            current = current["_modules"][part]
+        is_buffer = leaf in ("w_avg", "noise_const", "resample_filter")
+        current["_buffers" if is_buffer else "_parameters"][leaf] = (
+            value.clone() if is_buffer else torch.nn.Parameter(value.clone(), requires_grad=False))
+
+    def wrap(tree: dict) -> _Persistent:
+        tree["_modules"] = collections.OrderedDict((k, wrap(v)) for k, v in tree["_modules"].items())
+        return _Persistent(env.reconstruct, tree.pop("class_name"), tree, module_src)
+
+    return wrap(root)
+
+
+def _nv_kwargs(env: types.SimpleNamespace, conv_clamp: float | None, flat: bool = False) -> dict:
+    synthesis = {"channel_base": 1024, "channel_max": 64, "num_fp16_res": 0, "conv_clamp": conv_clamp,
+                 "architecture": "skip", "resample_filter": [1, 3, 3, 1], "use_noise": True}
+    kwargs = {"z_dim": 64, "c_dim": 0, "w_dim": 64, "img_resolution": 32, "img_channels": 3,
+              "mapping_kwargs": env.EasyDict(num_layers=8, layer_features=None, lr_multiplier=0.01)}
+    if flat:  # the stylegan3 repository's networks_stylegan2.Generator takes **synthesis_kwargs
+        return {**kwargs, **synthesis}
+    return {**kwargs, "synthesis_kwargs": env.EasyDict(synthesis)}
+
+
+def _write_snapshot(path: Path, env: types.SimpleNamespace, nv_state: dict[str, torch.Tensor], kwargs: dict,
+                    module_src: str = "# training/networks.py source would be here\n") -> None:
+    g_ema = _persistent_tree(env, nv_state, kwargs, module_src)
+    discriminator = _persistent_tree(env, {"b32.fromrgb.weight": torch.randn(8, 3, 1, 1)}, {"c_dim": 0}, module_src)
+    augment = _persistent_tree(env, {"Hz_geom": torch.randn(12)}, {"xflip": 1}, module_src)
+    snapshot = {"training_set_kwargs": {"path": "ffhq.zip", "resolution": 32}, "G": g_ema, "D": discriminator,
+                "G_ema": g_ema, "augment_pipe": augment}
+    with open(path, "wb") as handle:
+        pickle.dump(snapshot, handle)
+
+
+def test_nvlabs_pickle_random_model_round_trip(tmp_path: Path, official_modules: types.SimpleNamespace) -> None:
+    model = _random_model(1, mapping_hidden=64)
+    marker = tmp_path / "source_was_executed"
+    path = tmp_path / "network-snapshot-000100.pkl"
+    _write_snapshot(path, official_modules, genforce_to_nvlabs(model.state_dict()),
+                    _nv_kwargs(official_modules, 256.0), module_src=f"import os\nos.system('touch {marker}')\n")
+    weights = READERS.get("nvlabs-pickle")(path)
+    assert weights.architecture == "stylegan2" and weights.config["conv_clamp"] == 256.0
+    assert weights.config["truncation_psi"] is None
+    loaded = build(weights)
+    reference = ARCHITECTURES.get("stylegan2")(**{**SMALL, "truncation_psi": None, "conv_clamp": 256.0})
+    reference.load_state_dict(model.state_dict())
+    z = torch.randn(3, 64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.allclose(loaded(z), reference.freeze()(z), atol=1e-5)
+    assert not marker.exists()  # the pickled module source is data, never executed
+
+
+@pytest.mark.parametrize(("conv_clamp", "flat", "key"), [(None, False, "image"), (1.0, False, "image_conv_clamp1"),
+                                                         (None, True, "image")])
+def test_nvlabs_pickle_golden(tmp_path: Path, shared_dir: Path, official_modules: types.SimpleNamespace,
+                              conv_clamp: float | None, flat: bool, key: str) -> None:
+    folder = shared_dir / "golden" / "nvlabs_stylegan2_32"
+    path = tmp_path / "golden.pkl"
+    _write_snapshot(path, official_modules, _load(folder / "state_dict.pt"),
+                    _nv_kwargs(official_modules, conv_clamp, flat))
+    model = build(READERS.get("nvlabs-pickle")(path))
+    inputs, outputs = _load(folder / "inputs.pt"), _load(folder / "outputs.pt")
+    with torch.no_grad():
+        assert float((model(inputs["z"]) - outputs[key]).abs().max()) < ATOL
+        if key == "image":
+            assert float((model.render(inputs["ws_mix"], "w+") - outputs["image_mix"]).abs().max()) < ATOL
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_nvlabs_malicious_pickle_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": _Evil(marker), "G": None, "D": None}))
+    with pytest.raises(UnsafePickleError):
+        READERS.get("nvlabs-pickle")(path)
+    assert not marker.exists()
+
+
+def test_nvlabs_rejects_other_files(tmp_path: Path) -> None:
+    path = tmp_path / "not.pkl"
+    path.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    with pytest.raises(UnknownFormatError):
+        READERS.get("nvlabs-pickle")(path)
+
+
+# ---- rosinality -----------------------------------------------------------------------------------------
+
+def test_rosinality_random_model_round_trip(tmp_path: Path) -> None:
+    model = _random_model(2, mapping_hidden=64)
+    path = tmp_path / "550000.pt"
+    state = genforce_to_rosinality(model.state_dict())
+    torch.save({"g": state, "d": {"convs.0.0.weight": torch.randn(8, 3, 1, 1)}, "g_ema": state,
+                "g_optim": {}, "d_optim": {}, "args": argparse.Namespace(size=32, latent=64, n_mlp=8),
+                "ada_aug_p": 0.0, "latent_avg": model.truncation.w_avg.clone()}, path)
+    weights = READERS.get("rosinality")(path)
+    loaded = build(weights)
+    z = torch.randn(3, 64, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        assert torch.allclose(loaded(z), model(z), atol=1e-5)
+    assert torch.equal(loaded.truncation.w_avg, model.truncation.w_avg)
+
+
+def test_rosinality_golden_and_official_layout(tmp_path: Path, shared_dir: Path) -> None:
+    folder = shared_dir / "golden" / "genforce_stylegan2_32"
+    genforce = _load(folder / "state_dict.pt")
+    state = genforce_to_rosinality(genforce)
+    # rosinality's convert_weight.py stores conv kernels like NVlabs (up-convs flipped), styles with the +1
+    nvlabs = _load(folder / "nvlabs_equivalent_state_dict.pt")
+    assert torch.equal(state["convs.0.conv.weight"][0], nvlabs["synthesis.b8.conv0.weight"])
+    assert torch.equal(state["convs.1.conv.weight"][0], nvlabs["synthesis.b8.conv1.weight"])
+    assert torch.equal(state["to_rgbs.2.conv.weight"][0], nvlabs["synthesis.b32.torgb.weight"])
+    assert torch.allclose(state["conv1.conv.modulation.bias"], nvlabs["synthesis.b4.conv1.affine.bias"])
+    path = tmp_path / "converted.pt"
+    torch.save({"g_ema": state}, path)  # no latent_avg: w_avg is estimated from the mapping
+    model = build(READERS.get("rosinality")(path))
+    inputs, outputs = _load(folder / "inputs.pt"), _load(folder / "outputs.pt")
+    with torch.no_grad():
+        assert float((model(inputs["z"]) - outputs["image"]).abs().max()) < ATOL
+        assert float((model.render(inputs["wp_mix"], "w+") - outputs["image_mix"]).abs().max()) < ATOL
+    assert torch.allclose(model.truncation.w_avg, genforce["truncation.w_avg"], atol=0.5, rtol=0.05)
+
+
+def test_rosinality_malicious_checkpoint_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"g_ema": _Evil(marker)}, path)
+    with pytest.raises(UnsafePickleError):
+        READERS.get("rosinality")(path)
+    assert not marker.exists()
+
+
+# ---- genforce -------------------------------------------------------------------------------------------
+
+def test_genforce_stylegan2_reader(tmp_path: Path, shared_dir: Path) -> None:
+    folder = shared_dir / "golden" / "genforce_stylegan2_32"
+    path = tmp_path / "stylegan2_ffhq1024_generator.pth"
+    torch.save(collections.OrderedDict(_load(folder / "state_dict.pt")), path)
+    weights = READERS.get("genforce-stylegan2")(path)
+    assert (weights.config["truncation_psi"], weights.config["truncation_layers"]) == (0.5, 8)
+    model = build(weights)
+    inputs, outputs = _load(folder / "inputs.pt"), _load(folder / "outputs.pt")
+    with torch.no_grad():
+        assert float((model.render(inputs["wp"], "w+") - outputs["image"]).abs().max()) < ATOL
+        assert float((model.render(inputs["wp_trunc"], "w+") - outputs["image_trunc"]).abs().max()) < ATOL
+        w_avg = model.truncation.w_avg
+        expected = w_avg + (inputs["w"] - w_avg) * 0.5  # genforce wrapper: psi 0.5 on every row
+        assert torch.allclose(model.to_wplus(inputs["z"]), expected[:, None].expand(-1, 8, -1), atol=ATOL)
+
+
+def test_genforce_stylegan2_random_model_and_bad_file(tmp_path: Path) -> None:
+    model = _random_model(3, resolution=64, fmaps_base=2048)
+    path = tmp_path / "random.pth"
+    torch.save(model.state_dict(), path)
+    loaded = build(READERS.get("genforce-stylegan2")(path))
+    assert loaded.resolution == 64
+    wp = torch.randn(2, model.num_layers, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded.render(wp, "w+"), model.render(wp, "w+"))
+    bad = tmp_path / "bad.pth"
+    torch.save({"synthesis.layer0.weight": torch.zeros(3, 3, 4, 4)}, bad)
+    with pytest.raises(UnknownFormatError):
+        READERS.get("genforce-stylegan2")(bad)
+
+
+def test_nvlabs_config_json_matches_reader_kwargs(shared_dir: Path) -> None:
+    """The golden fixture's recorded constructor kwargs are exactly what the reader understands."""
+    from mgan_cli.formats.nvlabs import config_from_init_kwargs
+
+    kwargs = json.loads((shared_dir / "golden" / "nvlabs_stylegan2_32" / "config.json").read_text())
+    config = config_from_init_kwargs(kwargs["constructor_kwargs"])
+    assert (config["resolution"], config["fmaps_base"], config["fmaps_max"], config["mapping_hidden"]) == \
+        (32, 1024, 64, 64)
