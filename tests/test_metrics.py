@@ -229,7 +229,7 @@ def _checked(data_dir: Path, name: str) -> np.ndarray:
 
 def nchw(*arrays: np.ndarray) -> torch.Tensor:
     """uint8 HWC arrays → uint8 [N, 3, H, W]."""
-    return torch.stack([torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1) for a in arrays])
+    return torch.stack([torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1) for a in arrays])
 
 
 def _lpips_examples(data_dir: Path) -> dict[str, torch.Tensor]:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from mgan_cli.errors import UnknownFormatError
-from mgan_cli.formats.genforce import _fmaps, check_keys
+from mgan_cli.formats import genforce
 from mgan_cli.formats.tf_pickle import (
     VarSpec,
     check_lod,
@@ -94,7 +94,7 @@ def infer_config(variables: Mapping[str, np.ndarray], source: str) -> dict[str, 
         image_channels = int(variables["ToRGB_lod0/weight"].shape[3])
     except (KeyError, IndexError) as exc:
         raise UnknownFormatError(f"{source}: not an official TF PGGAN generator (missing {exc})") from exc
-    base, fmaps_max = _fmaps(channels, max(channels.values()))
+    base, fmaps_max = genforce._fmaps(channels, max(channels.values()))
     return {"resolution": resolution, "z_dim": int(dense.shape[0]), "image_channels": image_channels,
             "fmaps_base": base, "fmaps_max": fmaps_max,
             "fused_scale": any(name.endswith("/Conv0_up/weight") for name in variables)}
@@ -125,7 +125,7 @@ def read_tf_pggan(path: Path) -> GeneratorWeights:
             raise UnknownFormatError(f"{path}: static kwarg {key}={kwargs[key]!r} contradicts the variables ({ours!r})")
     check_lod(gs.variables, ["lod"], str(path))
     state = tf_to_state(gs.variables, config, str(path))
-    check_keys(state, "pggan", config, path)
+    genforce.check_keys(state, "pggan", config, path)
     return GeneratorWeights("pggan", config, state, {"format": "tf-pggan", "network": gs.name})
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from mgan_cli.errors import UnknownFormatError
-from mgan_cli.formats.genforce import _fmaps, check_keys
+from mgan_cli.formats import genforce
 from mgan_cli.formats.tf_pickle import (
     VarSpec,
     check_lod,
@@ -119,7 +119,7 @@ def infer_config(gs_vars: Mapping[str, np.ndarray], kwargs: Mapping[str, Any], s
     except (KeyError, IndexError) as exc:
         raise UnknownFormatError(f"{source}: not an official TF StyleGAN generator (missing {exc})") from exc
     fmaps_max = int(first.shape[1]) if len(mapping) > 1 else channels[4]
-    base, fmaps_max = _fmaps(channels, fmaps_max)
+    base, fmaps_max = genforce._fmaps(channels, fmaps_max)
     fused = kwargs.get("fused_scale", "auto")
     if fused not in (True, False, "auto"):
         raise UnknownFormatError(f"{source}: fused_scale={fused!r} is not True, False or 'auto'")
@@ -167,7 +167,7 @@ def read_tf_stylegan(path: Path) -> GeneratorWeights:
                                      f"variables ({ours!r})")
     check_lod(gs_vars, ["lod", "synthesis/lod"], str(path))
     state = tf_to_state(gs_vars, config, str(path))
-    check_keys(state, "stylegan", config, path)
+    genforce.check_keys(state, "stylegan", config, path)
     return GeneratorWeights("stylegan", config, state, {"format": "tf-stylegan", "network": gs.name})
 
 

@@ -5,10 +5,10 @@ from mgan_cli.formats import (
            genforce_stylegan2,  # noqa: F401  (registers the genforce-stylegan2 reader)
            nvlabs,  # noqa: F401  (registers the nvlabs-pickle reader)
            rosinality,  # noqa: F401  (registers the rosinality reader)
+           safetensors_format,  # noqa: F401  (registers the mgan-safetensors reader: imported generators)
            tf_pggan,  # noqa: F401  (registers the tf-pggan reader)
            tf_stylegan,  # noqa: F401  (registers the tf-stylegan reader)
            tf_stylegan2,  # noqa: F401  (registers the tf-stylegan2 reader)
-           safetensors_format,  # noqa: F401  (registers the mgan-safetensors reader: imported generators)
 )
 from mgan_cli.generators import (
            dcgan,  # noqa: F401  (registers the DCGAN architectures and formats)

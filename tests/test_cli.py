@@ -1,0 +1,202 @@
+"""The command line end to end (CliRunner, in-process): outputs, reports, JSON lines, bad input, resume, stdin."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from mgan_cli.cli import main
+from tests.helpers import celeba_face, psnr_uint8
+
+FAST = ["--iterations", "3", "--codes", "2", "--device", "cpu"]
+
+
+@pytest.fixture()
+def faces(shared_dir, tmp_path) -> Path:
+    """Two real 64x64 faces (CelebA framing) as PNG files in a fresh folder."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for path in sorted((shared_dir / "data" / "celeba64").glob("*.jpg"))[:2]:
+        celeba_face(path).save(folder / f"{path.stem}.png")
+    return folder
+
+
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+def test_invert_writes_images_and_reports(faces, tmp_path) -> None:
+    out = tmp_path / "out"
+    result = run("invert", str(faces), "-o", str(out), *FAST)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.stem for p in faces.iterdir())
+    assert sorted(p.stem for p in out.glob("*.png")) == names
+    report = json.loads((out / "report.json").read_text())
+    assert report["task"] == "invert" and report["summary"]["ok"] == 2
+    assert report["preset"]["inversion"]["iterations"] == 3 and report["preset"]["overrides"]["codes"] == 2
+    assert report["weights_sha256"]["dcgan64-digiface"].startswith("0c3b90b1")
+    for row in report["images"]:
+        # invert compares with the input: recompute PSNR independently from the written files
+        restored = np.asarray(Image.open(row["output"]))
+        original = np.asarray(Image.open(row["input"]))
+        assert row["psnr"] == pytest.approx(psnr_uint8(restored, original), abs=1e-6)
+        assert 0 < row["ssim"] <= 1 and row["lpips"] > 0
+        assert row["niqe"] is None and "96x96" in row["niqe_reason"]
+    rows = list(csv.DictReader(open(out / "report.csv")))
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert float(rows[0]["psnr"]) == pytest.approx(report["images"][0]["psnr"])
+
+
+def test_json_lines_are_the_only_stdout(faces, tmp_path) -> None:
+    result = CliRunner().invoke(main, ["invert", str(faces), "-o", str(tmp_path / "o"), "--json", *FAST])
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2
+    for line in lines:
+        assert {"input", "output", "status", "error", "psnr", "ssim", "lpips", "niqe", "seconds"} <= set(line)
+        assert line["status"] == "ok" and line["error"] is None and line["seconds"] > 0
+
+
+def test_bad_files_are_skipped_and_the_rest_runs(faces, tmp_path) -> None:
+    (faces / "broken.png").write_bytes(b"not an image")
+    Image.new("RGB", (50, 40)).save(faces / "small.png")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["invert", str(faces), "-o", str(out), "--json", *FAST])
+    assert result.exit_code == 1
+    lines = {Path(j["input"]).stem: j for j in map(json.loads, result.stdout.splitlines())}
+    assert lines["broken"]["status"] == "failed" and "not a readable image" in lines["broken"]["error"]
+    assert lines["small"]["status"] == "failed" and "--resize" in lines["small"]["error"]
+    assert "50x40" in lines["small"]["error"]
+    assert sum(1 for j in lines.values() if j["status"] == "ok") == 2
+    assert len(list(out.glob("*.png"))) == 2
+    assert "small.png" in result.stderr  # one clear line per bad file
+
+
+def test_resize_crop_accepts_other_sizes_and_says_so(shared_dir, tmp_path) -> None:
+    photo = sorted((shared_dir / "data" / "celeba64").glob("*.jpg"))[0]
+    result = CliRunner().invoke(main, ["invert", str(photo), "-o", str(tmp_path / "o"), "--resize", "crop", "--json",
+                                       *FAST])
+    assert result.exit_code == 0
+    line = json.loads(result.stdout)
+    assert any("centre-cropped 178x218" in note for note in line["notes"])
+
+
+def test_rerun_resumes_and_keeps_the_report(faces, tmp_path) -> None:
+    out = tmp_path / "out"
+    first = sorted(faces.iterdir())[0]
+    assert run("invert", str(first), "-o", str(out), *FAST).exit_code == 0
+    written = (out / f"{first.stem}.png").read_bytes()
+    result = CliRunner().invoke(main, ["invert", str(faces), "-o", str(out), "--json", *FAST])
+    statuses = {Path(j["input"]).stem: j["status"] for j in map(json.loads, result.stdout.splitlines())}
+    assert statuses == {first.stem: "skipped", sorted(faces.iterdir())[1].stem: "ok"}
+    assert (out / f"{first.stem}.png").read_bytes() == written  # untouched
+    report = json.loads((out / "report.json").read_text())
+    skipped = next(r for r in report["images"] if r["status"] == "skipped")
+    assert isinstance(skipped["psnr"], float)  # metrics carried over from the first run
+    again = run("invert", str(first), "-o", str(out), "--overwrite", *FAST)
+    assert again.exit_code == 0 and "1 ok" in again.output
+
+
+def test_paths_from_stdin(faces, tmp_path) -> None:
+    listing = "\n".join(str(p) for p in sorted(faces.iterdir())) + "\n"
+    result = CliRunner().invoke(main, ["invert", "-", "-o", str(tmp_path / "o"), "--json", *FAST], input=listing)
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_outputs_never_overwrite_inputs(faces) -> None:
+    result = CliRunner().invoke(main, ["invert", str(faces), "-o", str(faces), "--json", *FAST])
+    assert result.exit_code == 1
+    assert all(json.loads(line)["status"] == "failed" for line in result.stdout.splitlines())
+    assert all("would overwrite an input" in json.loads(line)["error"] for line in result.stdout.splitlines())
+
+
+def test_missing_weights_give_one_clear_line(faces, tmp_path, monkeypatch) -> None:
+    from mgan_cli import weight_store
+
+    monkeypatch.setenv("MGAN_WEIGHTS_MIRROR", str(tmp_path / "empty"))
+    monkeypatch.setenv("MGAN_OFFLINE", "1")
+    monkeypatch.setattr(weight_store, "_default_store", None)
+    result = CliRunner().invoke(main, ["invert", str(faces), "-o", str(tmp_path / "o"), *FAST])
+    assert result.exit_code == 2
+    message = result.stderr.strip()
+    assert message.startswith("mgan: error:") and len(message.splitlines()) == 1
+    assert "gan/dcgan_digiface64/weights.tar" in message and "gan-face-generate==1.1.1" in message
+
+
+def test_other_tasks_run(faces, tmp_path) -> None:
+    face = sorted(faces.iterdir())[0]
+    low = tmp_path / "low"
+    low.mkdir()
+    Image.open(face).resize((16, 16), Image.Resampling.BICUBIC).save(low / face.name)
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    Image.open(face).convert("L").save(grey / face.name)
+    mask = tmp_path / "mask.png"
+    hole = np.zeros((64, 64), dtype=np.uint8)
+    hole[16:48, 16:48] = 255
+    Image.fromarray(hole).save(mask)
+    cases = [
+        ["superres", str(low), "--scale", "4", "--reference", str(faces)],
+        ["colorize", str(grey), "--reference", str(faces)],
+        ["inpaint", str(face), "--mask", str(mask)],
+        ["denoise", str(face)],
+    ]
+    for args in cases:
+        out = tmp_path / f"out-{args[0]}"
+        result = CliRunner().invoke(main, [*args, "-o", str(out), "--json", *FAST])
+        assert result.exit_code == 0, (args, result.output)
+        line = json.loads(result.stdout)
+        image = np.asarray(Image.open(line["output"]))
+        assert image.shape == (64, 64, 3)
+        if "--reference" in args:
+            assert line["psnr"] == pytest.approx(psnr_uint8(image, np.asarray(Image.open(face))), abs=1e-6)
+        else:
+            assert line["psnr"] is None
+    colour = np.asarray(Image.open(tmp_path / "out-colorize" / face.name), dtype=np.float64)
+    luma = np.asarray(Image.open(grey / face.name), dtype=np.float64)
+    recomputed = colour @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(recomputed - luma).mean() < 1.5  # colorize keeps the input's luma
+    inpainted = np.asarray(Image.open(tmp_path / "out-inpaint" / face.name))
+    known = hole == 0
+    assert np.abs(inpainted[known].astype(int) - np.asarray(Image.open(face))[known].astype(int)).max() <= 1
+
+
+def test_mask_of_the_wrong_size_is_reported(faces, tmp_path) -> None:
+    mask = tmp_path / "mask.png"
+    Image.new("L", (32, 32), 255).save(mask)
+    result = CliRunner().invoke(main, ["inpaint", str(faces), "-o", str(tmp_path / "o"), "--mask", str(mask),
+                                       "--json", *FAST])
+    assert result.exit_code == 1
+    errors = [json.loads(line)["error"] for line in result.stdout.splitlines()]
+    assert all("mask" in e and "32x32" in e and "64x64" in e for e in errors)
+
+
+def test_usage_errors(faces, tmp_path) -> None:
+    result = CliRunner().invoke(main, ["superres", str(faces), "-o", str(tmp_path / "o"), "--scale", "3", *FAST])
+    assert result.exit_code == 2 and "does not divide" in result.stderr
+    result = CliRunner().invoke(main, ["invert", str(faces), "-o", str(tmp_path / "o"), "--preset", "nope"])
+    assert result.exit_code == 2 and "unknown preset" in result.stderr
+    result = CliRunner().invoke(main, ["invert", str(faces), "-o", str(tmp_path / "o"), "--preset", "dcgan64-superres"])
+    assert result.exit_code == 2 and "mgan superres" in result.output
+
+
+def test_presets_and_weights_commands() -> None:
+    listed = run("presets", "list", "--json")
+    names = {json.loads(line)["name"] for line in listed.stdout.splitlines()}
+    assert {"dcgan64-invert", "dcgan64-superres", "dcgan64-inpaint"} <= names
+    shown = json.loads(run("presets", "show", "dcgan64-invert", "--codes", "7", "--json").stdout)
+    assert shown["inversion"]["codes"] == 7
+    assert shown["generator_layers"][1] == {"layer": 2, "name": "block2", "shape": [256, 8, 8]}
+    weights = [json.loads(line) for line in run("weights", "list", "--json").stdout.splitlines()]
+    dcgan = next(w for w in weights if w["name"] == "dcgan64-digiface")
+    assert dcgan["available"] and dcgan["parameters"] == 3576704 and dcgan["resolution"] == 64
+    verify = run("weights", "verify")
+    assert verify.exit_code == 0 and "ok       dcgan64-digiface" in verify.stdout
+    assert run("weights", "path", "dcgan32-celeba").stdout.strip().endswith("gan/dcgan32_celeba/generator.pt")
