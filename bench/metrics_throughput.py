@@ -36,6 +36,16 @@ def load_batch(size: int) -> torch.Tensor:
     return torch.randint(0, 256, (size, 3, 256, 256), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def time_call(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> float:
     """Median seconds of ``fn()`` over ``repeats`` runs, after one warm-up run."""
     fn()
@@ -84,7 +94,7 @@ def main() -> None:
             results[name][str(device)] = args.batch / seconds
 
     names = [str(d) for d in devices]
-    cpu_info = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+    cpu_info = f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     gpu_info = f"; CUDA: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     print(f"Metric throughput, batch of {args.batch} RGB 256×256 images, median of {args.repeats} "
           f"(CPU: {cpu_info}{gpu_info}; torch {torch.__version__})\n")

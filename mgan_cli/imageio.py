@@ -51,7 +51,9 @@ def read_mask(path: Path) -> Image.Image:
     return image.convert("L")
 
 
-def fit_to_size(image: Image.Image, size: int, policy: str, path: Path, what: str = "image") -> tuple[Image.Image, str | None]:
+def fit_to_size(
+    image: Image.Image, size: int, policy: str, path: Path, what: str = "image"
+) -> tuple[Image.Image, str | None]:
     """``image`` at ``size`` × ``size`` under ``policy``; returns it and a note saying what was done (or None)."""
     if policy not in RESIZE_POLICIES:
         raise ConfigurationError(f"--resize must be one of {', '.join(RESIZE_POLICIES)}, got {policy!r}")

@@ -311,3 +311,22 @@ def imported_rows(store: WeightStore | None = None) -> Iterator[dict[str, Any]]:
             "file": str(found.weights_file), "sha256": info.get("weights_sha256"),
             "source_format": info.get("source_format"), "source_file": info.get("source_file"),
         }
+
+
+def generator_identity(name: str, store: WeightStore | None = None) -> tuple[str, dict[str, Any], str | None]:
+    """``(architecture, config, sha256)`` of a registry generator or an imported one.
+
+    The sha256 is the registry's pin, or — for entries verified by structure (no published checksum) and
+    for imported generators — the checksum of the file actually present (``None`` if there is none).
+    """
+    store = store or default_store()
+    if name not in store.entries:
+        imported = find_imported(name, store)
+        if imported is not None:
+            return imported.info["architecture"], imported.info["config"], imported.info.get("weights_sha256")
+    entry = store.entry(name)
+    sha = entry.sha256
+    if sha is None:
+        found = store.status(name).path
+        sha = sha256_of(found) if found is not None else None
+    return entry.architecture or "", dict(entry.config), sha

@@ -48,7 +48,7 @@ def test_invert_writes_images_and_reports(faces, tmp_path) -> None:
         assert row["psnr"] == pytest.approx(psnr_uint8(restored, original), abs=1e-6)
         assert 0 < row["ssim"] <= 1 and row["lpips"] > 0
         assert row["niqe"] is None and "96x96" in row["niqe_reason"]
-    rows = list(csv.DictReader(open(out / "report.csv")))
+    rows = list(csv.DictReader((out / "report.csv").read_text().splitlines()))
     assert [r["status"] for r in rows] == ["ok", "ok"]
     assert float(rows[0]["psnr"]) == pytest.approx(report["images"][0]["psnr"])
 

@@ -51,5 +51,5 @@ def test_dcgan_tutorial_reader_rejects_other_files(tmp_path, shared_dir) -> None
         READERS.get("dcgan-tutorial-tar")(not_torch)
     wrong = tmp_path / "wrong.tar"
     torch.save({"netG_state_dict": {"other.0.weight": torch.zeros(1)}}, wrong)
-    with pytest.raises(UnknownFormatError, match="other.0.weight"):
+    with pytest.raises(UnknownFormatError, match=r"other\.0\.weight"):
         READERS.get("dcgan-tutorial-tar")(wrong)

@@ -91,12 +91,20 @@ def test_problems_are_reported_and_skipped(photos: dict[str, np.ndarray], tmp_pa
     _save(reference / "small.png", photos["reference/face"])
     _save(restored / "orphan.png", photos["restored/face"])
     (restored / "broken.png").write_bytes(b"not an image")
-    result = _invoke([str(restored), str(tmp_path / "missing.png"), "-r", str(reference), "--json"])
+    _save(restored / "twice.png", photos["restored/face"])
+    _save(reference / "twice.png", photos["reference/face"])
+    _save(reference / "twice.jpg", photos["reference/face"])
+    other_face = _save(tmp_path / "other" / "face.png", photos["restored/face"])
+    args = [str(restored), str(tmp_path / "missing.png"), str(other_face), "-r", str(reference), "--json"]
+    result = _invoke(args)
     assert result.exit_code == 1
     assert [row["name"] for row in _json_lines(result.stdout)] == ["face", "noisy", "same"]
     errors = result.stderr.strip().splitlines()
-    assert len(errors) == 4, errors
+    assert len(errors) == 6, errors
+    assert all(line.startswith("skipped ") for line in errors)
     text = "\n".join(errors)
+    assert "twice.png: several references for twice" in text
+    assert f"other/face.png: same name as {restored / 'face.png'}" in text
     assert "broken.png: not a readable image" in text
     assert "orphan.png: no reference named orphan.*" in text
     assert "small.png: size 256x128 differs from the reference" in text

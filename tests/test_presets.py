@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -63,7 +65,7 @@ def test_preset_file_by_path(tmp_path) -> None:
     ],
 )
 def test_bad_presets_name_the_file_and_key(tmp_path, edit, message: str) -> None:
-    data = yaml.safe_load(open(load_preset("dcgan64-invert").source).read())
+    data = yaml.safe_load(Path(load_preset("dcgan64-invert").source).read_text())
     edit(data)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data))

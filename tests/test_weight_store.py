@@ -62,8 +62,8 @@ def test_url_source_is_fetched_verified_and_cached(tmp_path) -> None:
     payload = tmp_path / "served.bin"
     payload.write_bytes(b"weights!")
     sha = sha256_of(payload)
-    store = WeightStore(home=tmp_path / "home", mirror=None, entries={
-        "thing": _entry("x/w.bin", sha, (Source(url="file:///nonexistent/w.bin"), Source(url=payload.as_uri(), sha256=sha)))})
+    sources = (Source(url="file:///nonexistent/w.bin"), Source(url=payload.as_uri(), sha256=sha))
+    store = WeightStore(home=tmp_path / "home", mirror=None, entries={"thing": _entry("x/w.bin", sha, sources)})
     path = store.path("thing")
     assert path == tmp_path / "home" / "weights" / "x" / "w.bin" and path.read_bytes() == b"weights!"
     bad = WeightStore(home=tmp_path / "home2", entries={

@@ -35,10 +35,18 @@ def load_rgb(path: Path) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def find_reference(stem: str, reference_dir: Path) -> Path:
-    """The single image file in ``reference_dir`` whose stem is ``stem``."""
-    matches = sorted(p for p in reference_dir.iterdir()
-                     if p.is_file() and p.stem == stem and p.suffix.lower() in IMAGE_SUFFIXES)
+def index_references(reference_dir: Path) -> dict[str, list[Path]]:
+    """The image files (by suffix) directly inside ``reference_dir``, grouped by file stem."""
+    index: dict[str, list[Path]] = {}
+    for path in sorted(reference_dir.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            index.setdefault(path.stem, []).append(path)
+    return index
+
+
+def find_reference(stem: str, index: dict[str, list[Path]], reference_dir: Path) -> Path:
+    """The single reference named ``stem`` (any image suffix); none or several is an :class:`ImageInputError`."""
+    matches = index.get(stem, [])
     if not matches:
         raise ImageInputError(f"no reference named {stem}.* in {reference_dir}")
     if len(matches) > 1:
@@ -154,6 +162,7 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
 
     stdin_lines = click.get_text_stream("stdin") if "-" in restored else ()
     paths = collect_inputs(restored, recursive=False, stdin_lines=stdin_lines)
+    references = index_references(reference_dir) if reference_dir is not None else {}
     skipped: list[dict[str, str]] = []
     rows: list[Row] = []
     seen: dict[str, Path] = {}
@@ -174,7 +183,7 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
             image = load_rgb(path)
             reference = None
             if reference_dir is not None:
-                reference_path = find_reference(stem, reference_dir)
+                reference_path = find_reference(stem, references, reference_dir)
                 reference = load_rgb(reference_path)
                 if reference.shape != image.shape:
                     raise ImageInputError(
@@ -205,4 +214,4 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
         click.get_current_context().exit(1)
 
 
-__all__ = ["find_reference", "load_rgb", "metrics_command"]
+__all__ = ["find_reference", "index_references", "load_rgb", "metrics_command"]

@@ -12,7 +12,7 @@ from rich.table import Table
 from mgan_cli.cli.common import reports_errors, stdout_console
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.presets import load_preset, preset_files
-from mgan_cli.weight_store import default_store
+from mgan_cli.weight_import import generator_identity
 
 
 @click.group("presets")
@@ -39,9 +39,9 @@ def list_presets(json_lines: bool) -> None:
 
 def generator_layers(generator_name: str) -> list[dict[str, object]]:
     """The composable layers of a registered generator, built on the meta device (no weights needed)."""
-    entry = default_store().entry(generator_name)
+    architecture, config, _ = generator_identity(generator_name)
     with torch.device("meta"):
-        model = ARCHITECTURES.get(entry.architecture or "")(**entry.config)
+        model = ARCHITECTURES.get(architecture)(**config)
     return [{"layer": info.index, "name": info.name, "shape": list(info.shape)} for info in model.layers()]
 
 

@@ -23,6 +23,7 @@ from mgan_cli.presets import apply_overrides, load_preset
 from mgan_cli.report import METRIC_COLUMNS, record_json, write_report
 from mgan_cli.runner import ImageRecord, Job, RunEvents, Runner
 from mgan_cli.tasks import TASKS, Task
+from mgan_cli.weight_import import generator_identity
 from mgan_cli.weight_store import default_store
 
 EXAMPLES = {
@@ -164,8 +165,8 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
     runner = Runner(job, display.events())
     with display:
         records = runner.run()
-    store = default_store()
-    weights = {name: store.entry(name).sha256 for name in (resolved.generator, "vgg16-imagenet")}
+    weights = {resolved.generator: generator_identity(resolved.generator)[2],
+               "vgg16-imagenet": default_store().entry("vgg16-imagenet").sha256}
     header = {
         "mgan_version": __version__,
         "task": task.name,

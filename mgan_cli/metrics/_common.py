@@ -68,7 +68,7 @@ def crop(images: Tensor, crop_border: int) -> Tensor:
     height, width = images.shape[-2:]
     if 2 * crop_border >= min(height, width):
         raise ConfigurationError(
-            f"crop_border={crop_border} leaves nothing of a {height}x{width} image"
+            f"crop_border={crop_border} leaves nothing of a {width}x{height} image"
         )
     return images[..., crop_border:-crop_border, crop_border:-crop_border]
 

@@ -79,8 +79,9 @@ def _with_reasons(values: Tensor, reason: str) -> MetricValues:
 
 
 def _size(images: Tensor, crop_border: int) -> str:
+    """``WIDTHxHEIGHT`` after cropping (Pillow's order, as in every message of mgan)."""
     height, width = images.shape[-2:]
-    return f"{height - 2 * crop_border}x{width - 2 * crop_border}"
+    return f"{width - 2 * crop_border}x{height - 2 * crop_border}"
 
 
 def _psnr(images: Tensor, references: Tensor | None, options: MetricOptions) -> MetricValues:

@@ -8,6 +8,11 @@ four shifted copies) at full size and at half size (MATLAB-compatible antialiase
 multivariate Gaussian fitted to the blocks' 36 features is compared with the pristine model (LIVE's
 parameters, registry entry ``niqe-pristine``). Lower is better.
 
+Precision: float64 throughout, except that the local mean/variance normalisation is rounded to single
+precision as the references effectively compute it (see :func:`_normalise`): baboon.png gives 5.7295736
+(MATLAB 5.72957338, BasicSR 5.7295726). Luma is rounded half to even, like numpy (MATLAB's uint8 Y rounds
+exact halves away from zero; they are rare).
+
 Undefined cases give NaN: fewer than two whole 96×96 blocks (the covariance of the features needs two;
 BasicSR fails on such images and the MATLAB release computes a degenerate value), or fewer than two blocks
 whose features are finite (e.g. flat images).
