@@ -1,7 +1,7 @@
 """The run report: ``OUT/report.json`` (settings, weights, per-image records, summary) and ``OUT/report.csv``.
 
-A rerun into the same folder merges: records of images skipped this time (their outputs already exist)
-are taken from the previous report, so the report always covers every output in the folder.
+A rerun into the same folder keeps the earlier results: the runner fills records of skipped images
+(their outputs already exist) from the previous report (:func:`previous_records`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mgan_cli.runner import ImageRecord
+from mgan_cli.records import ImageRecord
 
 METRIC_COLUMNS = ("psnr", "ssim", "lpips", "niqe")
 CSV_COLUMNS = ("input", "output", "status", "error", *METRIC_COLUMNS, "niqe_reason", "seconds", "loss", "seed",
@@ -50,17 +50,6 @@ def previous_records(output_dir: Path) -> dict[str, dict[str, Any]]:
     return {row["output"]: row for row in images if isinstance(row, dict) and row.get("output")}
 
 
-def merge_previous(rows: list[dict[str, Any]], previous: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Fill skipped rows from the previous report's record of the same output (keeping status ``skipped``)."""
-    merged = []
-    for row in rows:
-        earlier = previous.get(row.get("output") or "")
-        if row["status"] == "skipped" and earlier and earlier.get("status") in ("ok", "skipped"):
-            row = {**earlier, "status": "skipped", "notes": row["notes"]}
-        merged.append(row)
-    return merged
-
-
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts per status and the mean of each metric over the images that have it."""
     summary: dict[str, Any] = {"images": len(rows)}
@@ -81,7 +70,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def write_report(output_dir: Path, header: dict[str, Any], records: list[ImageRecord]) -> dict[str, Any]:
     """Write ``report.json`` and ``report.csv`` into ``output_dir``; returns the report as data."""
-    rows = merge_previous([record_json(r) for r in records], previous_records(output_dir))
+    rows = [record_json(r) for r in records]
     report = {**_clean(header), "summary": summarize(rows), "images": rows}
     _atomic_write(output_dir / "report.json", json.dumps(report, indent=2) + "\n")
     buffer = io.StringIO()

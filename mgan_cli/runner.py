@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -26,26 +25,9 @@ from mgan_cli.imageio import IMAGE_SUFFIXES, fit_to_size, read_image, read_mask,
 from mgan_cli.losses import ReconstructionLoss
 from mgan_cli.measure import measure
 from mgan_cli.presets import Preset
+from mgan_cli.records import ImageRecord
+from mgan_cli.report import previous_records
 from mgan_cli.tasks import Task
-
-
-@dataclass
-class ImageRecord:
-    """The outcome for one input file (one row of the report, one JSON line with ``--json``)."""
-
-    input: str
-    output: str | None = None
-    status: str = "pending"  # ok | failed | skipped
-    error: str | None = None
-    metrics: dict[str, float | None] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    seed: int | None = None
-    loss: float | None = None
-    seconds: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "output": self.output, "status": self.status, "error": self.error,
-                **self.metrics, "seconds": self.seconds, "loss": self.loss, "seed": self.seed, "notes": self.notes}
 
 
 @dataclass
@@ -56,6 +38,7 @@ class RunEvents:
     on_step: Callable[[int, int, float], None] | None = None  # (step, iterations, mean loss of the batch)
     on_record: Callable[[ImageRecord], None] | None = None  # an image finished (ok, failed or skipped)
     on_warning: Callable[[str], None] | None = None
+    on_batch_done: Callable[[list[ImageRecord]], None] | None = None  # records so far (to save the report)
 
 
 @dataclass
@@ -118,6 +101,7 @@ class Runner:
         """Split inputs into (to process, already settled): skipped outputs, clashes, inputs as outputs."""
         todo: list[tuple[Path, Path]] = []
         settled: list[ImageRecord] = []
+        previous = previous_records(self.job.output_dir)
         claimed: dict[Path, Path] = {}
         inputs = {p.resolve() for p in self.job.inputs}
         for path in self.job.inputs:
@@ -133,6 +117,7 @@ class Runner:
                 settled.append(record)
             elif output.exists() and not self.job.overwrite:
                 record.status = "skipped"
+                record.restore_results(previous.get(str(output), {}))
                 record.notes.append("output exists (use --overwrite to redo)")
                 settled.append(record)
                 claimed[output] = path
@@ -188,9 +173,11 @@ class Runner:
         self.job.output_dir.mkdir(parents=True, exist_ok=True)
         records = list(settled)
         batch_size = max(1, self.job.preset.batch_size)
+        order = {str(path): i for i, path in enumerate(self.job.inputs)}
         for start in range(0, len(todo), batch_size):
             records.extend(self._run_batch(todo[start:start + batch_size]))
-        order = {str(path): i for i, path in enumerate(self.job.inputs)}
+            if self.events.on_batch_done:
+                self.events.on_batch_done(sorted(records, key=lambda r: order.get(r.input, len(order))))
         return sorted(records, key=lambda r: order.get(r.input, len(order)))
 
     def _run_batch(self, batch: list[tuple[Path, Path]]) -> list[ImageRecord]:

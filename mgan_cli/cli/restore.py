@@ -161,26 +161,32 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
         raise click.UsageError("no input images found (give files, folders, or - to read paths from stdin)")
     job = Job(task=task, preset=resolved, inputs=paths, output_dir=output_dir, reference_dir=reference_dir,
               mask=mask, resize=resize, device=resolve_device(device), overwrite=overwrite)
-    display = _Display(json_lines, quiet, len(paths))
-    runner = Runner(job, display.events())
-    with display:
-        records = runner.run()
     weights = {resolved.generator: generator_identity(resolved.generator)[2],
                "vgg16-imagenet": default_store().entry("vgg16-imagenet").sha256}
-    header = {
-        "mgan_version": __version__,
-        "task": task.name,
-        "command": " ".join(["mgan", *sys.argv[1:]]),
-        "preset": resolved.to_dict(),
-        "seed": resolved.seed,
-        "device": str(job.device),
-        "weights_sha256": weights,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
-        "elapsed_seconds": round(time.time() - started, 3),
-    }
-    report = write_report(output_dir, header, records)
+
+    def save_report(records: list[ImageRecord]) -> dict[str, Any]:
+        header = {
+            "mgan_version": __version__,
+            "task": task.name,
+            "command": " ".join(["mgan", *sys.argv[1:]]),
+            "preset": resolved.to_dict(),
+            "seed": resolved.seed,
+            "device": str(job.device),
+            "weights_sha256": weights,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
+            "elapsed_seconds": round(time.time() - started, 3),
+        }
+        return write_report(output_dir, header, records)
+
+    display = _Display(json_lines, quiet, len(paths))
+    events = display.events()
+    events.on_batch_done = save_report  # the report is kept up to date: an interrupted run loses nothing
+    runner = Runner(job, events)
+    with display:
+        records = runner.run()
+    report = save_report(records)
     if not (json_lines or quiet):
         stdout_console.print(_summary_table(report))
         stderr_console.print(f"wrote {output_dir / 'report.json'} and report.csv")
