@@ -359,6 +359,14 @@ def test_undefined_values_are_nan() -> None:
     assert math.isfinite(lpips_distance(ok, ok.flip(2)).item())
 
 
+def test_empty_batches() -> None:
+    empty = torch.zeros(0, 3, 192, 192, dtype=torch.uint8)
+    for fn in (psnr, ssim, lpips_distance):
+        assert fn(empty, empty).shape == (0,)
+    assert niqe(empty).shape == (0,)
+    assert compute_metrics(empty, empty) == []
+
+
 def test_bad_inputs_raise_typed_errors() -> None:
     a = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
     with pytest.raises(ImageInputError, match="differ in shape"):

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.generators.base import Generator, LayerInfo
+from mgan_cli.generators.base import LayerInfo
 from mgan_cli.generators.equalized import (
     EPS,
     LRELU_SLOPE,
@@ -59,6 +59,7 @@ from mgan_cli.generators.equalized import (
     wscale,
 )
 from mgan_cli.generators.registry import ARCHITECTURES
+from mgan_cli.generators.style_base import StyleFamilyGenerator, Truncation
 
 RESOLUTIONS = (8, 16, 32, 64, 128, 256, 512, 1024)
 AUTO_FUSED_MIN_RES = 128  # fused_scale="auto": transposed-conv up-sampling from this resolution on
@@ -79,27 +80,6 @@ class Mapping(nn.Module):
         for i in range(self.num_layers):
             x = getattr(self, f"dense{i}")(x)
         return x
-
-
-class Truncation(nn.Module):
-    """``[M, w_dim] -> [M, L, w_dim]``: broadcast, then ``w_avg + (w - w_avg) · coef`` per row when enabled."""
-
-    def __init__(self, num_layers: int, w_dim: int, psi: float | None, layers: int | None) -> None:
-        super().__init__()
-        self.num_layers = num_layers
-        self.enabled = psi is not None and layers is not None
-        self.register_buffer("w_avg", torch.zeros(w_dim))
-        coef = torch.ones(1, num_layers, 1)
-        if self.enabled:
-            coef[:, : int(layers or 0)] *= float(psi or 1.0)
-        self.register_buffer("truncation", coef, persistent=False)
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        w = w.view(-1, 1, w.shape[-1]).repeat(1, self.num_layers, 1)
-        if self.enabled:
-            w_avg = self.w_avg.view(1, 1, -1)
-            w = w_avg + (w - w_avg) * self.truncation
-        return w
 
 
 class StyleMod(nn.Module):
@@ -255,10 +235,8 @@ class Synthesis(nn.Module):
         return self.to_rgb(self.run(None, wp, 0, self.num_layers))
 
 
-class StyleGAN(Generator):
+class StyleGAN(StyleFamilyGenerator):
     """genforce StyleGAN: codes in z ``[M, z_dim]``, w ``[M, w_dim]`` or w+ ``[M, L, w_dim]`` → ``[M, 3, R, R]``."""
-
-    latent_spaces = ("z", "w", "w+")
 
     def __init__(self, resolution: int = 1024, z_dim: int = 512, w_dim: int = 512, image_channels: int = 3,
                  fused_scale: bool | str = "auto", truncation_psi: float | None = 0.7,
@@ -276,42 +254,6 @@ class StyleGAN(Generator):
         self.synthesis = Synthesis(resolution, w_dim, image_channels, fused_scale, fmaps_base, fmaps_max)
         self.num_layers = self.synthesis.num_layers
         self.truncation = Truncation(self.num_layers, w_dim, truncation_psi, truncation_layers)
-
-    # ---- latent spaces ------------------------------------------------------------------------------------
-    def code_shape(self, space: str = "z") -> tuple[int, ...]:
-        self._check_space(space)
-        return {"z": (self.latent_size,), "w": (self.w_dim,), "w+": (self.num_layers, self.w_dim)}[space]
-
-    def to_wplus(self, code: torch.Tensor, space: str = "z") -> torch.Tensor:
-        """The w+ ``[M, L, w_dim]`` a code stands for: z → mapping + truncation; w → broadcast; w+ → itself."""
-        self._check_space(space)
-        if space == "z":
-            return self.truncation(self.mapping(code))
-        if space == "w":
-            return code.view(-1, 1, self.w_dim).repeat(1, self.num_layers, 1)
-        return code
-
-    def sample_codes(self, count: int, rng: torch.Generator, space: str = "z",
-                     device: torch.device | str = "cpu") -> torch.Tensor:
-        """z ~ N(0, I); for w / w+: the mapping of such z (no truncation), broadcast to every row for w+."""
-        self._check_space(space)
-        z = torch.randn((count, self.latent_size), generator=rng)
-        if space == "z":
-            return z.to(device)
-        param = self.synthesis.layer0.const
-        with torch.no_grad():
-            w = self.mapping(z.to(param.device, param.dtype))
-        if space == "w+":
-            w = w.view(count, 1, self.w_dim).repeat(1, self.num_layers, 1)
-        return w.to(device)
-
-    # ---- rendering ----------------------------------------------------------------------------------------
-    def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return self.synthesis(self.to_wplus(code, "z"))
-
-    def render(self, code: torch.Tensor, space: str = "z") -> torch.Tensor:
-        """Render codes of any latent space (``forward`` renders z)."""
-        return self.synthesis(self.to_wplus(code, space))
 
     def layers(self) -> list[LayerInfo]:
         return [LayerInfo(k, name, shape) for k, (name, shape) in

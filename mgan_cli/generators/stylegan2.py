@@ -63,8 +63,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgan_cli.errors import ConfigurationError, UnknownFormatError
-from mgan_cli.generators.base import Generator, LayerInfo
+from mgan_cli.generators.base import LayerInfo
 from mgan_cli.generators.registry import ARCHITECTURES
+from mgan_cli.generators.style_base import StyleFamilyGenerator, Truncation
 
 LRELU_SLOPE = 0.2
 ACT_GAIN = math.sqrt(2.0)
@@ -218,28 +219,6 @@ class MappingNetwork(nn.Module):
         return x
 
 
-class Truncation(nn.Module):
-    """``w [M, w_dim] or w+ [M, L, w_dim] -> w+``: broadcast, then ``w_avg + (w - w_avg)·coef`` per row."""
-
-    def __init__(self, num_layers: int, w_dim: int, psi: float | None, cutoff: int | None) -> None:
-        super().__init__()
-        self.num_layers, self.w_dim = num_layers, w_dim
-        self.enabled = psi is not None and cutoff is not None
-        coefs = torch.ones(1, num_layers, 1)
-        if self.enabled:
-            coefs[:, : int(cutoff or 0)] *= float(psi or 1.0)
-        self.register_buffer("w_avg", torch.zeros(w_dim))
-        self.register_buffer("truncation", coefs, persistent=False)
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        if w.dim() == 2:
-            w = w.view(-1, 1, self.w_dim).repeat(1, self.num_layers, 1)
-        if self.enabled:
-            w_avg = self.w_avg.view(1, 1, self.w_dim)
-            w = w_avg + (w - w_avg) * self.truncation
-        return w
-
-
 class EarlyLayer(nn.Module):
     """The learned constant ``const`` [1, C, 4, 4], repeated over the batch."""
 
@@ -314,10 +293,8 @@ class Synthesis(nn.Module):
         return self.finish(x, skip, wp[:, -1])
 
 
-class StyleGAN2(Generator):
+class StyleGAN2(StyleFamilyGenerator):
     """genforce ``StyleGAN2GeneratorNet`` ('skip'); see the module docstring for layers, spaces and splits."""
-
-    latent_spaces = ("z", "w", "w+")
 
     def __init__(self, resolution: int = 1024, z_dim: int = 512, w_dim: int = 512, image_channels: int = 3,
                  fmaps_base: int = 32768, fmaps_max: int = 512, num_mapping_layers: int = 8,
@@ -333,42 +310,6 @@ class StyleGAN2(Generator):
         self.mapping = MappingNetwork(z_dim, mapping_hidden or fmaps_max, w_dim, num_mapping_layers,
                                       mapping_lr_multiplier)
         self.truncation = Truncation(self.num_layers, w_dim, truncation_psi, truncation_layers)
-
-    # ---- latent spaces ------------------------------------------------------------------------------------
-    def code_shape(self, space: str = "z") -> tuple[int, ...]:
-        self._check_space(space)
-        return {"z": (self.latent_size,), "w": (self.w_dim,), "w+": (self.num_layers, self.w_dim)}[space]
-
-    def to_wplus(self, code: torch.Tensor, space: str = "z") -> torch.Tensor:
-        """The w+ ``[M, L, w_dim]`` a code stands for: z → mapping + truncation; w → broadcast; w+ → itself."""
-        self._check_space(space)
-        if space == "z":
-            return self.truncation(self.mapping(code))
-        if space == "w":
-            return code.view(-1, 1, self.w_dim).repeat(1, self.num_layers, 1)
-        return code
-
-    def sample_codes(self, count: int, rng: torch.Generator, space: str = "z",
-                     device: torch.device | str = "cpu") -> torch.Tensor:
-        """z ~ N(0, I); for w / w+: the mapping of such z (no truncation), broadcast to every row for w+."""
-        self._check_space(space)
-        z = torch.randn((count, self.latent_size), generator=rng)
-        if space == "z":
-            return z.to(device)
-        const = self.synthesis.early_layer.const
-        with torch.no_grad():
-            w = self.mapping(z.to(const.device, const.dtype))
-        if space == "w+":
-            w = w.view(count, 1, self.w_dim).repeat(1, self.num_layers, 1)
-        return w.to(device)
-
-    # ---- rendering ----------------------------------------------------------------------------------------
-    def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return self.synthesis(self.to_wplus(code, "z"))
-
-    def render(self, code: torch.Tensor, space: str = "z") -> torch.Tensor:
-        """Render codes of any latent space (``forward`` renders z)."""
-        return self.synthesis(self.to_wplus(code, space))
 
     def layers(self) -> list[LayerInfo]:
         s = self.synthesis

