@@ -36,6 +36,8 @@ class InversionSettings:
     composition: ``sum`` or ``mean`` (see :mod:`mgan_cli.composition`).
     iterations, optimizer (``adam``/``sgd``), lr: the optimisation. schedule: ``constant`` or ``cosine``
     (decay to 0 over the run after a linear warm-up over ``warmup`` × iterations steps).
+    early_stop_window, early_stop_tolerance: every ``window`` steps (0 = never), an image whose loss fell by
+    less than ``tolerance`` × its value since the last check stops early.
     alpha_lr: learning rate of the importances α; ``None`` (default) means ``lr / codes``, so that with
     Adam, whose steps are about ``lr`` in size whatever the gradient's scale, α moves by amounts relative
     to its 1/N starting value (the codes, ~N(0, 1), move by ``lr``). The reference uses one rate for both.
@@ -51,6 +53,8 @@ class InversionSettings:
     schedule: str = "cosine"
     warmup: float = 0.0
     alpha_lr: float | None = None
+    early_stop_window: int = 0
+    early_stop_tolerance: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.codes < 1:
@@ -65,6 +69,8 @@ class InversionSettings:
             raise ConfigurationError(f"--lr must be positive, got {self.lr}")
         if self.alpha_lr is not None and self.alpha_lr <= 0:
             raise ConfigurationError(f"alpha_lr must be positive, got {self.alpha_lr}")
+        if self.early_stop_window < 0 or self.early_stop_tolerance < 0:
+            raise ConfigurationError("early_stop_window and early_stop_tolerance must be non-negative")
         if not 0 <= self.warmup < 1:
             raise ConfigurationError(f"warmup is a fraction of the iterations in [0, 1), got {self.warmup}")
 
@@ -94,6 +100,7 @@ class InversionResult:
     codes: torch.Tensor
     alphas: torch.Tensor
     upper_latent: torch.Tensor | None
+    steps: torch.Tensor | None = None  # [B] optimisation steps each image took (fewer if it stopped early)
 
 
 #: ``progress(step, losses)`` is called every few steps with the steps done and the per-image losses.
@@ -131,6 +138,97 @@ def initial_state(generator: Generator, settings: InversionSettings, seeds: Sequ
     return code_tensor, alphas, upper
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to run the optimisation (speed only; the mathematics are the preset's).
+
+    precision: ``fp32``, or ``bf16``/``fp16`` autocast of the generator and VGG (codes, importances, the
+    loss and the optimiser state stay fp32; fp16 uses a gradient scaler). channels_last: NHWC memory
+    layout for the convolutions (faster on tensor-core GPUs). compile: ``torch.compile`` mode of the
+    render-and-loss function (``reduce-overhead`` also captures CUDA graphs); if compilation fails the
+    engine warns once and runs eagerly.
+    """
+
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: str = "off"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigurationError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigurationError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
+
+    @staticmethod
+    def for_device(device: torch.device, precision: str = "auto", compile_mode: str = "off",
+                   channels_last: bool | None = None) -> EngineOptions:
+        """``auto`` picks bf16 + channels-last on CUDA devices that support bf16, fp32 elsewhere."""
+        cuda = device.type == "cuda"
+        if precision == "auto":
+            precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+        if precision == "fp16" and not cuda:
+            raise ConfigurationError("--precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
+        return EngineOptions(precision, cuda if channels_last is None else channels_last, compile_mode)
+
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class _Stepper:
+    """Renders, degrades and scores the active images; optionally compiled, with an eager fallback."""
+
+    def __init__(self, model: MultiCodeModel, degradation: Degradation, loss: ReconstructionLoss,
+                 options: EngineOptions, device: torch.device, warn: Callable[[str], None] | None) -> None:
+        self.model, self.degradation, self.loss = model, degradation, loss
+        self.device_type = device.type
+        self.autocast_dtype = _AUTOCAST_DTYPES.get(options.precision)
+        self.channels_last = options.channels_last
+        self.warn = warn
+        self.compiled: Callable[..., torch.Tensor] | None = None
+        if options.compile != "off":
+            self.compiled = torch.compile(self.eager, mode=None if options.compile == "default" else options.compile,
+                                          dynamic=True)
+
+    def eager(self, codes: torch.Tensor, alphas: torch.Tensor, upper: torch.Tensor | None, observed: torch.Tensor,
+              mask: torch.Tensor | None, target_features: torch.Tensor | None) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            images = self.model(codes, alphas, upper)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            return self.loss(self.degradation(images.float(), mask), observed, target_features).float()
+
+    def __call__(self, *args: torch.Tensor | None) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as exc:  # torch.compile raises many kinds of errors; eager always works
+                if self.warn is not None:
+                    self.warn(f"torch.compile failed ({exc.__class__.__name__}); running eagerly")
+                self.compiled = None
+        return self.eager(*args)  # type: ignore[arg-type]
+
+
+def _keep_rows(optimizer: torch.optim.Optimizer, keep: torch.Tensor) -> list[torch.Tensor]:
+    """Shrink every parameter (first dimension = image) and its optimiser state to the rows in ``keep``."""
+    kept = []
+    for group in optimizer.param_groups:
+        new_params = []
+        for param in group["params"]:
+            new = param.detach()[keep].clone().requires_grad_()
+            state = optimizer.state.pop(param, {})
+            optimizer.state[new] = {k: (v[keep].clone() if torch.is_tensor(v) and v.dim() > 0 else v)
+                                    for k, v in state.items()}
+            new_params.append(new)
+            kept.append(new)
+        group["params"] = new_params
+    return kept
+
+
 def invert(
     generator: Generator,
     observed: torch.Tensor,
@@ -142,40 +240,93 @@ def invert(
     mask: torch.Tensor | None = None,
     progress: ProgressCallback | None = None,
     progress_every: int = 10,
+    options: EngineOptions | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> InversionResult:
     """Restore ``observed`` ``[B, 3, r, r]`` in [-1, 1] with the multi-code prior (see the module docstring).
 
     ``mask`` ``[B, 1, R, R]`` (1 = missing) is passed to the degradation; ``seeds`` (one per image)
-    make the initial codes reproducible and independent of how images are batched.
+    make the initial codes reproducible and independent of how images are batched. With
+    ``settings.early_stop_window`` > 0, an image whose loss improved by less than
+    ``early_stop_tolerance`` (relative) over the last window stops there, and the batch shrinks.
     """
     if len(seeds) != observed.shape[0]:
         raise ValueError(f"need one seed per image: {len(seeds)} seeds for {observed.shape[0]} images")
+    options = options or EngineOptions()
     device = observed.device
     model = MultiCodeModel(generator, settings.layer, settings.space, settings.composition)
+    if options.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        loss = loss.to(memory_format=torch.channels_last)
+    stepper = _Stepper(model, degradation, loss, options, device, warn)
     codes, alphas, upper = initial_state(generator, settings, seeds, device)
+    final_codes, final_alphas = codes.clone(), alphas.clone()
+    final_upper = None if upper is None else upper.clone()
+    steps = torch.full((observed.shape[0],), settings.iterations, dtype=torch.long)
+
     alpha_lr = settings.alpha_lr if settings.alpha_lr is not None else settings.lr / settings.codes
-    groups = [{"params": [codes.requires_grad_()]}, {"params": [alphas.requires_grad_()], "lr": alpha_lr}]
+    groups = [{"params": [codes.requires_grad_()], "base_lr": settings.lr},
+              {"params": [alphas.requires_grad_()], "base_lr": alpha_lr}]
     if upper is not None:
-        groups.append({"params": [upper.requires_grad_()]})
+        groups.append({"params": [upper.requires_grad_()], "base_lr": settings.lr})
     optimizer_class = torch.optim.Adam if settings.optimizer == "adam" else torch.optim.SGD
     optimizer: torch.optim.Optimizer = optimizer_class(groups, lr=settings.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, settings.iterations, settings.schedule, settings.warmup)
-    )
-    target_features = loss.prepare(observed)
-    per_image = torch.full((observed.shape[0],), float("nan"), device=device)
+    scaler = torch.amp.GradScaler(device.type) if options.precision == "fp16" else None
+
+    active = torch.arange(observed.shape[0], device=device)
+    active_observed, active_mask = observed, mask
+    with torch.no_grad():
+        target_features = loss.prepare(observed)
+    active_targets = target_features
+    last_check: torch.Tensor | None = None
+
+    def store(rows: torch.Tensor, params: list[torch.Tensor]) -> None:
+        final_codes[active[rows]] = params[0].detach()[rows]
+        final_alphas[active[rows]] = params[1].detach()[rows]
+        if final_upper is not None:
+            final_upper[active[rows]] = params[2].detach()[rows]
+
+    params = [g["params"][0] for g in optimizer.param_groups]
     for step in range(settings.iterations):
-        images = model(codes, alphas, upper)
-        per_image = loss(degradation(images, mask), observed, target_features)
+        factor = lr_factor(step, settings.iterations, settings.schedule, settings.warmup)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        upper_param = params[2] if len(params) > 2 else None
+        per_image = stepper(params[0], params[1], upper_param, active_observed, active_mask, active_targets)
         optimizer.zero_grad(set_to_none=True)
-        per_image.sum().backward()
-        optimizer.step()
-        scheduler.step()
+        total = per_image.sum()
+        if scaler is not None:
+            scaler.scale(total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            total.backward()
+            optimizer.step()
         done = step + 1
         if progress is not None and (done % progress_every == 0 or done == settings.iterations):
             progress(done, per_image.detach())
+        window = settings.early_stop_window
+        if window and done % window == 0 and done < settings.iterations:
+            current = per_image.detach()
+            if last_check is not None:
+                stopped = (last_check - current) <= settings.early_stop_tolerance * last_check.abs()
+                if stopped.any():
+                    store(stopped.nonzero().flatten(), params)
+                    steps[active[stopped].cpu()] = done
+                    keep = (~stopped).nonzero().flatten()
+                    if keep.numel() == 0:
+                        active = active[:0]
+                        break
+                    params = _keep_rows(optimizer, keep)
+                    active, current = active[keep], current[keep]
+                    active_observed = active_observed[keep]
+                    active_mask = None if active_mask is None else active_mask[keep]
+                    active_targets = None if active_targets is None else active_targets[keep]
+            last_check = current
+    if active.numel():
+        store(torch.arange(active.numel(), device=params[0].device), params)
     with torch.no_grad():
-        images = model(codes, alphas, upper)
+        images = model(final_codes, final_alphas, final_upper).float()
         final = loss(degradation(images, mask), observed, target_features)
-    return InversionResult(images=images, losses=final, codes=codes.detach(), alphas=alphas.detach(),
-                           upper_latent=None if upper is None else upper.detach())
+    return InversionResult(images=images, losses=final, codes=final_codes, alphas=final_alphas,
+                           upper_latent=final_upper, steps=steps)

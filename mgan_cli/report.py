@@ -40,14 +40,30 @@ def record_json(record: ImageRecord) -> dict[str, Any]:
     return _clean(record.to_dict())
 
 
+PARTIAL_PATTERN = ".report-rank*.json"
+
+
 def previous_records(output_dir: Path) -> dict[str, dict[str, Any]]:
-    """Records of an earlier report in ``output_dir`` keyed by output path (empty if none or unreadable)."""
-    path = output_dir / "report.json"
-    try:
-        images = json.loads(path.read_text())["images"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-    return {row["output"]: row for row in images if isinstance(row, dict) and row.get("output")}
+    """Records of earlier runs in ``output_dir`` keyed by output path: ``report.json``, and the partial
+    reports of an interrupted ``torchrun`` job (empty if none or unreadable)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in [output_dir / "report.json", *sorted(output_dir.glob(PARTIAL_PATTERN))]:
+        try:
+            images = json.loads(path.read_text())["images"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found.update({row["output"]: row for row in images if isinstance(row, dict) and row.get("output")})
+    return found
+
+
+def write_partial(output_dir: Path, rank: int, rows: list[dict[str, Any]]) -> None:
+    """One rank's rows so far (``.report-rank<R>.json``), merged by rank 0 at the end of the job."""
+    _atomic_write(output_dir / f".report-rank{rank}.json", json.dumps({"images": rows}) + "\n")
+
+
+def remove_partials(output_dir: Path) -> None:
+    for path in output_dir.glob(PARTIAL_PATTERN):
+        path.unlink(missing_ok=True)
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -68,9 +84,8 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def write_report(output_dir: Path, header: dict[str, Any], records: list[ImageRecord]) -> dict[str, Any]:
-    """Write ``report.json`` and ``report.csv`` into ``output_dir``; returns the report as data."""
-    rows = [record_json(r) for r in records]
+def write_report(output_dir: Path, header: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write ``report.json`` and ``report.csv`` (rows from :func:`record_json`); returns the report as data."""
     report = {**_clean(header), "summary": summarize(rows), "images": rows}
     _atomic_write(output_dir / "report.json", json.dumps(report, indent=2) + "\n")
     buffer = io.StringIO()

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from mgan_cli.degradations import Degradation, build_degradation
-from mgan_cli.engine import invert
+from mgan_cli.engine import EngineOptions, invert
 from mgan_cli.errors import ImageInputError, MganError
 from mgan_cli.generators import Generator, load_generator
 from mgan_cli.imageio import IMAGE_SUFFIXES, fit_to_size, read_image, read_mask, to_tensor, to_uint8, write_png
@@ -55,6 +55,7 @@ class Job:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     overwrite: bool = False
     metrics: tuple[str, ...] = ("psnr", "ssim", "lpips", "niqe")
+    engine: EngineOptions = field(default_factory=EngineOptions)
 
 
 def image_seed(seed: int, name: str) -> int:
@@ -203,7 +204,8 @@ class Runner:
                 self.events.on_step(step, settings.iterations, float(losses.mean()))
 
         result = invert(self.generator, observed, self.degradation, self.loss, settings,
-                        [p.record.seed or 0 for p in prepared], mask=masks, progress=on_progress)
+                        [p.record.seed or 0 for p in prepared], mask=masks, progress=on_progress,
+                        options=self.job.engine, warn=self.events.on_warning)
         outputs = to_uint8(self.degradation.finalize(result.images, self._observed_full(observed), masks)).cpu()
         compute_seconds = (time.perf_counter() - started) / len(prepared)
         references = [p.reference for p in prepared]

@@ -93,3 +93,32 @@ def test_learning_rate_schedule() -> None:
 def test_settings_are_validated(bad: dict) -> None:
     with pytest.raises(ConfigurationError):
         InversionSettings(**bad)
+
+
+def test_fast_paths_match_the_plain_path(generator, targets) -> None:
+    from mgan_cli.engine import EngineOptions
+
+    loss = ReconstructionLoss(perceptual_weight=1.0)
+    plain = invert(generator, targets, Identity(), loss, _settings(), seeds=[1, 2, 3])
+    nhwc = invert(generator, targets, Identity(), loss, _settings(), seeds=[1, 2, 3],
+                  options=EngineOptions(channels_last=True))
+    assert torch.allclose(nhwc.images, plain.images, atol=1e-4)
+    bf16 = invert(generator, targets, Identity(), loss, _settings(), seeds=[1, 2, 3],
+                  options=EngineOptions(precision="bf16"))
+    assert (bf16.images - plain.images).abs().mean() < 0.02  # bf16 autocast: same reconstruction, coarser
+
+
+def test_early_stopping_freezes_finished_images_and_shrinks_the_batch(generator) -> None:
+    from mgan_cli.engine import MultiCodeModel, initial_state
+
+    settings = _settings(iterations=40, schedule="constant", early_stop_window=10, early_stop_tolerance=1e-9)
+    codes, alphas, _ = initial_state(generator, settings, [0], torch.device("cpu"))
+    with torch.no_grad():  # image 0 is exactly what its initial codes render: nothing to improve
+        solved = MultiCodeModel(generator, settings.layer, settings.space, settings.composition)(codes, alphas)
+    other = generator(torch.randn(1, 100, generator=torch.Generator().manual_seed(4))).detach().clamp(-1, 1)
+    loss = ReconstructionLoss(perceptual_weight=0.0)
+    result = invert(generator, torch.cat([solved, other]), Identity(), loss, settings, seeds=[0, 1])
+    assert result.steps.tolist() == [20, 40]
+    assert torch.allclose(result.images[0], solved[0], atol=1e-6)
+    alone = invert(generator, other, Identity(), loss, settings, seeds=[1])
+    assert torch.allclose(result.images[1], alone.images[0], atol=1e-5)

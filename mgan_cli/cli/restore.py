@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import platform
@@ -16,11 +17,12 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mgan_cli import __version__
+from mgan_cli import __version__, distributed
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, resolve_device, stderr_console, stdout_console
+from mgan_cli.engine import COMPILE_MODES, PRECISIONS, EngineOptions
 from mgan_cli.imageio import RESIZE_POLICIES, collect_inputs
-from mgan_cli.presets import apply_overrides, load_preset
-from mgan_cli.report import METRIC_COLUMNS, record_json, write_report
+from mgan_cli.presets import Preset, apply_overrides, load_preset
+from mgan_cli.report import METRIC_COLUMNS, record_json, remove_partials, write_partial, write_report
 from mgan_cli.runner import ImageRecord, Job, RunEvents, Runner
 from mgan_cli.tasks import TASKS, Task
 from mgan_cli.weight_import import generator_identity
@@ -59,6 +61,12 @@ def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="One JSON object per finished image on stdout, nothing else there."),
         click.option("--quiet", is_flag=True, help="No progress bar or summary table."),
         click.option("--overwrite", is_flag=True, help="Redo images whose output already exists."),
+        click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto", show_default=True,
+                     help="Autocast of the networks: auto = bf16 on CUDA GPUs that support it, else fp32."),
+        click.option("--compile", "compile_mode", type=click.Choice(COMPILE_MODES), default="off",
+                     show_default=True, help="torch.compile the step (reduce-overhead adds CUDA graphs)."),
+        click.option("--channels-last/--no-channels-last", default=None,
+                     help="NHWC memory layout for the convolutions. [default: on for CUDA]"),
     ]
     for option in reversed(options):
         command = option(command)
@@ -149,7 +157,8 @@ def _summary_table(report: dict[str, Any]) -> Table:
 
 def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str | None, device: str,
              reference_dir: Path | None, resize: str, recursive: bool, json_lines: bool, quiet: bool,
-             overwrite: bool, mask: Path | None = None, **overrides: Any) -> None:
+             overwrite: bool, precision: str, compile_mode: str, channels_last: bool | None,
+             mask: Path | None = None, **overrides: Any) -> None:
     """Resolve the preset and inputs, run, write the report, show the summary; exit 1 if an image failed."""
     started = time.time()
     resolved = apply_overrides(load_preset(preset or task.default_preset), **overrides)
@@ -159,39 +168,66 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
     paths = collect_inputs(inputs, recursive=recursive, stdin_lines=stdin_lines)
     if not paths:
         raise click.UsageError("no input images found (give files, folders, or - to read paths from stdin)")
-    job = Job(task=task, preset=resolved, inputs=paths, output_dir=output_dir, reference_dir=reference_dir,
-              mask=mask, resize=resize, device=resolve_device(device), overwrite=overwrite)
-    weights = {resolved.generator: generator_identity(resolved.generator)[2],
+    ranks = distributed.from_environment()
+    run_device = distributed.device_for(ranks, resolve_device(device))
+    options = EngineOptions.for_device(run_device, precision, compile_mode, channels_last)
+    distributed.start(ranks, run_device)
+    try:
+        failed = _run(task, resolved, distributed.shard(paths, ranks), ranks, output_dir, reference_dir, mask, resize,
+                      run_device, options, overwrite, json_lines, quiet, started)
+    finally:
+        distributed.stop(ranks)
+    if failed:
+        sys.exit(EXIT_SOME_FAILED)
+
+
+def _run(task: Task, preset: Preset, paths: list[Path], ranks: distributed.Ranks, output_dir: Path,
+         reference_dir: Path | None, mask: Path | None, resize: str, device: torch.device, options: EngineOptions,
+         overwrite: bool, json_lines: bool, quiet: bool, started: float) -> bool:
+    """Run this rank's share, keep the report current, merge it on rank 0; True if any image failed."""
+    job = Job(task=task, preset=preset, inputs=paths, output_dir=output_dir, reference_dir=reference_dir,
+              mask=mask, resize=resize, device=device, overwrite=overwrite, engine=options)
+    weights = {preset.generator: generator_identity(preset.generator)[2],
                "vgg16-imagenet": default_store().entry("vgg16-imagenet").sha256}
 
-    def save_report(records: list[ImageRecord]) -> dict[str, Any]:
-        header = {
+    def header() -> dict[str, Any]:
+        return {
             "mgan_version": __version__,
             "task": task.name,
             "command": " ".join(["mgan", *sys.argv[1:]]),
-            "preset": resolved.to_dict(),
-            "seed": resolved.seed,
-            "device": str(job.device),
+            "preset": preset.to_dict(),
+            "seed": preset.seed,
+            "device": str(device),
+            "engine": dataclasses.asdict(options),
+            "processes": ranks.world_size,
             "weights_sha256": weights,
             "torch": torch.__version__,
             "python": platform.python_version(),
             "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
             "elapsed_seconds": round(time.time() - started, 3),
         }
-        return write_report(output_dir, header, records)
 
-    display = _Display(json_lines, quiet, len(paths))
+    def save(records: list[ImageRecord]) -> None:  # after every batch: an interrupted run loses nothing
+        rows = [record_json(r) for r in records]
+        if ranks.distributed:
+            write_partial(output_dir, ranks.rank, rows)
+        else:
+            write_report(output_dir, header(), rows)
+
+    display = _Display(json_lines, quiet or not ranks.is_main, len(paths))
     events = display.events()
-    events.on_batch_done = save_report  # the report is kept up to date: an interrupted run loses nothing
+    events.on_batch_done = save
     runner = Runner(job, events)
     with display:
         records = runner.run()
-    report = save_report(records)
-    if not (json_lines or quiet):
-        stdout_console.print(_summary_table(report))
-        stderr_console.print(f"wrote {output_dir / 'report.json'} and report.csv")
-    if any(r.status == "failed" for r in records):
-        sys.exit(EXIT_SOME_FAILED)
+    rows = sorted(distributed.gather([record_json(r) for r in records], ranks), key=lambda row: row["input"])
+    if ranks.is_main:
+        report = write_report(output_dir, header(), rows)
+        remove_partials(output_dir)
+        if not (json_lines or quiet):
+            stdout_console.print(_summary_table(report))
+            stderr_console.print(f"wrote {output_dir / 'report.json'} and report.csv")
+    return any(row["status"] == "failed" for row in rows)
 
 
 def make_task_command(task: Task) -> click.Command:

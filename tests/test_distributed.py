@@ -1,0 +1,49 @@
+"""Scale-out: ``torchrun`` with 2 CPU processes (gloo) shards the inputs and merges one report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mgan_cli.distributed import Ranks, shard
+from tests.helpers import celeba_face
+
+
+def test_shards_cover_every_stem_once_and_keep_equal_stems_together() -> None:
+    paths = [Path(f"in/{name}") for name in ("a.png", "b.png", "a.jpg", "c.png", "d.png")]
+    shards = [shard(paths, Ranks(rank, 2, rank)) for rank in range(2)]
+    assert sorted(p for part in shards for p in part) == sorted(paths)
+    assert any({Path("in/a.png"), Path("in/a.jpg")} <= set(part) for part in shards)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_merge_one_report(shared_dir, tmp_path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    photos = sorted((shared_dir / "data" / "celeba64").glob("*.jpg"))[:5]
+    for photo in photos:
+        celeba_face(photo).save(inputs / f"{photo.stem}.png")
+    out = tmp_path / "out"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "mgan_cli", "invert", str(inputs),
+               "-o", str(out), "--iterations", "2", "--codes", "2", "--device", "cpu", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["processes"] == 2
+    reported = [Path(row["input"]).stem for row in report["images"]]
+    assert sorted(reported) == sorted(p.stem for p in photos)  # every input exactly once
+    assert all(row["status"] == "ok" for row in report["images"])
+    assert len(first.stdout.splitlines()) == 5  # one JSON line per image, from both ranks
+    assert not list(out.glob(".report-rank*.json"))  # partial reports merged and removed
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    rerun = json.loads((out / "report.json").read_text())
+    assert [row["status"] for row in rerun["images"]] == ["skipped"] * 5
+    assert [row["psnr"] for row in rerun["images"]] == [row["psnr"] for row in report["images"]]
