@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from mgan_cli.degradations import Degradation, build_degradation
-from mgan_cli.engine import EngineOptions, invert
+from mgan_cli.engine import EngineOptions, InversionResult, invert
 from mgan_cli.errors import ImageInputError, MganError
 from mgan_cli.generators import Generator, load_generator
 from mgan_cli.imageio import IMAGE_SUFFIXES, fit_to_size, read_image, read_mask, to_tensor, to_uint8, write_png
@@ -166,37 +167,79 @@ class Runner:
 
     # -- running ----------------------------------------------------------------------------------
     def run(self) -> list[ImageRecord]:
+        """Process every input; returns one record per input, in input order.
+
+        Three stages overlap: a loader thread decodes batch i+1 while the main thread optimises batch i,
+        and a writer thread encodes, measures and reports batch i-1.
+        """
         todo, settled = self.plan()
         for record in settled:
             self._emit(record)
         if self.events.on_start:
             self.events.on_start(len(todo), len(settled))
         self.job.output_dir.mkdir(parents=True, exist_ok=True)
-        records = list(settled)
-        batch_size = max(1, self.job.preset.batch_size)
+        self._records = list(settled)
+        self._batch_limit = max(1, self.job.preset.batch_size)
+        batches = [todo[i:i + self._batch_limit] for i in range(0, len(todo), self._batch_limit)]
+        with ThreadPoolExecutor(1, thread_name_prefix="mgan-load") as loader, \
+                ThreadPoolExecutor(1, thread_name_prefix="mgan-write") as writer:
+            loading = loader.submit(self._load, batches[0]) if batches else None
+            finishing = []
+            for index in range(len(batches)):
+                assert loading is not None
+                prepared, failed = loading.result()
+                if index + 1 < len(batches):
+                    loading = loader.submit(self._load, batches[index + 1])
+                outcomes = self._optimise(prepared)
+                finishing.append(writer.submit(self._finish, failed, outcomes))
+            for future in finishing:
+                future.result()
+        return self._in_input_order(self._records)
+
+    def _in_input_order(self, records: list[ImageRecord]) -> list[ImageRecord]:
         order = {str(path): i for i, path in enumerate(self.job.inputs)}
-        for start in range(0, len(todo), batch_size):
-            records.extend(self._run_batch(todo[start:start + batch_size]))
-            if self.events.on_batch_done:
-                self.events.on_batch_done(sorted(records, key=lambda r: order.get(r.input, len(order))))
         return sorted(records, key=lambda r: order.get(r.input, len(order)))
 
-    def _run_batch(self, batch: list[tuple[Path, Path]]) -> list[ImageRecord]:
+    def _load(self, batch: list[tuple[Path, Path]]) -> tuple[list[_Prepared], list[ImageRecord]]:
+        """Decode a batch's images (and masks, references); bad files become failed records."""
         prepared: list[_Prepared] = []
-        done: list[ImageRecord] = []
+        failed: list[ImageRecord] = []
         for path, output in batch:
             try:
                 prepared.append(self._prepare(path, output))
             except MganError as exc:
-                record = ImageRecord(input=str(path), output=None, status="failed", error=str(exc))
-                self._emit(record)
-                done.append(record)
-        if not prepared:
-            return done
-        started = time.perf_counter()
+                failed.append(ImageRecord(input=str(path), output=None, status="failed", error=str(exc)))
+        return prepared, failed
+
+    def _optimise(self, items: list[_Prepared]) -> list[tuple[list[_Prepared], InversionResult | str, float]]:
+        """Invert ``items`` in chunks of the current batch limit; on GPU out-of-memory, halve the limit
+        (for the rest of the run too) and retry. Returns (items, result or error message, seconds/image)."""
+        outcomes: list[tuple[list[_Prepared], InversionResult | str, float]] = []
+        start = 0
+        while start < len(items):
+            chunk = items[start:start + self._batch_limit]
+            started = time.perf_counter()
+            try:
+                result: InversionResult | str = self._invert(chunk)
+            except torch.OutOfMemoryError:
+                if self.job.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if len(chunk) > 1:
+                    self._batch_limit = max(1, len(chunk) // 2)
+                    if self.events.on_warning:
+                        self.events.on_warning(f"out of memory with {len(chunk)} images per batch; retrying with "
+                                               f"{self._batch_limit}")
+                    continue
+                result = ("out of memory for a single image; lower --codes, or use --precision bf16 or a "
+                          "device with more memory")
+            outcomes.append((chunk, result, (time.perf_counter() - started) / len(chunk)))
+            start += len(chunk)
+        return outcomes
+
+    def _invert(self, items: list[_Prepared]) -> InversionResult:
         device = self.job.device
-        observed = torch.stack([p.observed for p in prepared]).to(device)
-        masks = torch.stack([p.mask for p in prepared]).to(device) if prepared[0].mask is not None else None
+        observed = torch.stack([p.observed for p in items]).to(device)
+        masks = torch.stack([p.mask for p in items]).to(device) if items[0].mask is not None else None
         settings = self.job.preset.inversion
 
         def on_progress(step: int, losses: torch.Tensor) -> None:
@@ -204,31 +247,50 @@ class Runner:
                 self.events.on_step(step, settings.iterations, float(losses.mean()))
 
         result = invert(self.generator, observed, self.degradation, self.loss, settings,
-                        [p.record.seed or 0 for p in prepared], mask=masks, progress=on_progress,
+                        [p.record.seed or 0 for p in items], mask=masks, progress=on_progress,
                         options=self.job.engine, warn=self.events.on_warning)
-        outputs = to_uint8(self.degradation.finalize(result.images, self._observed_full(observed), masks)).cpu()
-        compute_seconds = (time.perf_counter() - started) / len(prepared)
-        references = [p.reference for p in prepared]
-        metrics, warnings = measure(outputs, references, self.job.metrics, device)
-        for message in warnings:
-            if self.events.on_warning:
-                self.events.on_warning(message)
-        for index, item in enumerate(prepared):
-            record = item.record
-            try:
-                write_png(outputs[index], item.output_path)
-            except OSError as exc:
-                record.status, record.error, record.output = "failed", f"{item.output_path}: cannot write ({exc})", None
-            else:
-                record.status = "ok"
-                record.metrics = metrics[index]
-                record.loss = float(result.losses[index])
-                if item.reference is None and not self.job.task.compare_to_input:
-                    record.notes.append("no --reference: full-reference metrics are null")
-            record.seconds = round(compute_seconds + item.load_seconds, 3)
+        result.images = self.degradation.finalize(result.images, self._observed_full(observed), masks)
+        return result
+
+    def _finish(self, failed: list[ImageRecord],
+                outcomes: list[tuple[list[_Prepared], InversionResult | str, float]]) -> None:
+        """Write outputs, measure them, emit records and save the report (runs on the writer thread)."""
+        done = list(failed)
+        for record in failed:
             self._emit(record)
-            done.append(record)
-        return done
+        for items, result, compute_seconds in outcomes:
+            if isinstance(result, str):
+                for item in items:
+                    item.record.status, item.record.error, item.record.output = "failed", result, None
+                    self._emit(item.record)
+                    done.append(item.record)
+                continue
+            outputs = to_uint8(result.images).cpu()
+            metrics, warnings = measure(outputs, [p.reference for p in items], self.job.metrics, self.job.device)
+            for message in warnings:
+                if self.events.on_warning:
+                    self.events.on_warning(message)
+            for index, item in enumerate(items):
+                record = item.record
+                try:
+                    write_png(outputs[index], item.output_path)
+                except OSError as exc:
+                    record.status, record.output = "failed", None
+                    record.error = f"{item.output_path}: cannot write ({exc})"
+                else:
+                    record.status = "ok"
+                    record.metrics = metrics[index]
+                    record.loss = float(result.losses[index])
+                    if result.steps is not None and int(result.steps[index]) < self.job.preset.inversion.iterations:
+                        record.notes.append(f"stopped early after {int(result.steps[index])} steps")
+                    if item.reference is None and not self.job.task.compare_to_input:
+                        record.notes.append("no --reference: full-reference metrics are null")
+                record.seconds = round(compute_seconds + item.load_seconds, 3)
+                self._emit(record)
+                done.append(record)
+        self._records.extend(done)
+        if self.events.on_batch_done:
+            self.events.on_batch_done(self._in_input_order(self._records))
 
     def _observed_full(self, observed: torch.Tensor) -> torch.Tensor:
         """The observed images at the generator's resolution (what ``finalize`` blends with)."""
