@@ -42,7 +42,10 @@ def parameter_count(entry: WeightEntry) -> int | None:
 def list_weights(json_lines: bool) -> None:
     """List every known weight file and whether a verified copy is here."""
     store = default_store()
-    table = Table("name", "kind", "architecture", "res", "latent", "available", "file")
+    table = Table()
+    table.add_column("name", no_wrap=True)
+    for column in ("kind", "architecture", "res", "latent", "available"):
+        table.add_column(column)
     for name, entry in sorted(store.entries.items()):
         status = store.status(name)
         if json_lines:
@@ -54,7 +57,7 @@ def list_weights(json_lines: bool) -> None:
             }))
         else:
             table.add_row(name, entry.kind, entry.architecture or "", str(entry.resolution or ""),
-                          str(entry.latent_size or ""), "yes" if status.verified else "no", entry.file)
+                          str(entry.latent_size or ""), "yes" if status.verified else "no")
     for row in imported_rows(store):
         if json_lines:
             click.echo(json.dumps(row))
