@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 #: (substring of the CUDA device name, {precision: dense peak FLOP/s}), first match wins. fp32 is the
 #: non-tensor-core rate; cuDNN convolutions may use TF32 tensor cores (``torch.backends.cudnn.allow_tf32``
@@ -42,9 +42,23 @@ class Peak:
     source: str
 
 
+def _conv_backward_flops(grad_out_shape: list[int], x_shape: list[int], w_shape: list[int], _bias: object,
+                         _stride: object, _padding: object, _dilation: object, transposed: bool,
+                         _output_padding: object, _groups: object, output_mask: list[bool], *_: object,
+                         **__: object) -> int:
+    """Each requested gradient (input, weight) of a convolution costs what its forward costs.
+
+    torch's own formula over-counts grouped convolutions (a group-G conv's backward counted ~(G+1)/2 times
+    the G separate convs'), which StyleGAN2's modulated convolutions use with G = batch.
+    """
+    forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
 def count_flops(step: Callable[[], object]) -> int:
     """Matmul/convolution FLOPs of ``step()`` (forward and backward), counted while it runs once."""
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward:
+                                                             _conv_backward_flops})
     with counter:
         step()
     return int(counter.get_total_flops())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mgan_cli.presets import apply_overrides, load_preset
-from mgan_cli.runner import Job, Runner, RunEvents
+from mgan_cli.runner import Job, RunEvents, Runner
 from mgan_cli.tasks import TASKS
 from tests.helpers import celeba_face
 

@@ -63,7 +63,7 @@ def list_weights(json_lines: bool) -> None:
             click.echo(json.dumps(row))
         else:
             table.add_row(row["name"], "generator (imported)", row["architecture"] or "", str(row["resolution"]),
-                          str(row["latent_size"]), "yes" if row["available"] else "no", row["file"])
+                          str(row["latent_size"]), "yes" if row["available"] else "no")
     if not json_lines:
         stdout_console.print(table)
 
