@@ -26,6 +26,7 @@ FLOPs: one real step counted by :func:`bench.flops.count_flops`, per image.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
@@ -40,6 +41,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from bench.flops import Peak, count_flops, device_peak
+from bench.reference_loop import ReferenceLoop
 from mgan_cli.degradations import Degradation, Identity
 from mgan_cli.engine import EngineOptions, InversionSettings, MultiCodeModel, initial_state, invert
 from mgan_cli.generators import ARCHITECTURES, Generator, load_generator
@@ -47,9 +50,6 @@ from mgan_cli.imageio import to_tensor, to_uint8
 from mgan_cli.losses import ReconstructionLoss
 from mgan_cli.metrics import psnr
 from mgan_cli.presets import LossSettings, load_preset
-
-from bench.flops import Peak, count_flops, device_peak
-from bench.reference_loop import ReferenceLoop
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 #: The reference script's defaults (``multi_code_inversion.py``): 3000 SGD steps, VGG input resized to 256.
@@ -243,10 +243,8 @@ def _sync(device: torch.device) -> None:
 
 def _trim_heap() -> None:
     """Give the allocator's free memory back to the OS (glibc ``malloc_trim``) so RSS starts from live data."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _rss_bytes() -> int | None:

@@ -25,14 +25,17 @@ def presets_group() -> None:
 @reports_errors
 def list_presets(json_lines: bool) -> None:
     """List built-in presets (name, task, generator, description)."""
-    table = Table("preset", "task", "generator", "description")
+    table = Table()
+    table.add_column("preset", no_wrap=True)
+    table.add_column("task")
+    table.add_column("description")
     for name in preset_files():
         preset = load_preset(name)
         if json_lines:
             click.echo(json.dumps({"name": name, "task": preset.task, "generator": preset.generator,
                                    "description": preset.description}))
         else:
-            table.add_row(name, preset.task, preset.generator, preset.description)
+            table.add_row(name, preset.task, preset.description)
     if not json_lines:
         stdout_console.print(table)
 
