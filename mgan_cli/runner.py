@@ -9,6 +9,7 @@ written atomically; an output that already exists is kept and the image ``skippe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -63,6 +64,17 @@ def image_seed(seed: int, name: str) -> int:
     """A per-image seed from the run's seed and the file name: results don't depend on batching or order."""
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def fitting_batch_size(free_bytes: int, per_image_bytes: int, limit: int, headroom: float = 0.85) -> int:
+    """How many images fit in ``headroom`` × the free memory at ``per_image_bytes`` each (1 .. ``limit``).
+
+    >>> fitting_batch_size(10 * 2**30, 2**30, 16)
+    8
+    """
+    if per_image_bytes <= 0:
+        return max(1, limit)
+    return max(1, min(limit, int(headroom * free_bytes // per_image_bytes)))
 
 
 def _find_by_stem(directory: Path, stem: str) -> Path | None:
@@ -180,6 +192,8 @@ class Runner:
         self.job.output_dir.mkdir(parents=True, exist_ok=True)
         self._records = list(settled)
         self._batch_limit = max(1, self.job.preset.batch_size)
+        if self.job.device.type == "cuda" and todo:
+            self._batch_limit = self._fitting_batch_size()
         batches = [todo[i:i + self._batch_limit] for i in range(0, len(todo), self._batch_limit)]
         with ThreadPoolExecutor(1, thread_name_prefix="mgan-load") as loader, \
                 ThreadPoolExecutor(1, thread_name_prefix="mgan-write") as writer:
@@ -195,6 +209,22 @@ class Runner:
             for future in finishing:
                 future.result()
         return self._in_input_order(self._records)
+
+    def _fitting_batch_size(self) -> int:
+        """On CUDA: the preset's batch size, lowered to what fits in free memory, measured with a one-image
+        probe of two optimisation steps (out-of-memory later still halves it, see :meth:`_optimise`)."""
+        device = self.job.device
+        probe = torch.zeros(1, 3, self.observed_size, self.observed_size, device=device)
+        mask = torch.zeros(1, 1, self.generator.resolution, self.generator.resolution, device=device)
+        settings = dataclasses.replace(self.job.preset.inversion, iterations=2, early_stop_window=0)
+        torch.cuda.synchronize(device)
+        baseline = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        invert(self.generator, probe, self.degradation, self.loss, settings, [0],
+               mask=mask if self.degradation.needs_mask else None, options=self.job.engine)
+        per_image = torch.cuda.max_memory_allocated(device) - baseline
+        free, _ = torch.cuda.mem_get_info(device)
+        return fitting_batch_size(free, per_image, self.job.preset.batch_size)
 
     def _in_input_order(self, records: list[ImageRecord]) -> list[ImageRecord]:
         order = {str(path): i for i, path in enumerate(self.job.inputs)}

@@ -122,3 +122,22 @@ def test_early_stopping_freezes_finished_images_and_shrinks_the_batch(generator)
     assert torch.allclose(result.images[0], solved[0], atol=1e-6)
     alone = invert(generator, other, Identity(), loss, settings, seeds=[1])
     assert torch.allclose(result.images[1], alone.images[0], atol=1e-5)
+
+
+def test_compile_failure_falls_back_to_eager(generator, targets, monkeypatch) -> None:
+    from mgan_cli.engine import EngineOptions
+
+    def broken_compile(function, **kwargs):
+        def compiled(*args):
+            raise RuntimeError("no compiler here")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    warnings: list[str] = []
+    loss = ReconstructionLoss(perceptual_weight=0.0)
+    compiled = invert(generator, targets[:1], Identity(), loss, _settings(), seeds=[3],
+                      options=EngineOptions(compile="default"), warn=warnings.append)
+    eager = invert(generator, targets[:1], Identity(), loss, _settings(), seeds=[3])
+    assert torch.equal(compiled.images, eager.images)
+    assert len(warnings) == 1 and "running eagerly" in warnings[0]
