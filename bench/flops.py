@@ -13,6 +13,7 @@ micro-benchmark measured when the benchmark starts (:func:`measure_cpu_peak`).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,11 +65,13 @@ def count_flops(step: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
-def measure_cpu_peak(size: int = 1024, repeats: int = 5) -> float:
-    """fp32 FLOP/s of the best of ``repeats`` ``size``² matmuls with torch's current thread count."""
-    a = torch.randn(size, size)
-    b = torch.randn(size, size)
-    torch.mm(a, b)  # warm-up
+@functools.cache
+def measure_cpu_peak(size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of the best of ``repeats`` ``size``² matmuls in ``dtype`` with torch's current thread count."""
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    for _ in range(2):  # warm-up (thread pool, caches, clock)
+        torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -89,6 +92,9 @@ def device_peak(device: torch.device, precision: str, cpu_peak: float | None = N
     """Peak FLOP/s of ``device`` at ``precision`` (``cpu_peak``: a measured fp32 matmul rate)."""
     if device.type == "cuda":
         return gpu_peak(torch.cuda.get_device_name(device), precision)
+    if precision == "bf16":
+        return Peak(measure_cpu_peak(dtype=torch.bfloat16),
+                    f"bf16 matmul micro-benchmark, {torch.get_num_threads()} thread(s)")
     if cpu_peak is None:
         cpu_peak = measure_cpu_peak()
     return Peak(cpu_peak, f"fp32 matmul micro-benchmark at start, {torch.get_num_threads()} thread(s)")

@@ -66,7 +66,7 @@ def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--compile", "compile_mode", type=click.Choice(COMPILE_MODES), default="off",
                      show_default=True, help="torch.compile the step (reduce-overhead adds CUDA graphs)."),
         click.option("--channels-last/--no-channels-last", default=None,
-                     help="NHWC memory layout for the convolutions. [default: on for CUDA]"),
+                     help="NHWC memory layout for the convolutions (faster on GPUs and most CPUs). [default: on]"),
     ]
     for option in reversed(options):
         command = option(command)
