@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from bench.flops import count_flops
 from bench.reference_loop import ReferenceLoop, reference_invert
 from mgan_cli.degradations import Identity
-from mgan_cli.engine import InversionSettings, invert
+from mgan_cli.engine import EngineOptions, InversionSettings, invert
 from mgan_cli.generators import ARCHITECTURES, load_generator
 from mgan_cli.losses import ReconstructionLoss
 
@@ -88,8 +88,10 @@ def test_the_harness_runs_end_to_end_on_the_cpu(shared_dir, tmp_path, capsys) ->
     results = main(["--configs", "dcgan64", "--device", "cpu", "--iterations", "2", "--images", "1", "--warmup", "0",
                     "--threads", "1", "--perceptual-resolution", "32", "--out", str(out), "--json", str(dump)])
     printed = capsys.readouterr().out
-    for side in ("reference", "reference as shipped", "mgan same maths", "mgan default"):
-        assert f"| dcgan64 | {side} | fp32 | 1 |" in printed
+    mgan_precision = EngineOptions.for_device(torch.device("cpu")).precision  # bf16 on CPUs that do it natively
+    for side, precision in (("reference", "fp32"), ("reference as shipped", "fp32"),
+                            ("mgan same maths", mgan_precision), ("mgan default", mgan_precision)):
+        assert f"| dcgan64 | {side} | {precision} | 1 |" in printed
     assert "| config | same maths: max abs ΔPSNR (dB) |" in printed
     assert printed.strip() in out.read_text()
     data = json.loads(dump.read_text())
