@@ -79,6 +79,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-shipped", action="store_true", help="skip the 'reference as shipped' run")
     parser.add_argument("--no-flops", action="store_true", help="skip FLOP counting")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="precision of mgan's sides (default auto: bf16 where the device does it natively)")
     parser.add_argument("--out", type=Path, default=None, help="append the results as markdown to this file")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON to this file")
     args = parser.parse_args(argv)
@@ -107,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> list[ConfigResult]:
     cpu_peak = measure_cpu_peak() if device.type == "cpu" else None
     options = RunOptions(iterations=args.iterations, images=args.images, warmup=args.warmup,
                          width_scale=args.width_scale, perceptual_resolution=args.perceptual_resolution,
-                         shipped=not args.no_shipped, count_flops=not args.no_flops)
+                         shipped=not args.no_shipped, count_flops=not args.no_flops, precision=args.precision)
     results = [run_config(CONFIGS[name], device, options, cpu_peak, log=lambda m: print(m, file=sys.stderr))
                for name in names]
 

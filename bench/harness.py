@@ -413,6 +413,7 @@ class RunOptions:
     shipped: bool = True
     count_flops: bool = True
     record_points: int = 25
+    precision: str = "auto"  # of mgan's sides (EngineOptions.for_device); the reference is always fp32
 
 
 def run_config(config: BenchConfig, device: torch.device, options: RunOptions, cpu_peak: float | None = None,
@@ -429,8 +430,8 @@ def run_config(config: BenchConfig, device: torch.device, options: RunOptions, c
     preset = load_preset(config.mgan_preset)
     mgan_settings = replace(preset.inversion, iterations=iterations)
     mgan_loss = make_loss(preset.loss, device, options.perceptual_resolution)
-    same = EngineOptions.for_device(device)  # the reference's maths; mgan's layout and (auto) precision
-    auto = EngineOptions.for_device(device)
+    same = EngineOptions.for_device(device, options.precision)  # the reference's maths; mgan's layout/precision
+    auto = EngineOptions.for_device(device, options.precision)
     sides: dict[str, SideResult] = {}
 
     def peak(precision: str) -> Peak:
