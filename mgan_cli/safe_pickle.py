@@ -47,6 +47,23 @@ class InertObject:
         return f"<inert {self._pickled_name}>"
 
 
+def plain_data(value: Any) -> Any:
+    """Inert ``dnnlib.EasyDict`` stand-ins (and containers of them) → plain dicts and lists."""
+    if isinstance(value, InertObject):
+        items = dict(value.__dict__.get("items", {}))
+        state = value.__dict__.get("state")
+        if isinstance(state, dict):
+            items.update(state)
+        return {k: plain_data(v) for k, v in items.items()}
+    if isinstance(value, dict):
+        return {k: plain_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_data(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 _inert_classes: dict[str, type[InertObject]] = {}
 
 

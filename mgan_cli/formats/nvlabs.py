@@ -43,7 +43,7 @@ import torch
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
 from mgan_cli.generators import stylegan2 as sg2
 from mgan_cli.generators.registry import READERS, GeneratorWeights
-from mgan_cli.safe_pickle import InertObject, safe_load
+from mgan_cli.safe_pickle import InertObject, plain_data, safe_load
 
 #: persistence version this reader understands (stylegan2-ada-pytorch and stylegan3 both write 6)
 PERSISTENCE_VERSION = 6
@@ -93,21 +93,6 @@ ALLOWED: dict[tuple[str, str], Any] = {
 }
 #: class references that become inert stand-ins (never imported)
 INERT_MODULES = ("torch_utils.", "training.", "dnnlib.", "torch.nn.modules.")
-
-
-def _plain(value: Any) -> Any:
-    """Inert ``dnnlib.EasyDict`` (and nested containers) → plain dicts/lists."""
-    if isinstance(value, InertObject):
-        items = dict(value.__dict__.get("items", {}))
-        state = value.__dict__.get("state")
-        if isinstance(state, dict):
-            items.update(state)
-        return {k: _plain(v) for k, v in items.items()}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _module_state(obj: Any) -> dict[str, Any]:
@@ -261,7 +246,7 @@ def read_nvlabs_pickle(path: Path) -> GeneratorWeights:
     if isinstance(g_ema, PersistentObject) and g_ema.version != PERSISTENCE_VERSION:
         raise UnknownFormatError(f"{path}: torch_utils.persistence version {g_ema.version} is not supported")
     state = nvlabs_to_genforce(flatten_module(g_ema), str(path))
-    kwargs = _plain(_module_state(g_ema).get("_init_kwargs"))
+    kwargs = plain_data(_module_state(g_ema).get("_init_kwargs"))
     if isinstance(kwargs, dict) and kwargs:
         config = config_from_init_kwargs(kwargs, str(path))
     else:  # no constructor record: shapes give everything but conv_clamp

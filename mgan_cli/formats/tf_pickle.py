@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
-from mgan_cli.safe_pickle import InertObject, safe_load
+from mgan_cli.safe_pickle import InertObject, plain_data, safe_load
 
 #: ``module.class`` of the pickled networks and the state versions each wrote
 NETWORK_CLASSES: dict[str, tuple[int, ...]] = {
@@ -66,23 +66,6 @@ class TFNetwork:
         return kwargs
 
 
-def plain(value: Any) -> Any:
-    """Inert ``dnnlib.EasyDict`` stand-ins (and containers of them) → plain dicts and lists."""
-    if isinstance(value, InertObject):
-        items = dict(value.__dict__.get("items", {}))
-        state = value.__dict__.get("state")
-        if isinstance(state, dict):
-            items.update(state)
-        return {k: plain(v) for k, v in items.items()}
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def network_from_pickled(obj: Any, source: str = "weights") -> TFNetwork:
     """A ``Network`` stand-in from the unpickler → :class:`TFNetwork` (validates class, version and fields)."""
     class_name = getattr(obj, "_pickled_name", type(obj).__name__)
@@ -107,7 +90,7 @@ def network_from_pickled(obj: Any, source: str = "weights") -> TFNetwork:
             raise UnknownFormatError(f"{source}: variable {name!r} is a {type(value).__name__}, not a numpy array")
         variables[name] = np.asarray(value)
     components = {str(k): network_from_pickled(v, source) for k, v in plain_components(state, source).items()}
-    kwargs = plain(state.get("static_kwargs") or {})
+    kwargs = plain_data(state.get("static_kwargs") or {})
     if not isinstance(kwargs, dict):
         raise UnknownFormatError(f"{source}: static_kwargs is not a dict")
     return TFNetwork(class_name, int(version), str(state.get("name")), str(state.get("build_func_name")),
@@ -260,5 +243,5 @@ def check_lod(variables: Mapping[str, np.ndarray], names: Iterable[str], source:
 
 
 __all__ = ["INERT_MODULES", "LAYOUTS", "NETWORK_CLASSES", "TFNetwork", "VarSpec", "check_lod",
-           "check_static_kwargs", "convert_variables", "export_variables", "network_from_pickled", "plain",
+           "check_static_kwargs", "convert_variables", "export_variables", "network_from_pickled",
            "read_gs", "read_tf_networks", "split_components"]
