@@ -62,7 +62,8 @@ def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--quiet", is_flag=True, help="No progress bar or summary table."),
         click.option("--overwrite", is_flag=True, help="Redo images whose output already exists."),
         click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto", show_default=True,
-                     help="Autocast of the networks: auto = bf16 on CUDA GPUs that support it, else fp32."),
+                     help="Autocast of the networks: auto = bf16 on CUDA GPUs and CPUs that compute bf16 natively "
+                          "(AVX512-BF16, AMX), else fp32; codes and optimiser state stay fp32."),
         click.option("--compile", "compile_mode", type=click.Choice(COMPILE_MODES), default="off",
                      show_default=True, help="torch.compile the step (reduce-overhead adds CUDA graphs)."),
         click.option("--channels-last/--no-channels-last", default=None,
