@@ -36,7 +36,6 @@ from mgan_cli.tasks import Task
 class RunEvents:
     """Callbacks for progress: all optional."""
 
-    on_start: Callable[[int, int], None] | None = None  # (images to process, images skipped)
     on_step: Callable[[int, int, float], None] | None = None  # (step, iterations, mean loss of the batch)
     on_record: Callable[[ImageRecord], None] | None = None  # an image finished (ok, failed or skipped)
     on_warning: Callable[[str], None] | None = None
@@ -187,8 +186,6 @@ class Runner:
         todo, settled = self.plan()
         for record in settled:
             self._emit(record)
-        if self.events.on_start:
-            self.events.on_start(len(todo), len(settled))
         self.job.output_dir.mkdir(parents=True, exist_ok=True)
         self._records = list(settled)
         self._batch_limit = max(1, self.job.preset.batch_size)

@@ -94,11 +94,8 @@ class _Display:
             self.steps_task = self.progress.add_task("  steps", total=None, loss="")
 
     def events(self) -> RunEvents:
-        return RunEvents(on_start=self.on_start, on_step=self.on_step, on_record=self.on_record,
+        return RunEvents(on_step=self.on_step, on_record=self.on_record,
                          on_warning=self.on_warning)
-
-    def on_start(self, todo: int, settled: int) -> None:
-        pass
 
     def on_step(self, step: int, total: int, loss: float) -> None:
         if self.progress is not None:

@@ -80,6 +80,17 @@ def _require(state: Mapping[str, torch.Tensor], key: str, path: Path, family: st
     return state[key]
 
 
+def _block_channels(state: Mapping[str, torch.Tensor], prefix: str, path: Path, family: str) -> dict[int, int]:
+    """Output channels per block resolution, read from the second conv of each block (``{prefix}layer{2b+1}``)."""
+    num_layers = len(_indices(state, re.escape(prefix) + r"layer(\d+)\."))
+    blocks = num_layers // 2
+    channels = {4 * 2**b: state[f"{prefix}layer{2 * b + 1}.conv.weight"].shape[0] for b in range(blocks)
+                if f"{prefix}layer{2 * b + 1}.conv.weight" in state}
+    if blocks < 2 or len(channels) != blocks:
+        raise UnknownFormatError(f"{path}: genforce {family} layers are incomplete ({num_layers} layer modules)")
+    return channels
+
+
 def _fmaps(channels: dict[int, int], fmaps_max: int) -> tuple[int, int]:
     """``(fmaps_base, fmaps_max)`` with ``min(base // res, max) == channels[res]`` for every resolution."""
     below = [res for res in sorted(channels) if channels[res] < fmaps_max]
@@ -102,12 +113,8 @@ def read_genforce_pggan(path: Path) -> GeneratorWeights:
     """
     state = load_genforce_state(path)
     layer0 = _require(state, "layer0.conv.weight", path, "PGGAN")
-    num_layers = len(_indices(state, r"layer(\d+)\."))
-    blocks = num_layers // 2
-    channels = {4 * 2**b: state[f"layer{2 * b + 1}.conv.weight"].shape[0] for b in range(blocks)
-                if f"layer{2 * b + 1}.conv.weight" in state}
-    if blocks < 2 or len(channels) != blocks:
-        raise UnknownFormatError(f"{path}: genforce PGGAN layers are incomplete ({num_layers} layer modules)")
+    channels = _block_channels(state, "", path, "PGGAN")
+    blocks = len(channels)
     base, fmaps_max = _fmaps(channels, max(channels.values()))
     config = {
         "resolution": 4 * 2 ** (blocks - 1),
@@ -153,12 +160,8 @@ def read_genforce_stylegan(path: Path, truncation_psi: float | None = 0.7,
         raise UnknownFormatError(f"{path}: genforce StyleGAN mapping layers missing or not numbered 0..n-1")
     first = _require(state, "mapping.dense0.fc.weight", path, "StyleGAN")
     last = _require(state, f"mapping.dense{mapping[-1]}.fc.weight", path, "StyleGAN")
-    num_layers = len(_indices(state, r"synthesis\.layer(\d+)\."))
-    blocks = num_layers // 2
-    channels = {4 * 2**b: state[f"synthesis.layer{2 * b + 1}.conv.weight"].shape[0] for b in range(blocks)
-                if f"synthesis.layer{2 * b + 1}.conv.weight" in state}
-    if blocks < 2 or len(channels) != blocks:
-        raise UnknownFormatError(f"{path}: genforce StyleGAN synthesis layers incomplete ({num_layers} layers)")
+    channels = _block_channels(state, "synthesis.", path, "StyleGAN synthesis")
+    blocks = len(channels)
     fmaps_max = int(first.shape[0]) if len(mapping) > 1 else int(const.shape[1])
     base, fmaps_max = _fmaps(channels, fmaps_max)
     try:
