@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mgan_cli.records import ImageRecord
+from mgan_cli.run.records import ImageRecord
 
 METRIC_COLUMNS = ("psnr", "ssim", "lpips", "niqe")
 CSV_COLUMNS = ("input", "output", "status", "error", *METRIC_COLUMNS, "niqe_reason", "seconds", "loss", "seed",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mgan_cli.presets import apply_overrides, load_preset
-from mgan_cli.runner import Job, RunEvents, Runner
+from mgan_cli.run import Job, RunEvents, Runner
 from mgan_cli.tasks import TASKS
 from tests.helpers import celeba_face
 
@@ -19,16 +19,16 @@ def test_out_of_memory_halves_the_batch_and_retries(shared_dir, tmp_path, monkey
     preset = apply_overrides(load_preset("dcgan64-invert"), iterations=1, codes=2, batch_size=4)
     warnings: list[str] = []
     runner = Runner(Job(TASKS.get("invert"), preset, inputs, tmp_path / "out"), RunEvents(on_warning=warnings.append))
-    real_invert = runner._invert
+    real_restore = runner.restorer.restore
     sizes: list[int] = []
 
-    def tight_memory(items):
-        sizes.append(len(items))
-        if len(items) > 1:
+    def tight_memory(observed, masks, seeds):
+        sizes.append(len(observed))
+        if len(observed) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real_invert(items)
+        return real_restore(observed, masks, seeds)
 
-    monkeypatch.setattr(runner, "_invert", tight_memory)
+    monkeypatch.setattr(runner.restorer, "restore", tight_memory)
     records = runner.run()
     assert [r.status for r in records] == ["ok"] * 5
     assert sizes[:3] == [4, 2, 1] and all(size == 1 for size in sizes[3:])  # the smaller size is kept

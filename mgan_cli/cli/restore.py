@@ -23,7 +23,7 @@ from mgan_cli.engine import COMPILE_MODES, PRECISIONS, EngineOptions
 from mgan_cli.imageio import RESIZE_POLICIES, collect_inputs
 from mgan_cli.presets import Preset, apply_overrides, load_preset
 from mgan_cli.report import METRIC_COLUMNS, record_json, remove_partials, write_partial, write_report
-from mgan_cli.runner import ImageRecord, Job, RunEvents, Runner
+from mgan_cli.run import ImageRecord, Job, RunEvents, Runner
 from mgan_cli.tasks import TASKS, Task
 from mgan_cli.weight_import import generator_identity
 from mgan_cli.weight_store import default_store

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mgan_cli.run.failures import Failure
+
 _BASE_FIELDS = ("input", "output", "status", "error", "seconds", "loss", "seed", "notes")
 
 
@@ -16,11 +18,17 @@ class ImageRecord:
     output: str | None = None
     status: str = "pending"  # ok | failed | skipped
     error: str | None = None
-    metrics: dict[str, float | None] = field(default_factory=dict)
+    metrics: dict[str, float | str | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seed: int | None = None
     loss: float | None = None
     seconds: float | None = None
+    failure: Failure | None = None  # why it failed (``error`` is its message)
+
+    def fail(self, failure: Failure) -> ImageRecord:
+        """Mark this image failed (no output) and return it."""
+        self.status, self.error, self.output, self.failure = "failed", failure.message, None, failure
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return {"input": self.input, "output": self.output, "status": self.status, "error": self.error,

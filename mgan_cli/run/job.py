@@ -1,0 +1,56 @@
+"""What a run is asked to do (:class:`Job`) and how it reports progress (:class:`RunEvents`)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mgan_cli.engine import EngineOptions
+from mgan_cli.presets import Preset
+from mgan_cli.run.records import ImageRecord
+from mgan_cli.tasks import Task
+
+
+@dataclass
+class RunEvents:
+    """Callbacks for progress: all optional. They may be called from the writer thread."""
+
+    on_step: Callable[[int, int, float], None] | None = None  # (step, iterations, mean loss of the batch)
+    on_record: Callable[[ImageRecord], None] | None = None  # an image finished (ok, failed or skipped)
+    on_warning: Callable[[str], None] | None = None
+    on_batch_done: Callable[[list[ImageRecord]], None] | None = None  # records so far (to save the report)
+
+    def warn(self, message: str) -> None:
+        if self.on_warning is not None:
+            self.on_warning(message)
+
+    def record(self, record: ImageRecord) -> None:
+        if self.on_record is not None:
+            self.on_record(record)
+
+
+@dataclass
+class Job:
+    """Everything a run needs. ``mask`` is a file (one mask for all) or a folder (masks by file stem)."""
+
+    task: Task
+    preset: Preset
+    inputs: list[Path]
+    output_dir: Path
+    reference_dir: Path | None = None
+    mask: Path | None = None
+    resize: str = "error"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    overwrite: bool = False
+    metrics: tuple[str, ...] = ("psnr", "ssim", "lpips", "niqe")
+    engine: EngineOptions = field(default_factory=EngineOptions)
+
+
+def image_seed(seed: int, name: str) -> int:
+    """A per-image seed from the run's seed and the file name: results don't depend on batching or order."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)

@@ -1,0 +1,159 @@
+"""Restoring: observed tensors in, restored tensors out (no files). Owns the generator, the degradation,
+the loss and the batching policy (fit the batch to free GPU memory; halve it on out-of-memory).
+
+Tensors: ``observed`` float32 ``[B, 3, r, r]`` in [-1, 1]; ``masks`` float32 ``[B, 1, R, R]`` in [0, 1]
+or ``None``; restored ``images`` uint8 ``[B, 3, R, R]`` on the CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from mgan_cli.degradations import Degradation, build_degradation
+from mgan_cli.engine import InversionResult, invert
+from mgan_cli.generators import Generator
+from mgan_cli.imageio import to_uint8
+from mgan_cli.losses import ReconstructionLoss
+from mgan_cli.presets import Preset
+from mgan_cli.run.failures import Failure, Stage
+from mgan_cli.run.job import Job
+
+OUT_OF_MEMORY = ("out of memory for a single image; lower --codes, or use --precision bf16 or a device with "
+                 "more memory")
+
+
+def fitting_batch_size(free_bytes: int, per_image_bytes: int, limit: int, headroom: float = 0.85) -> int:
+    """How many images fit in ``headroom`` × the free memory at ``per_image_bytes`` each (1 .. ``limit``).
+
+    >>> fitting_batch_size(10 * 2**30, 2**30, 16)
+    8
+    """
+    if per_image_bytes <= 0:
+        return max(1, limit)
+    return max(1, min(limit, int(headroom * free_bytes // per_image_bytes)))
+
+
+@dataclass
+class RestoredBatch:
+    """Per image of a batch: uint8 ``images`` ``[B, 3, R, R]`` (CPU), final ``losses``, optimisation
+    ``steps`` taken, and the ``failures`` (``None`` where the image was restored)."""
+
+    images: torch.Tensor
+    losses: list[float]
+    steps: list[int]
+    failures: list[Failure | None]
+
+
+@dataclass
+class Chunk:
+    """Images ``start .. start + count`` of a call to :meth:`BatchRestorer.restore_all`, restored together."""
+
+    start: int
+    count: int
+    outcome: RestoredBatch | Failure
+    seconds_per_image: float
+
+
+class BatchRestorer:
+    """Restores batches of observed images for a preset on one device (see the module docstring)."""
+
+    def __init__(self, job: Job, generator: Generator,
+                 on_step: Callable[[int, int, float], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> None:
+        preset: Preset = job.preset
+        self.job = job
+        self.device = job.device
+        self.generator = generator.to(job.device)
+        self.degradation: Degradation = build_degradation(preset.degradation).to(job.device)
+        self.observed_size = self.degradation.observed_size(self.generator.resolution)
+        loss = preset.loss
+        self.loss = ReconstructionLoss(loss.perceptual_weight, loss.vgg_layer, loss.perceptual_resolution,
+                                       loss.distance).to(job.device)
+        self.settings = preset.inversion
+        self.on_step = on_step
+        self.on_warning = on_warning
+        self.batch_limit = max(1, preset.batch_size)
+
+    @property
+    def resolution(self) -> int:
+        return self.generator.resolution
+
+    @property
+    def needs_mask(self) -> bool:
+        return self.degradation.needs_mask
+
+    def fit_batch_to_memory(self) -> None:
+        """On CUDA: lower the batch limit to what fits in free memory, measured with a one-image probe of two
+        optimisation steps (out-of-memory later still halves it, see :meth:`restore_all`)."""
+        if self.device.type != "cuda":
+            return
+        device = self.device
+        probe = torch.zeros(1, 3, self.observed_size, self.observed_size, device=device)
+        mask = torch.zeros(1, 1, self.resolution, self.resolution, device=device)
+        settings = dataclasses.replace(self.settings, iterations=2, early_stop_window=0)
+        torch.cuda.synchronize(device)
+        baseline = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        invert(self.generator, probe, self.degradation, self.loss, settings, [0],
+               mask=mask if self.needs_mask else None, options=self.job.engine)
+        per_image = torch.cuda.max_memory_allocated(device) - baseline
+        free, _ = torch.cuda.mem_get_info(device)
+        self.batch_limit = fitting_batch_size(free, per_image, self.batch_limit)
+
+    def restore_all(self, observed: Sequence[torch.Tensor], masks: Sequence[torch.Tensor | None],
+                    seeds: Sequence[int]) -> list[Chunk]:
+        """Restore images ``[3, r, r]`` in chunks of the batch limit; on GPU out-of-memory, halve the limit
+        (for the rest of the run too) and retry; a single image that does not fit fails."""
+        chunks: list[Chunk] = []
+        start = 0
+        while start < len(observed):
+            count = min(self.batch_limit, len(observed) - start)
+            window = slice(start, start + count)
+            started = time.perf_counter()
+            try:
+                outcome: RestoredBatch | Failure = self.restore(
+                    torch.stack(list(observed[window])),
+                    None if masks[start] is None else torch.stack(list(masks[window])),  # type: ignore[arg-type]
+                    list(seeds[window]))
+            except torch.OutOfMemoryError:
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if count > 1:
+                    self.batch_limit = max(1, count // 2)
+                    if self.on_warning:
+                        self.on_warning(f"out of memory with {count} images per batch; retrying with "
+                                        f"{self.batch_limit}")
+                    continue
+                outcome = Failure(Stage.RESTORE, OUT_OF_MEMORY)
+            chunks.append(Chunk(start, count, outcome, (time.perf_counter() - started) / count))
+            start += count
+        return chunks
+
+    def restore(self, observed: torch.Tensor, masks: torch.Tensor | None, seeds: Sequence[int]) -> RestoredBatch:
+        """One batch: ``observed`` ``[B, 3, r, r]``, ``masks`` ``[B, 1, R, R]`` or None, one seed per image."""
+        observed = observed.to(self.device)
+        masks = masks.to(self.device) if masks is not None else None
+        iterations = self.settings.iterations
+
+        def on_progress(step: int, losses: torch.Tensor) -> None:
+            if self.on_step:
+                self.on_step(step, iterations, float(losses.mean()))
+
+        result: InversionResult = invert(self.generator, observed, self.degradation, self.loss, self.settings,
+                                         list(seeds), mask=masks, progress=on_progress, options=self.job.engine,
+                                         warn=self.on_warning)
+        images = self.degradation.finalize(result.images, self._observed_full(observed), masks)
+        steps = result.steps.tolist() if result.steps is not None else [iterations] * len(seeds)
+        return RestoredBatch(to_uint8(images).cpu(), [float(v) for v in result.losses], steps, [None] * len(seeds))
+
+    def _observed_full(self, observed: torch.Tensor) -> torch.Tensor:
+        """The observed images at the generator's resolution (what ``finalize`` blends with)."""
+        if observed.shape[-1] == self.resolution:
+            return observed
+        return torch.nn.functional.interpolate(observed, size=self.resolution, mode="bicubic",
+                                               align_corners=False).clamp(-1, 1)
