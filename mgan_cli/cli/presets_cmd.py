@@ -10,8 +10,10 @@ import yaml
 from rich.table import Table
 
 from mgan_cli.cli.common import reports_errors, stdout_console
+from mgan_cli.family_defaults import choose_preset, defaults_file, resolve_defaults
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.presets import load_preset, preset_files
+from mgan_cli.tasks import TASKS
 from mgan_cli.weight_import import generator_identity
 
 
@@ -49,7 +51,9 @@ def generator_layers(generator_name: str) -> list[dict[str, object]]:
 
 
 @presets_group.command("show")
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--generator", help="Show what `mgan TASK --generator NAME` runs (with --task) instead of preset NAME.")
+@click.option("--task", type=click.Choice(TASKS.names()), help="The task, with --generator.")
 @click.option("--codes", type=int, help="Show with this override applied (same for the flags below).")
 @click.option("--layer", type=int)
 @click.option("--iterations", type=int)
@@ -58,20 +62,38 @@ def generator_layers(generator_name: str) -> list[dict[str, object]]:
 @click.option("--perceptual-weight", type=float)
 @click.option("--seed", type=int)
 @click.option("--batch-size", type=int)
+@click.option("--scale", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 @reports_errors
-def show_preset(name: str, as_json: bool, **overrides: object) -> None:
+def show_preset(name: str | None, generator: str | None, task: str | None, as_json: bool,
+                **overrides: object) -> None:
     """Print preset NAME (or a YAML file) resolved, with any overrides, and its generator's layers.
+
+    With --generator NAME --task TASK (and no preset NAME), print what `mgan TASK --generator NAME` runs:
+    the generator's built-in preset for the task, or the per-family defaults with the reason for each value.
 
     \b
     Examples:
       mgan presets show dcgan64-invert
       mgan presets show dcgan64-invert --codes 30 --layer 3
+      mgan presets show --generator my-stylegan2 --task superres --scale 8
     """
     from mgan_cli.presets import apply_overrides
 
-    preset = apply_overrides(load_preset(name), **overrides)
+    reasons: dict[str, object] = {}
+    if name is None:
+        if generator is None or task is None:
+            raise click.UsageError("give a preset NAME, or --generator NAME and --task TASK")
+        base = choose_preset(task, None, generator)
+        if base.source == str(defaults_file()):
+            reasons = {key: {"value": s.value, "why": s.why, "from": s.source}
+                       for key, s in sorted(resolve_defaults(generator, task).settings.items())}
+    else:
+        base = choose_preset(task or load_preset(name).task, name, generator)
+    preset = apply_overrides(base, **overrides)
     data = preset.to_dict()
+    if reasons:
+        data["defaults_reasons"] = reasons
     data["generator_layers"] = generator_layers(preset.generator)
     if as_json:
         click.echo(json.dumps(data, indent=2))

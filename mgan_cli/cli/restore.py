@@ -20,8 +20,9 @@ from rich.table import Table
 from mgan_cli import __version__, distributed
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, resolve_device, stderr_console, stdout_console
 from mgan_cli.engine import COMPILE_MODES, PRECISIONS, EngineOptions
+from mgan_cli.family_defaults import choose_preset
 from mgan_cli.imageio import RESIZE_POLICIES, collect_inputs
-from mgan_cli.presets import Preset, apply_overrides, load_preset
+from mgan_cli.presets import Preset, apply_overrides
 from mgan_cli.report import METRIC_COLUMNS, record_json, remove_partials, write_partial, write_report
 from mgan_cli.run import ImageRecord, Job, RunEvents, Runner
 from mgan_cli.tasks import TASKS, Task
@@ -42,7 +43,11 @@ def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.argument("inputs", nargs=-1, required=True, metavar="INPUT..."),
         click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
                      help="Folder for the restored images (<input stem>.png) and report.json/report.csv."),
-        click.option("--preset", help="Preset name (`mgan presets list`) or a YAML file. [default: the task's]"),
+        click.option("--preset", help="Preset name (`mgan presets list`) or a YAML file. [default: the generator's "
+                                      "built-in preset or per-family defaults, else the task's]"),
+        click.option("--generator", help="Registry or imported generator (`mgan weights list`); without --preset "
+                                         "its settings come from the per-family defaults "
+                                         "(`mgan presets show --generator NAME --task TASK`)."),
         click.option("--codes", type=click.IntRange(min=1), help="Number of latent codes N per image."),
         click.option("--layer", type=click.IntRange(min=1), help="Composing layer ℓ (see `mgan presets show`)."),
         click.option("--iterations", type=click.IntRange(min=0), help="Optimisation steps per image."),
@@ -153,13 +158,14 @@ def _summary_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str | None, device: str,
+def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str | None, generator: str | None,
+             device: str,
              reference_dir: Path | None, resize: str, recursive: bool, json_lines: bool, quiet: bool,
              overwrite: bool, precision: str, compile_mode: str, channels_last: bool | None,
              mask: Path | None = None, **overrides: Any) -> None:
     """Resolve the preset and inputs, run, write the report, show the summary; exit 1 if an image failed."""
     started = time.time()
-    resolved = apply_overrides(load_preset(preset or task.default_preset), **overrides)
+    resolved = apply_overrides(choose_preset(task.name, preset, generator), **overrides)
     if resolved.task != task.name:
         raise click.UsageError(f"preset {resolved.name!r} is for `mgan {resolved.task}`, not `mgan {task.name}`")
     stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
@@ -239,7 +245,8 @@ def make_task_command(task: Task) -> click.Command:
         f"{task.summary}\n\n"
         f"INPUT is any mix of image files and folders; - reads paths from stdin. Each output is "
         f"OUT/<input stem>.png; OUT/report.json and OUT/report.csv hold PSNR, SSIM, LPIPS and NIQE per image. "
-        f"Without --preset the task's default ({task.default_preset}) is used; flags override it.\n\n"
+        f"Without --preset: with --generator NAME its built-in preset NAME-{task.name} or else the per-family "
+        f"defaults; with neither, the task's default ({task.default_preset}). Flags override it.\n\n"
         f"\b\nExamples:\n  {EXAMPLES.get(task.name, '')}"
     )
     decorated: Callable[..., Any] = _common_options(command)
