@@ -14,11 +14,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mgan_cli.baselines import BASELINE_METRICS, baseline_summary
+from mgan_cli.html_report import write_html
 from mgan_cli.run.records import ImageRecord
+from mgan_cli.thumbnails import THUMB_DIR
 
 METRIC_COLUMNS = ("psnr", "ssim", "lpips", "niqe")
-CSV_COLUMNS = ("input", "output", "status", "error", *METRIC_COLUMNS, "niqe_reason", "seconds", "loss", "seed",
-               "notes")
+BASELINE_COLUMNS = tuple(f"baseline_{name}" for name in BASELINE_METRICS)
+CSV_COLUMNS = ("input", "output", "status", "error", *METRIC_COLUMNS, "niqe_reason", *BASELINE_COLUMNS, "seconds",
+               "loss", "seed", "notes")
 
 
 def _clean(value: Any) -> Any:
@@ -75,6 +79,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r[name] for r in rows if isinstance(r.get(name), int | float)]
         summary[f"mean_{name}"] = sum(values) / len(values) if values else None
         summary[f"count_{name}"] = len(values)
+    summary.update(baseline_summary(rows))
     return summary
 
 
@@ -94,4 +99,6 @@ def write_report(output_dir: Path, header: dict[str, Any], rows: list[dict[str, 
     for row in rows:
         writer.writerow({**row, "notes": "; ".join(row.get("notes") or [])})
     _atomic_write(output_dir / "report.csv", buffer.getvalue())
+    write_html(output_dir / "index.html", f"mgan {header.get('task', '')}: {output_dir.name}", header,
+               report["summary"], rows, output_dir / THUMB_DIR)
     return report

@@ -13,6 +13,8 @@ class Task:
 
     ``compare_to_input``: without ``--reference``, full-reference metrics compare the output with the
     input (meaningful only when the input is what the output should reproduce: inversion).
+    ``baseline``: the registered classical baseline (:mod:`mgan_cli.baselines`) each report row also
+    scores against the reference, or ``None``.
     """
 
     name: str
@@ -21,6 +23,7 @@ class Task:
     compare_to_input: bool = False
     needs_mask: bool = False
     needs_scale: bool = False
+    baseline: str | None = None
 
 
 TASKS: Registry[Task] = Registry("task")
@@ -33,10 +36,10 @@ def _register(task: Task) -> Task:
 _register(Task("invert", "Reconstruct images with the multi-code GAN prior (GAN inversion).",
                "dcgan64-invert", compare_to_input=True))
 _register(Task("colorize", "Colourise greyscale images: keep their luma, take chroma from the prior.",
-               "dcgan64-colorize"))
+               "dcgan64-colorize", baseline="observed"))
 _register(Task("superres", "Super-resolve low-resolution images to the generator's resolution.",
-               "dcgan64-superres", needs_scale=True))
+               "dcgan64-superres", needs_scale=True, baseline="bicubic"))
 _register(Task("inpaint", "Fill in the missing pixels given by a mask (white = missing).",
-               "dcgan64-inpaint", needs_mask=True))
+               "dcgan64-inpaint", needs_mask=True, baseline="telea"))
 _register(Task("denoise", "Remove noise by projecting onto the generator's image manifold.",
-               "dcgan64-denoise"))
+               "dcgan64-denoise", baseline="observed"))

@@ -1,0 +1,290 @@
+"""The HTML view of a run: ``OUT/index.html``, one page that works offline from the folder.
+
+One row per image with thumbnails (:mod:`mgan_cli.thumbnails`) of the input, the output, the reference
+and the task's baseline, the metrics, the status and the notes; a header with the settings, the
+generator, the device and the summary. Columns sort by a click (numbers numerically, missing values
+last), rows filter by status and by name. The page links only relative paths, and carries its script
+and style inline: nothing is fetched from anywhere. Thumbnails load lazily (``loading="lazy"``), so a
+page of thousands of images opens at once. Every piece of text from the run (file names, notes,
+errors, settings) is HTML-escaped; links are percent-encoded.
+
+``#sort=KEY:asc|desc`` in the page's address sorts on load (e.g. ``index.html#sort=psnr:desc``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from mgan_cli.thumbnails import ROLES, thumbnail_name
+
+#: numeric columns in display order: (row key, heading, format, better: "up" | "down" | "")
+NUMERIC_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("psnr", "PSNR", "{:.2f}", "up"),
+    ("ssim", "SSIM", "{:.4f}", "up"),
+    ("lpips", "LPIPS", "{:.4f}", "down"),
+    ("niqe", "NIQE", "{:.3f}", "down"),
+    ("baseline_psnr", "baseline PSNR", "{:.2f}", "up"),
+    ("baseline_ssim", "baseline SSIM", "{:.4f}", "up"),
+    ("baseline_lpips", "baseline LPIPS", "{:.4f}", "down"),
+    ("seconds", "seconds", "{:.2f}", ""),
+    ("loss", "loss", "{:.4g}", ""),
+)
+STATUSES = ("ok", "skipped", "failed")
+
+_STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1em;color:#222;background:#fff}
+h1{font-size:1.3em;margin:.2em 0}
+.facts{display:flex;flex-wrap:wrap;gap:.3em 1.5em;margin:.4em 0}
+.facts b{color:#555;font-weight:600}
+table{border-collapse:collapse}
+#summary td,#summary th{padding:.15em .6em;text-align:right;border-bottom:1px solid #ddd}
+#summary th:first-child,#summary td:first-child{text-align:left}
+#rows{margin-top:.8em}
+#rows th{position:sticky;top:0;background:#f3f3f3;padding:.3em .5em;border-bottom:2px solid #bbb;white-space:nowrap}
+#rows th[data-key]{cursor:pointer;user-select:none}
+#rows th[data-dir=asc]::after{content:" \\25B2"}
+#rows th[data-dir=desc]::after{content:" \\25BC"}
+#rows td{padding:.2em .5em;border-bottom:1px solid #e4e4e4;vertical-align:middle}
+#rows td.num{text-align:right;font-variant-numeric:tabular-nums}
+#rows td.thumb{padding:2px}
+#rows img{width:80px;height:80px;object-fit:contain;image-rendering:pixelated;display:block;background:#eee}
+tr.failed{background:#fff0f0} tr.skipped{background:#f7f7ff}
+.status{font-weight:600} .failed .status{color:#b00} .ok .status{color:#070}
+.notes{max-width:28em;font-size:.9em;color:#444}
+.controls{margin:.6em 0;display:flex;gap:1em;align-items:center}
+details pre{background:#f6f6f6;padding:.5em;max-height:30em;overflow:auto}
+"""
+
+_SCRIPT = """
+(function () {
+  var table = document.getElementById("rows"), body = table.tBodies[0];
+  var statusFilter = document.getElementById("status-filter"), nameFilter = document.getElementById("name-filter");
+  var shown = document.getElementById("shown");
+  function value(row, index, numeric) {
+    var text = row.cells[index].getAttribute("data-v");
+    if (!numeric) return text === null ? row.cells[index].textContent : text;
+    return text === null || text === "" ? NaN : parseFloat(text);
+  }
+  function sortBy(key, direction) {
+    var th = table.querySelector('th[data-key="' + key + '"]');
+    if (!th) return;
+    var index = th.cellIndex, numeric = th.getAttribute("data-type") === "num", sign = direction === "desc" ? -1 : 1;
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = value(a, index, numeric), y = value(b, index, numeric);
+      if (numeric) {
+        var xm = isNaN(x), ym = isNaN(y);
+        if (xm || ym) return xm === ym ? a.getAttribute("data-order") - b.getAttribute("data-order") : (xm ? 1 : -1);
+        if (x !== y) return sign * (x < y ? -1 : 1);
+        return a.getAttribute("data-order") - b.getAttribute("data-order");
+      }
+      return sign * String(x).localeCompare(String(y)) || a.getAttribute("data-order") - b.getAttribute("data-order");
+    });
+    var fragment = document.createDocumentFragment();
+    rows.forEach(function (row) { fragment.appendChild(row); });
+    body.appendChild(fragment);
+    table.querySelectorAll("th[data-key]").forEach(function (other) { other.removeAttribute("data-dir"); });
+    th.setAttribute("data-dir", direction);
+  }
+  function filter() {
+    var status = statusFilter.value, needle = nameFilter.value.toLowerCase(), count = 0;
+    Array.prototype.forEach.call(body.rows, function (row) {
+      var visible = (!status || row.getAttribute("data-status") === status) &&
+                    (!needle || row.getAttribute("data-name").toLowerCase().indexOf(needle) >= 0);
+      row.hidden = !visible;
+      if (visible) count++;
+    });
+    shown.textContent = count;
+  }
+  table.querySelectorAll("th[data-key]").forEach(function (th) {
+    th.addEventListener("click", function () {
+      var key = th.getAttribute("data-key"), current = th.getAttribute("data-dir");
+      var first = th.getAttribute("data-first") || "asc";
+      sortBy(key, current ? (current === "asc" ? "desc" : "asc") : first);
+    });
+  });
+  statusFilter.addEventListener("change", filter);
+  nameFilter.addEventListener("input", filter);
+  var match = /sort=([A-Za-z0-9_]+):(asc|desc)/.exec(location.hash);
+  if (match) sortBy(match[1], match[2]);
+  filter();
+})();
+"""
+
+
+def _number(value: Any) -> float | None:
+    """A row value as a float (``"inf"`` strings as infinity), or ``None`` when it is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return None if isinstance(value, float) and math.isnan(value) else float(value)
+    if value in ("inf", "-inf"):
+        return math.inf if value == "inf" else -math.inf
+    return None
+
+
+def _format(value: float, pattern: str) -> str:
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    return pattern.format(value)
+
+
+def _link(target: str | os.PathLike[str], page_dir: Path) -> str:
+    """A percent-encoded relative URL of ``target`` from ``page_dir`` (attribute-safe once escaped)."""
+    relative = os.path.relpath(Path(target).absolute(), page_dir.absolute())
+    return quote(Path(relative).as_posix())
+
+
+def _escape(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _facts(header: dict[str, Any], summary: dict[str, Any]) -> list[tuple[str, str]]:
+    preset = header.get("preset") if isinstance(header.get("preset"), dict) else {}
+    inversion = preset.get("inversion") if isinstance(preset.get("inversion"), dict) else {}
+    facts = [
+        ("task", header.get("task")),
+        ("generator", preset.get("generator") or header.get("generator")),
+        ("preset", preset.get("name")),
+        ("device", header.get("device")),
+        ("codes N", inversion.get("codes")),
+        ("layer ℓ", inversion.get("layer")),
+        ("iterations", inversion.get("iterations")),
+        ("seed", header.get("seed")),
+        ("started", header.get("started")),
+        ("elapsed s", header.get("elapsed_seconds")),
+        ("images", summary.get("images")),
+        ("ok", summary.get("ok")),
+        ("skipped", summary.get("skipped")),
+        ("failed", summary.get("failed")),
+    ]
+    return [(name, str(value)) for name, value in facts if value is not None]
+
+
+def _summary_table(summary: dict[str, Any], keys: Sequence[str]) -> str:
+    lines = ["<table id=\"summary\"><tr><th>metric</th><th>mean</th><th>images</th><th>baseline mean</th>"
+             "<th>gain over baseline</th></tr>"]
+    formats = {key: pattern for key, _, pattern, _ in NUMERIC_COLUMNS}
+    headings = {key: heading for key, heading, _, _ in NUMERIC_COLUMNS}
+    for key in keys:
+        if key.startswith("baseline_"):
+            continue
+        mean = _number(summary.get(f"mean_{key}"))
+        baseline = _number(summary.get(f"mean_baseline_{key}"))
+        gain = _number(summary.get(f"gain_{key}"))
+        if mean is None and baseline is None:
+            continue
+        cells = [_format(v, formats[key]) if v is not None else "–" for v in (mean, baseline, gain)]
+        count = summary.get(f"count_{key}", "")
+        lines.append(f"<tr><td>{_escape(headings[key])}</td><td>{cells[0]}</td><td>{_escape(count)}</td>"
+                     f"<td>{cells[1]}</td><td>{cells[2]}</td></tr>")
+    lines.append("</table>")
+    return "".join(lines)
+
+
+def render_html(page_dir: Path, title: str, header: dict[str, Any], summary: dict[str, Any],
+                rows: Sequence[dict[str, Any]], thumb_dir: Path) -> str:
+    """The page (see the module docstring) for report ``rows``; links are relative to ``page_dir``."""
+    present = {name for name in os.listdir(thumb_dir)} if thumb_dir.is_dir() else set()
+    keys = [key for key, *_ in NUMERIC_COLUMNS if any(_number(row.get(key)) is not None for row in rows)]
+    roles = [role for role in ROLES
+             if any(thumbnail_name(_stem(row), role) in present for row in rows if _stem(row))]
+    columns = {key: (heading, pattern, better) for key, heading, pattern, better in NUMERIC_COLUMNS}
+
+    out: list[str] = [
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+        f"<title>{_escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{_escape(title)}</h1>",
+        "<div class=\"facts\">",
+        *(f"<span><b>{_escape(name)}</b> {_escape(value)}</span>" for name, value in _facts(header, summary)),
+        "</div>",
+    ]
+    if header.get("command"):
+        out.append(f"<div><b>command</b> <code>{_escape(header['command'])}</code></div>")
+    out.append(_summary_table(summary, keys))
+    out.append("<details><summary>all settings</summary><pre>"
+               f"{_escape(json.dumps(header, indent=2, default=str))}</pre></details>")
+    out.append("<div class=\"controls\"><label>status <select id=\"status-filter\"><option value=\"\">all</option>"
+               + "".join(f"<option value=\"{s}\">{s} ({sum(1 for r in rows if r.get('status') == s)})</option>"
+                         for s in STATUSES)
+               + "</select></label><label>name <input id=\"name-filter\" type=\"search\"></label>"
+               f"<span><span id=\"shown\">{len(rows)}</span> of {len(rows)} shown; click a heading to sort</span>"
+               "</div>")
+    out.append("<table id=\"rows\"><thead><tr><th data-key=\"order\" data-type=\"num\">#</th>"
+               "<th data-key=\"name\" data-type=\"text\">image</th>")
+    out.extend(f"<th>{role}</th>" for role in roles)
+    out.append("<th data-key=\"status\" data-type=\"text\">status</th>")
+    for key in keys:
+        heading, _, better = columns[key]
+        arrow = {"up": " ↑", "down": " ↓"}.get(better, "")
+        first = "desc" if better == "up" else "asc"
+        out.append(f"<th data-key=\"{key}\" data-type=\"num\" data-first=\"{first}\">{_escape(heading)}{arrow}</th>")
+    out.append("<th>notes</th></tr></thead><tbody>")
+    for order, row in enumerate(rows):
+        out.append(_row_html(order, row, roles, keys, columns, present, page_dir, thumb_dir))
+    out.append(f"</tbody></table><script>{_SCRIPT}</script></body></html>\n")
+    return "".join(out)
+
+
+def _stem(row: dict[str, Any]) -> str:
+    source = row.get("output") or row.get("input") or ""
+    return Path(str(source)).stem
+
+
+def _row_html(order: int, row: dict[str, Any], roles: Sequence[str], keys: Sequence[str],
+              columns: dict[str, tuple[str, str, str]], present: set[str], page_dir: Path, thumb_dir: Path) -> str:
+    status = str(row.get("status") or "")
+    name = Path(str(row.get("input") or "")).name
+    stem = _stem(row)
+    cells = [f"<td class=\"num\" data-v=\"{order}\">{order + 1}</td>"]
+    output = row.get("output")
+    if output and status in ("ok", "skipped"):
+        cells.append(f"<td><a href=\"{_escape(_link(output, page_dir))}\">{_escape(name)}</a></td>")
+    else:
+        cells.append(f"<td>{_escape(name)}</td>")
+    for role in roles:
+        file = thumbnail_name(stem, role) if stem else ""
+        if file in present:
+            src = _escape(_link(thumb_dir / file, page_dir))
+            cells.append(f"<td class=\"thumb\"><img src=\"{src}\" alt=\"{role}\" title=\"{role}\" loading=\"lazy\" "
+                         f"decoding=\"async\" width=\"80\" height=\"80\"></td>")
+        else:
+            cells.append("<td class=\"thumb\"></td>")
+    cells.append(f"<td class=\"status\">{_escape(status)}</td>")
+    for key in keys:
+        value = _number(row.get(key))
+        if value is None:
+            reason = row.get(f"{key}_reason")
+            title = f" title=\"{_escape(reason)}\"" if reason else ""
+            cells.append(f"<td class=\"num\" data-v=\"\"{title}>–</td>")
+        else:
+            data = "Infinity" if value == math.inf else "-Infinity" if value == -math.inf else repr(value)
+            cells.append(f"<td class=\"num\" data-v=\"{data}\">{_format(value, columns[key][1])}</td>")
+    notes = [str(n) for n in (row.get("notes") or [])]
+    if row.get("error"):
+        notes.insert(0, str(row["error"]))
+    cells.append(f"<td class=\"notes\">{'<br>'.join(_escape(n) for n in notes)}</td>")
+    return (f"<tr class=\"{_escape(status)}\" data-status=\"{_escape(status)}\" data-name=\"{_escape(name)}\" "
+            f"data-order=\"{order}\">{''.join(cells)}</tr>")
+
+
+def write_html(path: Path, title: str, header: dict[str, Any], summary: dict[str, Any],
+               rows: Sequence[dict[str, Any]], thumb_dir: Path) -> Path:
+    """Write the page for ``rows`` to ``path`` atomically; returns ``path``."""
+    text = render_html(path.parent, title, header, summary, rows, thumb_dir)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
