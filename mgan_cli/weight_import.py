@@ -5,8 +5,10 @@
 
 * a folder with ``mgan.json`` or a safetensors header → ``mgan-safetensors``;
 * a torch zip archive or a legacy torch file: the state-dict keys decide — ``g_ema`` / ``style.1.weight`` →
-  ``rosinality``, ``layer0.conv.weight`` → ``genforce-pggan``, ``synthesis.early_layer.const`` →
-  ``genforce-stylegan2``, ``synthesis.layer0.const`` → ``genforce-stylegan``;
+  ``rosinality``, ``generator_smooth`` / ``mapping.dense0.weight`` / ``layer0.weight`` → ``genforce-zoo``
+  (genforce/genforce), ``synthesis.layer0.first_layer`` → ``interfacegan-stylegan``, ``layer0.conv.weight`` →
+  ``genforce-pggan``, ``synthesis.early_layer.const`` → ``genforce-stylegan2``, ``synthesis.layer0.const`` →
+  ``genforce-stylegan``;
 * a plain pickle naming ``tfutil`` / ``dnnlib.tflib`` (TensorFlow networks) → ``tf-pggan`` (build function
   ``G_paper``), ``tf-stylegan`` (``G_style``) or ``tf-stylegan2`` (``G_main``); naming
   ``torch_utils.persistence`` → ``nvlabs-pickle``.
@@ -55,6 +57,10 @@ _MAX_STRING = 200
 _TORCH_MARKERS = (
     ("g_ema", "rosinality"),
     ("style.1.weight", "rosinality"),
+    ("generator_smooth", "genforce-zoo"),
+    ("mapping.dense0.weight", "genforce-zoo"),
+    ("synthesis.layer0.first_layer", "interfacegan-stylegan"),
+    ("layer0.weight", "genforce-zoo"),
     ("synthesis.early_layer.const", "genforce-stylegan2"),
     ("synthesis.layer0.const", "genforce-stylegan"),
     ("layer0.conv.weight", "genforce-pggan"),

@@ -111,7 +111,11 @@ def read_genforce_pggan(path: Path) -> GeneratorWeights:
     Inferred: ``resolution`` (4·2^(blocks-1) from the number of ``layer{i}``), ``z_dim`` (``layer0`` weight),
     ``image_channels``, ``fmaps_base``/``fmaps_max`` (channels per block), ``fused_scale`` (``layer2.weight``).
     """
-    state = load_genforce_state(path)
+    return pggan_weights(load_genforce_state(path), path, "genforce-pggan")
+
+
+def pggan_weights(state: dict[str, torch.Tensor], path: Path, format_name: str) -> GeneratorWeights:
+    """A state dict in mgan's (= genforce mGANprior's) PGGAN names → ``GeneratorWeights`` with its config inferred."""
     layer0 = _require(state, "layer0.conv.weight", path, "PGGAN")
     channels = _block_channels(state, "", path, "PGGAN")
     blocks = len(channels)
@@ -126,7 +130,7 @@ def read_genforce_pggan(path: Path) -> GeneratorWeights:
     }
     check_keys(state, "pggan", config, path)
     _check_lod(state, "lod", path)
-    return GeneratorWeights("pggan", config, state, {"format": "genforce-pggan", "path": str(path)})
+    return GeneratorWeights("pggan", config, state, {"format": format_name, "path": str(path)})
 
 
 def _stylegan_fused(state: Mapping[str, torch.Tensor], blocks: int) -> bool | str:
@@ -152,7 +156,12 @@ def read_genforce_stylegan(path: Path, truncation_psi: float | None = 0.7,
     not in the file: it defaults to genforce's (psi 0.7 on the first 8 rows, applied to z codes).
     A stored ``truncation.truncation`` (a full ``state_dict()``) is dropped.
     """
-    state = load_genforce_state(path)
+    return stylegan_weights(load_genforce_state(path), path, "genforce-stylegan", truncation_psi, truncation_layers)
+
+
+def stylegan_weights(state: dict[str, torch.Tensor], path: Path, format_name: str, truncation_psi: float | None,
+                     truncation_layers: int | None) -> GeneratorWeights:
+    """A state dict in mgan's (= genforce mGANprior's) StyleGAN names → ``GeneratorWeights``, config inferred."""
     state.pop("truncation.truncation", None)
     mapping = _indices(state, r"mapping\.dense(\d+)\.")
     const = _require(state, "synthesis.layer0.const", path, "StyleGAN")
@@ -182,7 +191,8 @@ def read_genforce_stylegan(path: Path, truncation_psi: float | None = 0.7,
     }
     check_keys(state, "stylegan", config, path)
     _check_lod(state, "synthesis.lod", path)
-    return GeneratorWeights("stylegan", config, state, {"format": "genforce-stylegan", "path": str(path)})
+    return GeneratorWeights("stylegan", config, state, {"format": format_name, "path": str(path)})
 
 
-__all__: list[str] = ["check_keys", "load_genforce_state", "read_genforce_pggan", "read_genforce_stylegan"]
+__all__: list[str] = ["check_keys", "load_genforce_state", "pggan_weights", "read_genforce_pggan",
+                      "read_genforce_stylegan", "stylegan_weights"]

@@ -3,6 +3,7 @@
 from mgan_cli.formats import (
            genforce,  # noqa: F401  (registers the genforce-pggan / -stylegan readers)
            genforce_stylegan2,  # noqa: F401  (registers the genforce-stylegan2 reader)
+           genforce_zoo,  # noqa: F401  (registers the genforce-zoo and interfacegan-stylegan readers)
            nvlabs,  # noqa: F401  (registers the nvlabs-pickle reader)
            rosinality,  # noqa: F401  (registers the rosinality reader)
            safetensors_format,  # noqa: F401  (registers the mgan-safetensors reader: imported generators)
