@@ -103,3 +103,28 @@ def test_write_html_is_atomic_and_complete(tmp_path) -> None:
     assert text.rstrip().endswith("</html>") and text.count("<tr ") == 3000
     assert not list(out.glob(".index.html*"))
     assert html.escape(HOSTILE) in text
+
+
+def test_mgan_metrics_writes_a_page_beside_its_report(shared_dir, tmp_path) -> None:
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from mgan_cli.cli.metrics_cmd import metrics_command
+
+    face = Image.open(shared_dir / "data" / "ffhq256" / "000001.png").convert("RGB")
+    (tmp_path / "restored").mkdir()
+    (tmp_path / "reference").mkdir()
+    face.resize((128, 128)).resize((256, 256)).save(tmp_path / "restored" / "face.png")
+    face.save(tmp_path / "reference" / "face.png")
+    (tmp_path / "restored" / "broken.png").write_bytes(b"not an image")
+    result = CliRunner().invoke(metrics_command, [str(tmp_path / "restored"), "-r", str(tmp_path / "reference"),
+                                                  "--metrics", "psnr", "-o", str(tmp_path / "scores.json")],
+                                catch_exceptions=False)
+    assert result.exit_code == 1  # broken.png is skipped
+    page = _parse((tmp_path / "scores.html").read_text(encoding="utf-8"))
+    rows = {attrs["data-name"]: attrs["data-status"] for tag, attrs in page.tags
+            if tag == "tr" and "data-name" in attrs}
+    assert rows == {"face.png": "ok", "broken.png": "failed"}
+    sources = [unquote(attrs["src"]) for tag, attrs in page.tags if tag == "img"]
+    assert len(sources) == 2 and all((tmp_path / src).is_file() for src in sources)
+    assert Image.open(tmp_path / sources[0]).size == (128, 128)  # a thumbnail, not the 256² image

@@ -22,8 +22,10 @@ from rich.console import Console
 from rich.table import Table
 
 from mgan_cli.errors import ImageInputError, MganError
+from mgan_cli.html_report import write_html
 from mgan_cli.imageio import IMAGE_SUFFIXES, collect_inputs, read_image
 from mgan_cli.metrics import DEFAULT_METRICS, compute_metrics, json_row, metric_spec, resolve_device
+from mgan_cli.thumbnails import THUMB_DIR, thumbnail_from_file, thumbnail_name
 
 _FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}", "niqe": "{:.3f}"}
 Row = dict[str, float | str | None]
@@ -125,6 +127,31 @@ def _write_report(path: Path, rows: list[Row], names: tuple[str, ...], settings:
             temporary.unlink()
 
 
+def _write_page(output: Path, rows: list[Row], sources: dict[str, tuple[Path, Path | None]],
+                skipped: list[dict[str, str]], settings: dict[str, object]) -> Path:
+    """``<output stem>.html`` beside ``output``: the measured images (and references) as thumbnails with
+    their values, skipped files as failed rows (see :mod:`mgan_cli.html_report`)."""
+    thumb_dir = output.parent / THUMB_DIR / output.stem
+    page_rows: list[dict[str, object]] = []
+    for row in rows:
+        image, reference = sources[str(row["name"])]
+        thumbnail_from_file(image, thumb_dir / thumbnail_name(image.stem, "output"))
+        if reference is not None:
+            thumbnail_from_file(reference, thumb_dir / thumbnail_name(image.stem, "reference"))
+        page_rows.append({**json_row(row), "input": str(image), "output": str(image), "status": "ok"})
+    page_rows += [{"input": entry["path"], "output": None, "status": "failed", "error": entry["reason"]}
+                  for entry in skipped]
+    values = [r for r in page_rows if r["status"] == "ok"]
+    summary: dict[str, object] = {"images": len(page_rows), "ok": len(values), "skipped": 0,
+                                  "failed": len(skipped)}
+    for name in DEFAULT_METRICS:
+        numbers = [r[name] for r in values if isinstance(r.get(name), int | float)]
+        summary[f"mean_{name}"] = sum(numbers) / len(numbers) if numbers else None  # type: ignore[arg-type]
+        summary[f"count_{name}"] = len(numbers)
+    return write_html(output.with_suffix(".html"), f"mgan metrics: {output.stem}", {"task": "metrics", **settings},
+                      summary, page_rows, thumb_dir)
+
+
 @click.command("metrics")
 @click.argument("restored", nargs=-1, required=True)
 @click.option("--reference", "-r", "reference_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -140,7 +167,8 @@ def _write_report(path: Path, rows: list[Row], names: tuple[str, ...], settings:
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object per image on stdout (nothing else goes to stdout).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write all rows to a .json or .csv file (format by suffix).")
+              help="Also write all rows to a .json or .csv file (format by suffix), and an HTML page of them "
+                   "with thumbnails beside it (same name, .html).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metric_list: str | None,
                     y_channel: bool, crop_border: int, lpips_net: str, as_json: bool, output: Path | None,
@@ -166,6 +194,7 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
     skipped: list[dict[str, str]] = []
     rows: list[Row] = []
     seen: dict[str, Path] = {}
+    sources: dict[str, tuple[Path, Path | None]] = {}
 
     def skip(path: Path, reason: str) -> None:
         skipped.append({"path": str(path), "reason": reason})
@@ -181,7 +210,7 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
             continue
         try:
             image = load_rgb(path)
-            reference = None
+            reference, reference_path = None, None
             if reference_dir is not None:
                 reference_path = find_reference(stem, references, reference_dir)
                 reference = load_rgb(reference_path)
@@ -197,6 +226,7 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
             skip(path, message.removeprefix(f"{path}: "))
             continue
         seen[stem] = path
+        sources[stem] = (path, reference_path)
         row: Row = {"name": stem, **values}
         rows.append(row)
         if as_json:
@@ -208,6 +238,7 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
         settings = {"y_channel": y_channel, "crop_border": crop_border, "lpips_net": lpips_net,
                     "device": str(target), "reference": str(reference_dir) if reference_dir else None}
         _write_report(output, rows, names, settings, skipped)
+        _write_page(output, rows, sources, skipped, settings)
     if not paths:
         click.echo("no images found", err=True)
     if skipped or not rows:
