@@ -16,12 +16,15 @@ mask           x ⊙ (1 − m), m = 1 on missing pixels   x̂, or y on known pix
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.registry import Registry
+from mgan_cli.settings_schema import SpecError, ValueSpec
 
 DEGRADATIONS: Registry[type[Degradation]] = Registry("degradation")
 
@@ -34,9 +37,12 @@ class Degradation(nn.Module):
 
     #: whether the operator needs a per-image mask ``[B, 1, R, R]`` (1 = missing pixel)
     needs_mask = False
+    #: the operator's keyword arguments (a preset's ``degradation`` keys besides ``type``) and their specs
+    parameters: ClassVar[dict[str, ValueSpec]] = {}
 
-    def observed_size(self, resolution: int) -> int:
-        """Side length of the observed image for a generator of ``resolution``."""
+    def observed_size(self, resolution: int, smallest: int = 1) -> int:
+        """Side length of the observed image for a generator of ``resolution`` (at least ``smallest``, the
+        loss's minimum: :class:`ConfigurationError` otherwise)."""
         return resolution
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -106,6 +112,8 @@ class Luma(Degradation):
 
 
 DOWNSAMPLE_MODES = ("bicubic", "bilinear", "area")
+SCALE = ValueSpec("int", minimum=1)
+PASTE_KNOWN = ValueSpec("bool")
 
 
 @DEGRADATIONS.register("downsample")
@@ -118,22 +126,24 @@ class Downsample(Degradation):
     """
 
     name = "downsample"
+    parameters: ClassVar[dict[str, ValueSpec]] = {"scale": SCALE, "mode": ValueSpec("choice", choices=DOWNSAMPLE_MODES)}
 
     def __init__(self, scale: int = 4, mode: str = "bicubic") -> None:
         super().__init__()
-        if scale < 1:
-            raise ConfigurationError(f"--scale must be a positive integer, got {scale}")
-        if mode not in DOWNSAMPLE_MODES:
-            raise ConfigurationError(f"unknown downsample mode {mode!r}; choose one of {', '.join(DOWNSAMPLE_MODES)}")
-        self.scale = scale
-        self.mode = mode
+        self.scale = check_parameters(self, scale=scale)["scale"]
+        self.mode = check_parameters(self, mode=mode)["mode"]
 
-    def observed_size(self, resolution: int) -> int:
+    def observed_size(self, resolution: int, smallest: int = 1) -> int:
+        allowed = ", ".join(str(s) for s in allowed_scales(resolution, smallest))
         if resolution % self.scale:
+            raise ConfigurationError(f"--scale {self.scale} does not divide the generator's resolution "
+                                     f"{resolution} (allowed: {allowed})")
+        size = resolution // self.scale
+        if size < smallest:
             raise ConfigurationError(
-                f"--scale {self.scale} does not divide the generator's resolution {resolution}"
-            )
-        return resolution // self.scale
+                f"--scale {self.scale} leaves {size}x{size}-pixel inputs, smaller than the {smallest}x{smallest} "
+                f"the perceptual loss needs (allowed: {allowed}; or --perceptual-weight 0)")
+        return size
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.scale == 1:
@@ -155,10 +165,11 @@ class Mask(Degradation):
 
     name = "mask"
     needs_mask = True
+    parameters: ClassVar[dict[str, ValueSpec]] = {"paste_known": PASTE_KNOWN}
 
     def __init__(self, paste_known: bool = True) -> None:
         super().__init__()
-        self.paste_known = paste_known
+        self.paste_known = check_parameters(self, paste_known=paste_known)["paste_known"]
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is None:
@@ -173,6 +184,27 @@ class Mask(Degradation):
 
     def describe(self) -> dict[str, object]:
         return {"type": self.name, "paste_known": self.paste_known}
+
+
+def check_parameters(operator: Degradation | type[Degradation], **values: object) -> dict[str, object]:
+    """``values`` checked against the operator's :attr:`Degradation.parameters` (:class:`ConfigurationError`)."""
+    checked = {}
+    for key, value in values.items():
+        spec = operator.parameters.get(key)
+        if spec is None:
+            raise ConfigurationError(f"degradation {operator.name!r} has no parameter {key!r}"
+                                     f" (it has: {', '.join(operator.parameters) or 'none'})")
+        try:
+            checked[key] = spec.check(value)
+        except SpecError as exc:
+            flag = f"--{key.replace('_', '-')}" if key in ("scale",) else key
+            raise ConfigurationError(f"{flag}: {exc}") from None
+    return checked
+
+
+def allowed_scales(resolution: int, smallest: int = 1) -> list[int]:
+    """The ``--scale`` values that divide ``resolution`` and leave inputs of at least ``smallest`` pixels."""
+    return [s for s in range(1, resolution + 1) if resolution % s == 0 and resolution // s >= smallest]
 
 
 def build_degradation(spec: dict[str, object]) -> Degradation:

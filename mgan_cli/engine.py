@@ -19,14 +19,17 @@ from pathlib import Path
 
 import torch
 
-from mgan_cli.composition import compose, initial_alphas
+from mgan_cli.composition import COMPOSITIONS, compose, initial_alphas
 from mgan_cli.degradations import Degradation
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators.base import Generator
 from mgan_cli.losses import ReconstructionLoss
+from mgan_cli.settings_schema import ValueSpec, check_fields, setting
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
+#: every latent space some generator has (each generator says which of these it has: ``latent_spaces``)
+LATENT_SPACES = ("z", "w", "w+")
 
 
 @dataclass(frozen=True)
@@ -45,36 +48,30 @@ class InversionSettings:
     to its 1/N starting value (the codes, ~N(0, 1), move by ``lr``). The reference uses one rate for both.
     """
 
-    codes: int = 20
-    layer: int = 2
-    space: str = "z"
-    composition: str = "sum"
-    iterations: int = 500
-    optimizer: str = "adam"
-    lr: float = 0.05
-    schedule: str = "cosine"
-    warmup: float = 0.0
-    alpha_lr: float | None = None
-    early_stop_window: int = 0
-    early_stop_tolerance: float = 1e-3
+    codes: int = setting(20, ValueSpec("int", minimum=1), "Number of latent codes N per image.")
+    layer: int = setting(2, ValueSpec("int", minimum=1), "Composing layer ℓ (see `mgan presets show`).")
+    space: str = setting("z", ValueSpec("choice", choices=LATENT_SPACES))
+    composition: str = setting("sum", ValueSpec("choice", choices=COMPOSITIONS))
+    iterations: int = setting(500, ValueSpec("int", minimum=0), "Optimisation steps per image.")
+    optimizer: str = setting("adam", ValueSpec("choice", choices=OPTIMIZERS), "Optimiser.")
+    lr: float = setting(0.05, ValueSpec("float", minimum=0, min_open=True), "Learning rate.")
+    schedule: str = setting("cosine", ValueSpec("choice", choices=SCHEDULES))
+    warmup: float = setting(0.0, ValueSpec("float", minimum=0, maximum=1, max_open=True))
+    alpha_lr: float | None = setting(None, ValueSpec("float", minimum=0, min_open=True, nullable=True))
+    early_stop_window: int = setting(0, ValueSpec("int", minimum=0))
+    early_stop_tolerance: float = setting(1e-3, ValueSpec("float", minimum=0))
 
     def __post_init__(self) -> None:
-        if self.codes < 1:
-            raise ConfigurationError(f"--codes must be at least 1, got {self.codes}")
-        if self.iterations < 0:
-            raise ConfigurationError(f"--iterations must be non-negative, got {self.iterations}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigurationError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigurationError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if self.lr <= 0:
-            raise ConfigurationError(f"--lr must be positive, got {self.lr}")
-        if self.alpha_lr is not None and self.alpha_lr <= 0:
-            raise ConfigurationError(f"alpha_lr must be positive, got {self.alpha_lr}")
-        if self.early_stop_window < 0 or self.early_stop_tolerance < 0:
-            raise ConfigurationError("early_stop_window and early_stop_tolerance must be non-negative")
-        if not 0 <= self.warmup < 1:
-            raise ConfigurationError(f"warmup is a fraction of the iterations in [0, 1), got {self.warmup}")
+        check_fields(self)
+
+
+def check_settings(generator: Generator, settings: InversionSettings) -> None:
+    """Raise :class:`ConfigurationError` unless ``generator`` has ``settings.layer`` and ``settings.space``
+    (the checks that need the generator; call before any work, so a bad setting costs nothing)."""
+    generator.layer(settings.layer)
+    if settings.space not in generator.latent_spaces:
+        raise ConfigurationError(f"space: {settings.space!r} is not allowed for {type(generator).__name__}: "
+                                 f"must be one of {', '.join(generator.latent_spaces)}")
 
 
 def lr_factor(step: int, total: int, schedule: str, warmup: float) -> float:

@@ -23,6 +23,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: The reference's fixed scale on the perceptual term.
 PERCEPTUAL_SCALE = 0.001
+#: indices of the 2×2 max-pools in torchvision's ``vgg16().features`` (31 modules)
+VGG16_POOL_INDICES = (4, 9, 16, 23, 30)
+VGG16_DEPTH = 31
+
+
+def min_input_size(vgg_layer: int) -> int:
+    """The smallest image side ``vgg16.features[:vgg_layer]`` accepts: 2 ** (its max-pools)."""
+    return 2 ** sum(1 for index in VGG16_POOL_INDICES if index < vgg_layer)
 
 
 @cache
@@ -35,7 +43,7 @@ def _vgg16_features_cpu() -> nn.Sequential:
 
 def vgg16_features(depth: int) -> nn.Sequential:
     """The first ``depth`` modules of ImageNet VGG16's ``features`` (a fresh, frozen copy's slice)."""
-    if not 1 <= depth <= 31:
+    if not 1 <= depth <= VGG16_DEPTH:
         raise ConfigurationError(f"vgg_layer must be in 1..31 (16 = relu3_3, 23 = relu4_3), got {depth}")
     features = _vgg16_features_cpu()
     return nn.Sequential(*[features[i] for i in range(depth)])
@@ -84,6 +92,12 @@ class ReconstructionLoss(nn.Module):
         self.perceptual = (
             PerceptualDistance(vgg_layer, perceptual_resolution, distance) if perceptual_weight > 0 else None
         )
+
+    def smallest_input(self) -> int:
+        """The smallest image side this loss can compare (VGG16's max-pools need 2 ** pools pixels)."""
+        if self.perceptual is None or self.perceptual.resolution is not None:
+            return 1
+        return min_input_size(len(self.perceptual.features))
 
     def prepare(self, targets: torch.Tensor) -> torch.Tensor | None:
         """Target features (or ``None`` without a perceptual term), computed once per batch."""

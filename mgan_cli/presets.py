@@ -24,19 +24,36 @@ from typing import Any
 
 import yaml
 
+from mgan_cli.degradations import DEGRADATIONS, check_parameters
 from mgan_cli.engine import InversionSettings
 from mgan_cli.errors import ConfigurationError, PresetError
+from mgan_cli.losses import VGG16_DEPTH, min_input_size
 from mgan_cli.resources import presets_dir
+from mgan_cli.settings_schema import SpecError, ValueSpec, check_fields, setting, spec_of
+from mgan_cli.tasks import TASKS
+
+#: a preset is a few hundred bytes; anything much larger is not one
+MAX_PRESET_BYTES = 256 * 1024
+#: values a preset may expand to (YAML aliases can make a tiny file stand for an exponentially large one)
+MAX_PRESET_VALUES = 10_000
+MAX_PRESET_DEPTH = 20
 
 
 @dataclass(frozen=True)
 class LossSettings:
     """The reconstruction loss (:class:`mgan_cli.losses.ReconstructionLoss` kwargs)."""
 
-    perceptual_weight: float = 1.0
-    vgg_layer: int = 16
-    perceptual_resolution: int | None = None
-    distance: str = "l1"
+    perceptual_weight: float = setting(1.0, ValueSpec("float", minimum=0), "Weight λ of the VGG16 term.")
+    vgg_layer: int = setting(16, ValueSpec("int", minimum=1, maximum=VGG16_DEPTH))
+    perceptual_resolution: int | None = setting(None, ValueSpec("int", minimum=1, nullable=True))
+    distance: str = setting("l1", ValueSpec("choice", choices=("l1", "l2")))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        smallest = min_input_size(self.vgg_layer)
+        if self.perceptual_resolution is not None and self.perceptual_resolution < smallest:
+            raise ConfigurationError(f"perceptual_resolution: {self.perceptual_resolution} is not allowed: VGG16 "
+                                     f"up to layer {self.vgg_layer} needs at least {smallest} pixels")
 
 
 @dataclass(frozen=True)
@@ -49,11 +66,14 @@ class Preset:
     degradation: dict[str, Any]
     inversion: InversionSettings
     loss: LossSettings
-    seed: int = 0
-    batch_size: int = 16
+    seed: int = setting(0, ValueSpec("int"), "Seed of the initial codes (per image: seed + file name).")
+    batch_size: int = setting(16, ValueSpec("int", minimum=1), "Images optimised together.")
     description: str = ""
     source: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for reports and ``mgan presets show`` (the same shape as the YAML)."""
@@ -75,45 +95,164 @@ class Preset:
 _TOP_KEYS = {"description", "generator", "task", "degradation", "inversion", "loss", "seed", "batch_size"}
 
 
+def _checked(spec: ValueSpec | None, value: Any, where: str, key: str) -> Any:
+    if spec is None:
+        return value
+    try:
+        return spec.check(value)
+    except SpecError as exc:
+        raise PresetError(f"{where}: {key}: {exc}") from None
+
+
 def _block(data: dict[str, Any], key: str, cls: type, where: str) -> Any:
     values = data.get(key) or {}
     if not isinstance(values, dict):
-        raise PresetError(f"{where}: '{key}' must be a mapping")
+        raise PresetError(f"{where}: '{key}' must be a mapping of settings, got {_kind(values)}")
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(str(k) for k in set(values) - known)
     if unknown:
         raise PresetError(f"{where}: unknown key {unknown[0]!r} in {key} (known: {', '.join(sorted(known))})")
+    checked = {name: _checked(spec_of(cls, name), value, where, f"{key}.{name}") for name, value in values.items()}
     try:
-        return cls(**values)
+        return cls(**checked)
     except ConfigurationError as exc:
-        raise PresetError(f"{where}: {exc}") from exc
+        raise PresetError(f"{where}: {key}.{exc}") from exc
+
+
+def _degradation(data: dict[str, Any], where: str) -> dict[str, Any]:
+    degradation = data["degradation"]
+    if not isinstance(degradation, dict) or "type" not in degradation:
+        raise PresetError(f"{where}: 'degradation' must be a mapping with a 'type'")
+    kind = degradation["type"]
+    if not isinstance(kind, str) or kind not in DEGRADATIONS:
+        raise PresetError(f"{where}: degradation.type: {kind!r} is not allowed: must be one of "
+                          f"{', '.join(DEGRADATIONS.names())}")
+    operator = DEGRADATIONS.get(kind)
+    params = {str(k): v for k, v in degradation.items() if k != "type"}
+    unknown = sorted(set(params) - set(operator.parameters))
+    if unknown:
+        raise PresetError(f"{where}: unknown key {unknown[0]!r} in degradation of type {kind!r} "
+                          f"(known: {', '.join(operator.parameters) or 'none'})")
+    checked = {k: _checked(operator.parameters[k], v, where, f"degradation.{k}") for k, v in params.items()}
+    return {"type": kind, **checked}
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def _text(data: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise PresetError(f"{where}: {key}: must be a string, got {_kind(value)}")
+    return value
 
 
 def parse_preset(data: dict[str, Any], name: str, source: str) -> Preset:
     """Validate a preset mapping (as loaded from YAML) into a :class:`Preset`."""
     if not isinstance(data, dict):
-        raise PresetError(f"{source}: a preset must be a YAML mapping")
-    unknown = sorted(set(data) - _TOP_KEYS)
+        raise PresetError(f"{source}: a preset must be a YAML mapping (key: value lines), got {_kind(data)}")
+    unknown = sorted(str(k) for k in set(data) - _TOP_KEYS)
     if unknown:
         raise PresetError(f"{source}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})")
     for required in ("generator", "task", "degradation"):
         if required not in data:
             raise PresetError(f"{source}: missing '{required}'")
-    degradation = data["degradation"]
-    if not isinstance(degradation, dict) or "type" not in degradation:
-        raise PresetError(f"{source}: 'degradation' must be a mapping with a 'type'")
-    return Preset(
-        name=name,
-        description=str(data.get("description", "")),
-        source=source,
-        generator=str(data["generator"]),
-        task=str(data["task"]),
-        degradation=dict(degradation),
-        inversion=_block(data, "inversion", InversionSettings, source),
-        loss=_block(data, "loss", LossSettings, source),
-        seed=int(data.get("seed", 0)),
-        batch_size=int(data.get("batch_size", 16)),
-    )
+    task = _text(data, "task", source)
+    if task not in TASKS:
+        raise PresetError(f"{source}: task: {task!r} is not allowed: must be one of {', '.join(TASKS.names())}")
+    values = {key: _checked(spec_of(Preset, key), data[key], source, key) for key in ("seed", "batch_size")
+              if key in data}
+    try:
+        return Preset(
+            name=name,
+            description=_text(data, "description", source, ""),
+            source=source,
+            generator=_text(data, "generator", source),
+            task=task,
+            degradation=_degradation(data, source),
+            inversion=_block(data, "inversion", InversionSettings, source),
+            loss=_block(data, "loss", LossSettings, source),
+            **values,
+        )
+    except ConfigurationError as exc:
+        raise PresetError(f"{source}: {exc}") from exc
+
+
+def _check_size(value: Any, where: str) -> None:
+    """Refuse data that expands to more than :data:`MAX_PRESET_VALUES` values or nests too deep (alias bombs)."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        count += 1
+        if count > MAX_PRESET_VALUES or depth > MAX_PRESET_DEPTH:
+            raise PresetError(f"{where}: expands to more than {MAX_PRESET_VALUES} values or {MAX_PRESET_DEPTH} "
+                              "levels (nested YAML aliases?); a preset is a small mapping of settings")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for pair in item.items() for v in pair)
+        elif isinstance(item, list | tuple | set):
+            stack.extend((v, depth + 1) for v in item)
+
+
+def read_preset_file(path: Path) -> Any:
+    """The YAML data of a preset file, refusing what cannot be a preset (too big, not UTF-8, alias bombs)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_PRESET_BYTES:
+            raise PresetError(f"{path}: {size} bytes is too large for a preset (at most {MAX_PRESET_BYTES})")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PresetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PresetError(f"{path}: not a text file (byte {exc.start} is not UTF-8); a preset is YAML text") from None
+    if _flow_depth(text) > MAX_PRESET_DEPTH:  # cheap first: YAML's scanner is slow on deep [[[ ... ]]]
+        raise PresetError(f"{path}: nested more than {MAX_PRESET_DEPTH} levels deep; a preset is a small "
+                          "mapping of settings")
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # the parser keeps its own stack: no recursion
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_PRESET_DEPTH:
+                    raise PresetError(f"{path}: nested more than {MAX_PRESET_DEPTH} levels deep; a preset is a "
+                                      "small mapping of settings")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PresetError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
+    _check_size(data, str(path))
+    return data
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of YAML flow brackets (``[`` ``{``) outside quotes and comments, roughly."""
+    depth = deepest = 0
+    quote = ""
+    for line in text.splitlines():
+        for char in line:
+            if quote:
+                quote = "" if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            elif char == "#":
+                break
+            elif char in "[{":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif char in "]}":
+                depth -= 1
+        quote = "" if quote == "'" else quote
+    return deepest
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(problem)
 
 
 def preset_files(directory: Path | None = None) -> dict[str, Path]:
@@ -139,11 +278,7 @@ def load_preset(name_or_path: str) -> Preset:
             raise PresetError(f"unknown preset {name_or_path!r}{hint}; see `mgan presets list`")
         path = known[name_or_path]
         name = name_or_path
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise PresetError(f"{path}: not valid YAML ({exc})") from exc
-    return parse_preset(data, name, str(path))
+    return parse_preset(read_preset_file(path), name, str(path))
 
 
 #: where each command-line override goes: flag name -> (block, key)
@@ -159,6 +294,20 @@ OVERRIDE_TARGETS: dict[str, tuple[str | None, str]] = {
     "scale": ("degradation", "scale"),
     "paste_known": ("degradation", "paste_known"),
 }
+_BLOCK_CLASSES: dict[str | None, type] = {"inversion": InversionSettings, "loss": LossSettings, None: Preset}
+
+
+def override_spec(flag: str) -> tuple[ValueSpec, str]:
+    """The :class:`ValueSpec` a preset value behind ``flag`` must pass (the flag passes the same), and its help."""
+    from mgan_cli.degradations import Downsample, Mask
+    from mgan_cli.settings_schema import help_of
+
+    block, key = OVERRIDE_TARGETS[flag]
+    if block == "degradation":
+        return {**Downsample.parameters, **Mask.parameters}[key], ""
+    spec = spec_of(_BLOCK_CLASSES[block], key)
+    assert spec is not None, f"{block}.{key} has no ValueSpec"
+    return spec, help_of(_BLOCK_CLASSES[block], key)
 
 
 def apply_overrides(preset: Preset, **overrides: Any) -> Preset:
@@ -169,10 +318,13 @@ def apply_overrides(preset: Preset, **overrides: Any) -> Preset:
         raise PresetError(f"cannot override {unknown[0]!r}")
     inversion, loss, degradation = {}, {}, dict(preset.degradation)
     top: dict[str, Any] = {}
-    for key, value in given.items():
-        block, field_name = OVERRIDE_TARGETS[key]
-        {"inversion": inversion, "loss": loss, "degradation": degradation, None: top}[block][field_name] = value
     try:
+        for key, value in given.items():
+            block, field_name = OVERRIDE_TARGETS[key]
+            if block == "degradation":
+                operator = DEGRADATIONS.get(str(degradation["type"]))
+                value = check_parameters(operator, **{field_name: value})[field_name]
+            {"inversion": inversion, "loss": loss, "degradation": degradation, None: top}[block][field_name] = value
         return dataclasses.replace(
             preset,
             inversion=dataclasses.replace(preset.inversion, **inversion),

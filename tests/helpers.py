@@ -21,3 +21,42 @@ def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
     """Textbook PSNR of two uint8 arrays (data range 255), written independently of mgan's metrics."""
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+#: run in the child of :func:`run_bounded`: a watchdog that kills the process once its RSS passes the limit
+_WATCHDOG = """
+import os, threading, time, resource
+def _watch(limit):
+    while True:
+        with open('/proc/self/statm') as handle:
+            rss = int(handle.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+        if rss > limit:
+            os.write(2, b'RSS LIMIT EXCEEDED\\n'); os._exit(99)
+        time.sleep(0.01)
+threading.Thread(target=_watch, args=({limit},), daemon=True).start()
+"""
+
+
+def run_bounded(code: str, timeout: float = 60.0, max_rss_mb: int = 1500) -> tuple[int, str, float, float]:
+    """Run Python ``code`` in a fresh interpreter whose RSS may not pass ``max_rss_mb`` (it is killed at once)
+    nor its time ``timeout``. Returns ``(exit status, stdout + stderr, seconds, peak RSS in MB)``."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    script = _WATCHDOG.format(limit=max_rss_mb * 2**20) + code + (
+        "\nimport resource, sys\nprint('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    started = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout,
+                              env=env, cwd=repo)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"still running after {timeout} s: {exc.stderr!r}") from None
+    seconds = time.perf_counter() - started
+    output = done.stdout + done.stderr
+    peak = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("PEAK_RSS_KB")]
+    assert "RSS LIMIT EXCEEDED" not in output, f"the child passed {max_rss_mb} MB: {output[-2000:]}"
+    return done.returncode, output, seconds, (int(peak[0]) / 1024 if peak else float("nan"))

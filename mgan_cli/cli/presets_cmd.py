@@ -10,6 +10,7 @@ import yaml
 from rich.table import Table
 
 from mgan_cli.cli.common import reports_errors, stdout_console
+from mgan_cli.cli.options import COMMON_OVERRIDES, override_options
 from mgan_cli.family_defaults import choose_preset, defaults_file, resolve_defaults
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.presets import load_preset, preset_files
@@ -54,20 +55,12 @@ def generator_layers(generator_name: str) -> list[dict[str, object]]:
 @click.argument("name", required=False)
 @click.option("--generator", help="Show what `mgan TASK --generator NAME` runs (with --task) instead of preset NAME.")
 @click.option("--task", type=click.Choice(TASKS.names()), help="The task, with --generator.")
-@click.option("--codes", type=int, help="Show with this override applied (same for the flags below).")
-@click.option("--layer", type=int)
-@click.option("--iterations", type=int)
-@click.option("--lr", type=float)
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]))
-@click.option("--perceptual-weight", type=float)
-@click.option("--seed", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--scale", type=int)
+@override_options((*COMMON_OVERRIDES, "scale", "paste_known"))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 @reports_errors
 def show_preset(name: str | None, generator: str | None, task: str | None, as_json: bool,
                 **overrides: object) -> None:
-    """Print preset NAME (or a YAML file) resolved, with any overrides, and its generator's layers.
+    """Print preset NAME (or a YAML file) resolved, with any overrides (the task flags), and its generator's layers.
 
     With --generator NAME --task TASK (and no preset NAME), print what `mgan TASK --generator NAME` runs:
     the generator's built-in preset for the task, or the per-family defaults with the reason for each value.

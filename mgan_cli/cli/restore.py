@@ -19,6 +19,7 @@ from rich.table import Table
 
 from mgan_cli import __version__, distributed
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, resolve_device, stderr_console, stdout_console
+from mgan_cli.cli.options import override_option, override_options
 from mgan_cli.engine import COMPILE_MODES, PRECISIONS, EngineOptions
 from mgan_cli.family_defaults import choose_preset
 from mgan_cli.imageio import RESIZE_POLICIES, collect_inputs
@@ -48,14 +49,7 @@ def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--generator", help="Registry or imported generator (`mgan weights list`); without --preset "
                                          "its settings come from the per-family defaults "
                                          "(`mgan presets show --generator NAME --task TASK`)."),
-        click.option("--codes", type=click.IntRange(min=1), help="Number of latent codes N per image."),
-        click.option("--layer", type=click.IntRange(min=1), help="Composing layer ℓ (see `mgan presets show`)."),
-        click.option("--iterations", type=click.IntRange(min=0), help="Optimisation steps per image."),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate."),
-        click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Optimiser."),
-        click.option("--perceptual-weight", type=click.FloatRange(min=0), help="Weight λ of the VGG16 term."),
-        click.option("--seed", type=int, help="Seed of the initial codes (per image: seed + file name)."),
-        click.option("--batch-size", type=click.IntRange(min=1), help="Images optimised together."),
+        override_options(),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option("--reference", "reference_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      help="Ground-truth images with the same file stems, for PSNR/SSIM/LPIPS."),
@@ -251,14 +245,12 @@ def make_task_command(task: Task) -> click.Command:
     )
     decorated: Callable[..., Any] = _common_options(command)
     if task.needs_scale:
-        decorated = click.option("--scale", type=click.IntRange(min=1),
-                                 help="Up-scaling factor s: inputs are (resolution/s) pixels square.")(decorated)
+        decorated = override_option("scale")(decorated)
     if task.needs_mask:
         decorated = click.option("--mask", required=True, type=click.Path(exists=True, path_type=Path),
                                  help="Mask file for all images, or a folder of masks named like the inputs "
                                       "(white = missing).")(decorated)
-        decorated = click.option("--paste-known/--no-paste-known", default=None,
-                                 help="Copy known pixels from the input into the output. [default: on]")(decorated)
+        decorated = override_option("paste_known")(decorated)
     return click.command(task.name, help=command.__doc__)(decorated)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from mgan_cli.degradations import Degradation, build_degradation
-from mgan_cli.engine import InversionResult, invert
+from mgan_cli.engine import InversionResult, check_settings, invert
 from mgan_cli.generators import Generator
 from mgan_cli.imageio import to_uint8
 from mgan_cli.losses import ReconstructionLoss
@@ -69,11 +69,12 @@ class BatchRestorer:
         self.job = job
         self.device = job.device
         self.generator = generator.to(job.device)
+        check_settings(self.generator, preset.inversion)
         self.degradation: Degradation = build_degradation(preset.degradation).to(job.device)
-        self.observed_size = self.degradation.observed_size(self.generator.resolution)
         loss = preset.loss
         self.loss = ReconstructionLoss(loss.perceptual_weight, loss.vgg_layer, loss.perceptual_resolution,
                                        loss.distance).to(job.device)
+        self.observed_size = self.degradation.observed_size(self.generator.resolution, self.loss.smallest_input())
         self.settings = preset.inversion
         self.on_step = on_step
         self.on_warning = on_warning
