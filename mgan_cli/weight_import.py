@@ -18,7 +18,7 @@ generator strictly (every key and shape must fit), and writes ``weights.safetens
 (see :mod:`mgan_cli.formats.safetensors_format`) into ``<cache>/imported/<name>/``: both files are written
 into a temporary folder beside it, which is then renamed into place, so a crash never leaves half an
 import. The imported name can then be used wherever a registry generator name can (presets,
-``--generator``, :func:`mgan_cli.generators.load_generator`).
+``--generator``, :func:`mgan_cli.generator_loading.load_generator`).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from safetensors.torch import save_file
 
 from mgan_cli import __version__
 from mgan_cli.errors import ConfigurationError, UnknownFormatError, WeightsError
+from mgan_cli.formats import READERS, build
 from mgan_cli.formats.safetensors_format import HEADER_KEY, INFO_FILE, WEIGHTS_FILE, read_info
-from mgan_cli.generators.registry import READERS, build
 from mgan_cli.weight_store import WeightStore, default_store, sha256_of
 
 IMPORTED_DIR = "imported"

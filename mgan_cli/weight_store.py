@@ -10,9 +10,12 @@ Lookup order for an entry whose ``file`` is e.g. ``gan/dcgan_digiface64/weights.
 Every file is checked against its pinned sha256 before use. An entry whose checksum is not publicly known
 has ``sha256: null`` and must say ``verify: structure``: such a file is used only if it loads through the
 safe reader of its ``format`` (no code is ever unpickled) into exactly the architecture the entry names,
-every tensor key and shape matching. A converted file that does not reproduce
-the canonical bytes (a different torch version may serialise differently) is accepted only because its
-source matched *its* pinned sha256; the cache then keeps a ``.provenance.json`` beside it saying so.
+every tensor key and shape matching. The store itself reads no weight format: that check is passed in
+(``check_structure=``) or registered per entry kind in :data:`STRUCTURE_CHECKS` by the layer that can read
+the files (:mod:`mgan_cli.generator_loading` registers the one for ``generator`` entries).
+A converted file that does not reproduce the canonical bytes (a different torch version may serialise
+differently) is accepted only because its source matched *its* pinned sha256; the cache then keeps a
+``.provenance.json`` beside it saying so.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,7 @@ import yaml
 
 from mgan_cli.converters import CONVERTERS
 from mgan_cli.errors import ChecksumError, WeightsError, WeightsNotFoundError
+from mgan_cli.registry import Registry
 from mgan_cli.resources import registry_file
 
 
@@ -118,6 +123,12 @@ def _check_verification(entry: WeightEntry, path: Path) -> None:
                            "'verify: structure' may leave it null")
 
 
+#: ``check(entry, path)`` raises :class:`WeightsError` (or ``KeyError``) unless the file at ``path`` is ``entry``'s
+StructureCheck = Callable[["WeightEntry", Path], None]
+#: the structure check of each entry kind (see the module docstring)
+STRUCTURE_CHECKS: Registry[StructureCheck] = Registry("weight structure check")
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -150,6 +161,8 @@ class WeightStore:
         entries: the registry (default: ``weights/registry.yaml``).
         allow_download: whether :meth:`path` may fetch from the entry's sources (default: unless the
             environment sets ``MGAN_OFFLINE``).
+        check_structure: how to verify entries without a sha256 (default: :data:`STRUCTURE_CHECKS` of the
+            entry's kind).
     """
 
     def __init__(
@@ -158,12 +171,14 @@ class WeightStore:
         mirror: Path | None = None,
         entries: dict[str, WeightEntry] | None = None,
         allow_download: bool | None = None,
+        check_structure: StructureCheck | None = None,
     ) -> None:
         self.home = Path(home) if home else default_home()
         env_mirror = os.environ.get("MGAN_WEIGHTS_MIRROR")
         self.mirror = Path(mirror) if mirror else (Path(env_mirror) if env_mirror else None)
         self.entries = entries if entries is not None else load_registry()
         self.allow_download = (not os.environ.get("MGAN_OFFLINE")) if allow_download is None else allow_download
+        self._check_structure = check_structure
         self._verified: dict[tuple[str, int, int], str] = {}
 
     # -- lookup -----------------------------------------------------------------------------------
@@ -236,7 +251,7 @@ class WeightStore:
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if entry.sha256 is None:
             if key not in self._verified:
-                _check_structure(entry, path)
+                self._verify_structure(entry, path)
                 self._verified[key] = "structure"
             return
         actual = self._verified.get(key) or sha256_of(path)
@@ -247,6 +262,26 @@ class WeightStore:
                 f"`mgan weights fetch {entry.name}`"
             )
         self._verified[key] = actual
+
+    def _verify_structure(self, entry: WeightEntry, path: Path) -> None:
+        """Verify a file that has no pinned sha256 with the structure check (see the module docstring).
+        Raises :class:`ChecksumError` when it is not the entry's file."""
+        check = self._check_structure
+        if check is None:
+            if entry.kind not in STRUCTURE_CHECKS:
+                raise WeightsError(f"cannot verify {path} for {entry.name!r}: it has no sha256 and no structure "
+                                   f"check is registered for {entry.kind} weights (import "
+                                   "mgan_cli.generator_loading, which registers the generator check)")
+            check = STRUCTURE_CHECKS.get(entry.kind)
+        try:
+            check(entry, path)
+        except (WeightsError, KeyError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise ChecksumError(
+                f"{path} is not the expected {entry.name!r} file: no sha256 is published for it, so it is "
+                f"accepted only if it loads through the safe {entry.format} reader as {entry.architecture}, "
+                f"and it does not ({message}); delete it and download it again"
+            ) from exc
 
     @staticmethod
     def _provenance_file(path: Path) -> Path:
@@ -278,7 +313,7 @@ class WeightStore:
                 shutil.copyfile(raw, staged)
             staged_sha = sha256_of(staged)
             if entry.sha256 is None:
-                _check_structure(entry, staged)
+                self._verify_structure(entry, staged)
             elif staged_sha != entry.sha256:
                 if not (source.convert and source.sha256):
                     raise ChecksumError(f"fetched file has sha256 {staged_sha[:12]}…, pinned {entry.sha256[:12]}…")
@@ -287,31 +322,6 @@ class WeightStore:
                      "converter": source.convert}, indent=1))
             os.replace(staged, target)
         return target
-
-
-def _check_structure(entry: WeightEntry, path: Path) -> None:
-    """Verify a file that has no pinned sha256: it must load through the entry's safe reader and build,
-    strictly, into the entry's architecture and config. Raises :class:`ChecksumError` otherwise."""
-    import torch
-
-    from mgan_cli.generators import ARCHITECTURES, READERS, build  # here: generators imports this module
-
-    try:
-        weights = READERS.get(entry.format or "")(path)
-        with torch.device("meta"):
-            expected = ARCHITECTURES.get(entry.architecture or "")(**entry.config).state_dict()
-        shapes = {k: tuple(v.shape) for k, v in weights.state_dict.items()}
-        if weights.architecture != entry.architecture or shapes != {k: tuple(v.shape) for k, v in expected.items()}:
-            raise WeightsError(f"it holds a {weights.architecture} with config {weights.config}, not the "
-                               f"{entry.architecture} {entry.config} of the registry")
-        build(weights, source=str(path))
-    except (WeightsError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        raise ChecksumError(
-            f"{path} is not the expected {entry.name!r} file: no sha256 is published for it, so it is accepted "
-            f"only if it loads through the safe {entry.format} reader as {entry.architecture}, and it does not "
-            f"({message}); delete it and download it again"
-        ) from exc
 
 
 def _download(source: Source, workdir: Path) -> Path:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mgan_cli.errors import ConfigurationError, UnknownFormatError
-from mgan_cli.generators import READERS, load_generator
+from mgan_cli.formats import READERS
+from mgan_cli.generator_loading import load_generator
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch
 from mgan_cli.degradations import Downsample, Identity, Mask
 from mgan_cli.engine import InversionSettings, invert, lr_factor
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.generators import load_generator
+from mgan_cli.generator_loading import load_generator
 from mgan_cli.losses import ReconstructionLoss
 
 

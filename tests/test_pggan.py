@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from mgan_cli.errors import ConfigurationError, UnknownFormatError, UnsafePickleError
-from mgan_cli.generators import ARCHITECTURES, READERS, build
+from mgan_cli.formats import READERS, build
+from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.generators.pggan import PGGAN
 
 ATOL = 1e-4

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from mgan_cli.errors import ConfigurationError, UnknownFormatError, UnsafePickleError
-from mgan_cli.generators import ARCHITECTURES, READERS, build
-from mgan_cli.generators.equalized import pixel_norm
+from mgan_cli.formats import READERS, build
+from mgan_cli.generators import ARCHITECTURES
+from mgan_cli.generators.layers import pixel_norm
 from mgan_cli.generators.stylegan import StyleGAN
 
 ATOL = 1e-4

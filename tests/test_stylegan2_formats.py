@@ -25,9 +25,10 @@ import pytest
 import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
+from mgan_cli.formats import READERS, build
 from mgan_cli.formats.nvlabs import genforce_to_nvlabs
 from mgan_cli.formats.rosinality import genforce_to_rosinality
-from mgan_cli.generators import ARCHITECTURES, READERS, build
+from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.generators.stylegan2 import StyleGAN2
 
 ATOL = 1e-4

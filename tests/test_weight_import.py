@@ -23,8 +23,10 @@ from mgan_cli.errors import (
     UnsafePickleError,
     WeightsError,
 )
+from mgan_cli.formats import READERS
 from mgan_cli.formats.rosinality import genforce_to_rosinality
-from mgan_cli.generators import ARCHITECTURES, READERS, load_generator, read_generator
+from mgan_cli.generator_loading import load_generator, read_generator
+from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.weight_import import import_generator, list_imported, sniff_format
 from mgan_cli.weight_store import WeightStore, load_registry, sha256_of
 

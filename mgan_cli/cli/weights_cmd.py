@@ -10,8 +10,10 @@ import click
 import torch
 from rich.table import Table
 
+import mgan_cli.generator_loading  # noqa: F401  (registers the structure check of generator entries)
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stdout_console
-from mgan_cli.generators import ARCHITECTURES, READERS
+from mgan_cli.formats import READERS
+from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.weight_import import import_generator, imported_rows, list_imported
 from mgan_cli.weight_store import WeightEntry, default_store
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
-from mgan_cli.generators.registry import ARCHITECTURES, READERS, GeneratorWeights
+from mgan_cli.formats.base import READERS, GeneratorWeights, require_fit
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_PROTO = b"\x80"  # a pickle's PROTO opcode (torch's legacy format starts with one)
@@ -56,17 +56,7 @@ def load_genforce_state(path: Path) -> dict[str, torch.Tensor]:
 
 def check_keys(state: Mapping[str, torch.Tensor], architecture: str, config: dict[str, Any], path: Path) -> None:
     """Raise :class:`UnknownFormatError` unless ``state`` has exactly the keys and shapes of the model."""
-    with torch.device("meta"):
-        expected = ARCHITECTURES.get(architecture)(**config).state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        raise UnknownFormatError(f"{path}: not a genforce {architecture} file with config {config} — "
-                                 f"missing keys {missing[:5]}, unknown keys {unexpected[:5]}")
-    wrong = [f"{k}: {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-             if tuple(state[k].shape) != tuple(v.shape)]
-    if wrong:
-        raise UnknownFormatError(f"{path}: shapes do not fit genforce {architecture} {config}: {wrong[:3]}")
+    require_fit(architecture, config, state, f"{path} (read as a genforce {architecture} file)")
 
 
 def _indices(state: Mapping[str, torch.Tensor], pattern: str) -> list[int]:

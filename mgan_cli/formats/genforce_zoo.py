@@ -34,9 +34,9 @@ from typing import Any
 import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
+from mgan_cli.formats import genforce_stylegan2 as sg2_layout
+from mgan_cli.formats.base import READERS, GeneratorWeights
 from mgan_cli.formats.genforce import pggan_weights, stylegan_weights
-from mgan_cli.generators import stylegan2 as sg2
-from mgan_cli.generators.registry import READERS, GeneratorWeights
 
 #: InterFaceGAN's StyleGAN wrapper defaults (models/model_settings.py)
 INTERFACEGAN_TRUNCATION_PSI = 0.7
@@ -188,9 +188,9 @@ def zoo_weights(state: dict[str, torch.Tensor], path: Path, stylegan_fused_scale
     if "synthesis.early_layer.const" in state:
         renamed = _rename_all(state, _stylegan2_rename)
         renamed.pop("truncation.truncation", None)
-        config = sg2.infer_config(renamed, str(path))
+        config = sg2_layout.infer_config(renamed, str(path))
         config.update(truncation_psi=None, truncation_layers=None)
-        sg2.check_shapes(config, renamed, str(path))
+        sg2_layout.check_shapes(config, renamed, str(path))
         return GeneratorWeights("stylegan2", config, renamed, {"format": "genforce-zoo", "path": str(path)})
     if "synthesis.layer0.const" in state and "synthesis.layer0.style.weight" in state:
         renamed = _rename_all(state, _stylegan_rename(_stylegan_fused_layers(state, stylegan_fused_scale)))

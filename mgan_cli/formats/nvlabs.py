@@ -41,8 +41,9 @@ from typing import Any
 import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
+from mgan_cli.formats import genforce_stylegan2 as sg2_layout
+from mgan_cli.formats.base import READERS, GeneratorWeights
 from mgan_cli.generators import stylegan2 as sg2
-from mgan_cli.generators.registry import READERS, GeneratorWeights
 from mgan_cli.safe_pickle import InertObject, plain_data, safe_load
 
 #: persistence version this reader understands (stylegan2-ada-pytorch and stylegan3 both write 6)
@@ -174,7 +175,7 @@ def nvlabs_to_genforce(state: Mapping[str, torch.Tensor], source: str = "weights
             raise UnknownFormatError(f"{source}: {key} is not the [1,3,3,1] filter mgan implements")
     if state:
         raise UnknownFormatError(f"{source}: unexpected NVlabs tensors {sorted(state)[:4]}")
-    out.update(sg2.fixed_buffers(resolution))
+    out.update(sg2_layout.fixed_buffers(resolution))
     return out
 
 
@@ -250,9 +251,9 @@ def read_nvlabs_pickle(path: Path) -> GeneratorWeights:
     if isinstance(kwargs, dict) and kwargs:
         config = config_from_init_kwargs(kwargs, str(path))
     else:  # no constructor record: shapes give everything but conv_clamp
-        config = {**sg2.infer_config(state, str(path)), "truncation_psi": None, "truncation_layers": None}
+        config = {**sg2_layout.infer_config(state, str(path)), "truncation_psi": None, "truncation_layers": None}
     if "truncation.w_avg" not in state:
-        state["truncation.w_avg"] = sg2.mean_w(config, state)
-    sg2.check_shapes(config, state, str(path))
+        state["truncation.w_avg"] = sg2_layout.mean_w(config, state)
+    sg2_layout.check_shapes(config, state, str(path))
     class_name = g_ema.class_name if isinstance(g_ema, PersistentObject) else type(g_ema).__name__
     return GeneratorWeights("stylegan2", config, state, {"format": "nvlabs-pickle", "class_name": class_name})

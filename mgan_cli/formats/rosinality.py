@@ -38,8 +38,9 @@ from typing import Any
 import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
+from mgan_cli.formats import genforce_stylegan2 as sg2_layout
+from mgan_cli.formats.base import READERS, GeneratorWeights
 from mgan_cli.generators import stylegan2 as sg2
-from mgan_cli.generators.registry import READERS, GeneratorWeights
 
 
 def _names(conv_layers: int) -> list[tuple[str, str, bool]]:
@@ -84,7 +85,7 @@ def rosinality_to_genforce(state: Mapping[str, torch.Tensor], source: str = "wei
             raise UnknownFormatError(f"{source}: {key} is not the [1,3,3,1] FIR mgan implements")
     if state:
         raise UnknownFormatError(f"{source}: unexpected rosinality tensors {sorted(state)[:4]}")
-    out.update(sg2.fixed_buffers(2 ** ((num_layers + 3) // 2)))
+    out.update(sg2_layout.fixed_buffers(2 ** ((num_layers + 3) // 2)))
     return out
 
 
@@ -140,10 +141,10 @@ def read_rosinality(path: Path) -> GeneratorWeights:
     else:
         raise UnknownFormatError(f"{path}: expected a rosinality checkpoint with 'g_ema'")
     state = rosinality_to_genforce(g_ema, str(path))
-    config = {**sg2.infer_config(state, str(path)), "truncation_psi": None, "truncation_layers": None}
+    config = {**sg2_layout.infer_config(state, str(path)), "truncation_psi": None, "truncation_layers": None}
     if isinstance(latent_avg, torch.Tensor):
         state["truncation.w_avg"] = latent_avg.reshape(-1).to(torch.float32)
     else:
-        state["truncation.w_avg"] = sg2.mean_w(config, state)
-    sg2.check_shapes(config, state, str(path))
+        state["truncation.w_avg"] = sg2_layout.mean_w(config, state)
+    sg2_layout.check_shapes(config, state, str(path))
     return GeneratorWeights("stylegan2", config, state, {"format": "rosinality"})

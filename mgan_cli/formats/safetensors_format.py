@@ -23,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from mgan_cli.errors import ChecksumError, UnknownFormatError
-from mgan_cli.generators.registry import READERS, GeneratorWeights
+from mgan_cli.formats.base import READERS, GeneratorWeights
 from mgan_cli.weight_store import sha256_of
 
 WEIGHTS_FILE = "weights.safetensors"

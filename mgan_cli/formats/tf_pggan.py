@@ -27,6 +27,7 @@ import torch
 
 from mgan_cli.errors import UnknownFormatError
 from mgan_cli.formats import genforce
+from mgan_cli.formats.base import READERS, GeneratorWeights
 from mgan_cli.formats.tf_pickle import (
     VarSpec,
     check_lod,
@@ -35,7 +36,6 @@ from mgan_cli.formats.tf_pickle import (
     export_variables,
     read_gs,
 )
-from mgan_cli.generators.registry import READERS, GeneratorWeights
 
 BUILD_FUNCS = ("G_paper",)
 #: G_paper options and the values mgan's PGGAN implements

@@ -35,6 +35,7 @@ import torch
 
 from mgan_cli.errors import UnknownFormatError
 from mgan_cli.formats import genforce
+from mgan_cli.formats.base import READERS, GeneratorWeights
 from mgan_cli.formats.tf_pickle import (
     VarSpec,
     check_lod,
@@ -43,7 +44,6 @@ from mgan_cli.formats.tf_pickle import (
     export_variables,
     read_gs,
 )
-from mgan_cli.generators.registry import READERS, GeneratorWeights
 from mgan_cli.generators.stylegan import AUTO_FUSED_MIN_RES, Blur
 
 BUILD_FUNCS = ("G_style",)

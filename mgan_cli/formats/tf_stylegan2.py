@@ -12,7 +12,7 @@ genforce layout as genforce's converter maps them (``StyleGAN2GeneratorNet.pth_t
   ``noise_strength`` → ``noise_strength``; ``synthesis/noise{k}`` → ``synthesis.layer{k}.noise``;
 * the [1,3,3,1] FIR buffers (graph constants in TF) are added as genforce stores them.
 
-Shapes give the architecture (:func:`mgan_cli.generators.stylegan2.infer_config`); ``static_kwargs`` give
+Shapes give the architecture (:func:`mgan_cli.formats.genforce_stylegan2.infer_config`); ``static_kwargs`` give
 ``mapping_lrmul`` and the truncation, else ``G_main``'s defaults (psi 0.5 on every row = genforce's),
 applied to z codes. Noise is the stored variables (TF's ``randomize_noise=False``). Other synthesis
 variants ('orig', 'resnet', ``G_synthesis_stylegan_revised``) raise :class:`UnknownFormatError`.
@@ -30,6 +30,8 @@ import numpy as np
 import torch
 
 from mgan_cli.errors import UnknownFormatError
+from mgan_cli.formats import genforce_stylegan2 as sg2_layout
+from mgan_cli.formats.base import READERS, GeneratorWeights
 from mgan_cli.formats.tf_pickle import (
     VarSpec,
     check_lod,
@@ -38,8 +40,6 @@ from mgan_cli.formats.tf_pickle import (
     export_variables,
     read_gs,
 )
-from mgan_cli.generators import stylegan2 as sg2
-from mgan_cli.generators.registry import READERS, GeneratorWeights
 
 BUILD_FUNCS = ("G_main",)
 COMPONENT_FUNCS = {"mapping": "G_mapping", "synthesis": "G_synthesis_stylegan2"}
@@ -94,7 +94,7 @@ def tf_to_state(gs_vars: Mapping[str, np.ndarray], source: str) -> dict[str, tor
     """All ``Gs`` variables (components prefixed) → genforce state dict, FIR buffers added."""
     resolution, mapping_layers = _layout(gs_vars, source)
     state = convert_variables(gs_vars, var_specs(resolution, mapping_layers), ("lod",), source)
-    state.update(sg2.fixed_buffers(resolution))
+    state.update(sg2_layout.fixed_buffers(resolution))
     return state
 
 
@@ -127,7 +127,7 @@ def read_tf_stylegan2(path: Path) -> GeneratorWeights:
     gs_vars = gs.all_variables()
     check_lod(gs_vars, ["lod"], str(path))
     state = tf_to_state(gs_vars, str(path))
-    config: dict[str, Any] = sg2.infer_config(state, str(path))
+    config: dict[str, Any] = sg2_layout.infer_config(state, str(path))
     synthesis_kwargs = gs.merged_kwargs("synthesis")
     for key, ours in (("resolution", config["resolution"]), ("num_channels", config["image_channels"]),
                       ("dlatent_size", config["w_dim"])):
@@ -137,7 +137,7 @@ def read_tf_stylegan2(path: Path) -> GeneratorWeights:
     config["mapping_lr_multiplier"] = float(gs.merged_kwargs("mapping").get("mapping_lrmul", 0.01))
     psi, layers = _truncation(gs.static_kwargs, 2 * int(math.log2(int(config["resolution"]))) - 2)
     config.update(truncation_psi=psi, truncation_layers=layers)
-    sg2.check_shapes(config, state, str(path))
+    sg2_layout.check_shapes(config, state, str(path))
     return GeneratorWeights("stylegan2", config, state, {"format": "tf-stylegan2", "network": gs.name})
 
 

@@ -24,8 +24,10 @@ from torch import nn
 
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators.base import Generator, LayerInfo, SequentialUpper
-from mgan_cli.generators.equalized import (
+from mgan_cli.generators.layers import (
     LRELU_SLOPE,
+    PROGRESSIVE_RESOLUTIONS,
+    CodeToFeatureMap,
     ScaledBias,
     channels_at,
     fused_upconv_kernel,
@@ -34,8 +36,6 @@ from mgan_cli.generators.equalized import (
     wscale,
 )
 from mgan_cli.generators.registry import ARCHITECTURES
-
-RESOLUTIONS = (8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class ConvUnit(nn.Module):
@@ -74,23 +74,20 @@ class ConvUnit(nn.Module):
         return x if self.linear else F.leaky_relu(x, LRELU_SLOPE)
 
 
-class _ToFeatureMap(nn.Module):
-    """``[M, z] -> [M, z, 1, 1]``."""
-
-    def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return code.reshape(code.shape[0], -1, 1, 1)
-
-
+@ARCHITECTURES.register("pggan")
 class PGGAN(Generator):
-    """genforce PGGAN: ``[M, z_dim]`` → ``[M, image_channels, resolution, resolution]`` (~[-1, 1])."""
+    """genforce ``PGGANGeneratorNet(resolution, z_space_dim=z_dim, image_channels, fused_scale, fmaps_base,
+    fmaps_max)``: ``[M, z_dim]`` → ``[M, image_channels, resolution, resolution]`` (~[-1, 1]).
+    Defaults = CelebA-HQ 1024 (LSUN models: ``resolution=256``)."""
 
     latent_spaces = ("z",)
 
     def __init__(self, resolution: int = 1024, z_dim: int = 512, image_channels: int = 3, fmaps_base: int = 16384,
                  fmaps_max: int = 512, fused_scale: bool = False) -> None:
         super().__init__()
-        if resolution not in RESOLUTIONS:
-            raise ConfigurationError(f"PGGAN resolution {resolution} not supported; use one of {RESOLUTIONS}")
+        if resolution not in PROGRESSIVE_RESOLUTIONS:
+            raise ConfigurationError(f"PGGAN resolution {resolution} not supported; "
+                                     f"use one of {PROGRESSIVE_RESOLUTIONS}")
         self.resolution = resolution
         self.latent_size = z_dim
         self.num_blocks = int(math.log2(resolution)) - 1
@@ -110,7 +107,7 @@ class PGGAN(Generator):
             self.add_module(f"layer{2 * b + 1}", ConvUnit(nf, nf))
             self.add_module(f"output{b}", ConvUnit(nf, image_channels, 1, 0, gain=1.0, linear=True))
             self._shapes += [(nf, res, res)] * 2
-        self.to_feature_map = _ToFeatureMap()
+        self.to_feature_map = CodeToFeatureMap()
 
     def units(self) -> list[nn.Module]:
         """The conv units ``layer0 … layer{2n-1}`` (unit ``k-1`` outputs layer ``k``)."""
@@ -138,10 +135,3 @@ class PGGAN(Generator):
         upper = SequentialUpper(nn.Sequential(*units[layer:], self.to_rgb()))
         return lower, upper
 
-
-@ARCHITECTURES.register("pggan")
-def pggan(resolution: int = 1024, z_dim: int = 512, image_channels: int = 3, fmaps_base: int = 16384,
-          fmaps_max: int = 512, fused_scale: bool = False) -> PGGAN:
-    """genforce ``PGGANGeneratorNet(resolution, z_space_dim=z_dim, image_channels, fused_scale, fmaps_base,
-    fmaps_max)``; defaults = CelebA-HQ 1024 (LSUN models: ``resolution=256``)."""
-    return PGGAN(resolution, z_dim, image_channels, fmaps_base, fmaps_max, fused_scale)

@@ -1,4 +1,5 @@
-"""What StyleGAN and StyleGAN2 share: truncation, and the z / w / w+ latent spaces over mapping + synthesis."""
+"""What StyleGAN and StyleGAN2 share: truncation, the z / w / w+ latent spaces over mapping + synthesis, and
+the upper latent (the w+ rows above the split layer)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import torch
 from torch import nn
 
 from mgan_cli.generators.base import Generator
+
+
+def broadcast_w(w: torch.Tensor, num_layers: int) -> torch.Tensor:
+    """w ``[M, w_dim]`` -> w+ ``[M, num_layers, w_dim]``, the same row on every layer."""
+    return w.view(w.shape[0], 1, w.shape[-1]).repeat(1, num_layers, 1)
 
 
 class Truncation(nn.Module):
@@ -28,7 +34,7 @@ class Truncation(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if w.dim() == 2:
-            w = w.view(-1, 1, self.w_dim).repeat(1, self.num_layers, 1)
+            w = broadcast_w(w, self.num_layers)
         if self.enabled:
             w_avg = self.w_avg.view(1, 1, self.w_dim)
             w = w_avg + (w - w_avg) * self.truncation
@@ -56,7 +62,7 @@ class StyleFamilyGenerator(Generator):
         if space == "z":
             return self.truncation(self.mapping(code))
         if space == "w":
-            return code.view(-1, 1, self.w_dim).repeat(1, self.num_layers, 1)
+            return broadcast_w(code, self.num_layers)
         return code
 
     def sample_codes(self, count: int, rng: torch.Generator, space: str = "z",
@@ -70,8 +76,18 @@ class StyleFamilyGenerator(Generator):
         with torch.no_grad():
             w = self.mapping(z.to(reference.device, reference.dtype))
         if space == "w+":
-            w = w.view(count, 1, self.w_dim).repeat(1, self.num_layers, 1)
+            w = broadcast_w(w, self.num_layers)
         return w.to(device)
+
+    def upper_latent_shape(self, layer: int) -> tuple[int, ...] | None:
+        """The w+ rows above ``layer``: ``(L - layer, w_dim)``."""
+        self.layer(layer)
+        return (self.num_layers - layer, self.w_dim)
+
+    def initial_upper_latent(self, layer: int, count: int, rng: torch.Generator) -> torch.Tensor | None:
+        """``w_avg`` broadcast to ``[count, L - layer, w_dim]`` (``rng`` unused: the start is deterministic)."""
+        rows = self.num_layers - self.layer(layer).index
+        return self.truncation.w_avg.detach().view(1, 1, -1).repeat(count, rows, 1)
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         return self.synthesis(self.to_wplus(code, "z"))

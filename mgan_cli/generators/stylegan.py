@@ -48,9 +48,10 @@ from torch import nn
 
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators.base import LayerInfo
-from mgan_cli.generators.equalized import (
+from mgan_cli.generators.layers import (
     EPS,
     LRELU_SLOPE,
+    PROGRESSIVE_RESOLUTIONS,
     DenseBlock,
     channels_at,
     fused_upconv_kernel,
@@ -61,7 +62,6 @@ from mgan_cli.generators.equalized import (
 from mgan_cli.generators.registry import ARCHITECTURES
 from mgan_cli.generators.style_base import StyleFamilyGenerator, Truncation
 
-RESOLUTIONS = (8, 16, 32, 64, 128, 256, 512, 1024)
 AUTO_FUSED_MIN_RES = 128  # fused_scale="auto": transposed-conv up-sampling from this resolution on
 
 
@@ -235,16 +235,21 @@ class Synthesis(nn.Module):
         return self.to_rgb(self.run(None, wp, 0, self.num_layers))
 
 
+@ARCHITECTURES.register("stylegan")
 class StyleGAN(StyleFamilyGenerator):
-    """genforce StyleGAN: codes in z ``[M, z_dim]``, w ``[M, w_dim]`` or w+ ``[M, L, w_dim]`` → ``[M, 3, R, R]``."""
+    """genforce ``StyleGANGeneratorNet`` (``z_space_dim=z_dim``, ``w_space_dim=w_dim``,
+    ``num_mapping_layers=mapping_layers``, ``randomize_noise=False``): codes in z ``[M, z_dim]``, w ``[M, w_dim]``
+    or w+ ``[M, L, w_dim]`` → ``[M, 3, R, R]``. Defaults = FFHQ 1024 with the genforce truncation (psi 0.7 on
+    the first 8 rows, z space only); ``truncation_psi=None`` disables it."""
 
     def __init__(self, resolution: int = 1024, z_dim: int = 512, w_dim: int = 512, image_channels: int = 3,
                  fused_scale: bool | str = "auto", truncation_psi: float | None = 0.7,
                  truncation_layers: int | None = 8, mapping_layers: int = 8, fmaps_base: int = 16384,
                  fmaps_max: int = 512) -> None:
         super().__init__()
-        if resolution not in RESOLUTIONS:
-            raise ConfigurationError(f"StyleGAN resolution {resolution} not supported; use one of {RESOLUTIONS}")
+        if resolution not in PROGRESSIVE_RESOLUTIONS:
+            raise ConfigurationError(f"StyleGAN resolution {resolution} not supported; "
+                                     f"use one of {PROGRESSIVE_RESOLUTIONS}")
         if fused_scale not in (True, False, "auto"):
             raise ConfigurationError(f"StyleGAN fused_scale must be true, false or 'auto', not {fused_scale!r}")
         self.resolution = resolution
@@ -263,16 +268,6 @@ class StyleGAN(StyleFamilyGenerator):
         self._check_space(space)
         self.layer(layer)
         return StyleLower(self, layer, space), StyleUpper(self, layer)
-
-    def upper_latent_shape(self, layer: int) -> tuple[int, ...] | None:
-        self.layer(layer)
-        return (self.num_layers - layer, self.w_dim)
-
-    def initial_upper_latent(self, layer: int, count: int, rng: torch.Generator) -> torch.Tensor | None:
-        """``w_avg`` broadcast to ``[count, L - layer, w_dim]`` (``rng`` unused: the start is deterministic)."""
-        rows = self.num_layers - self.layer(layer).index
-        w_avg = self.truncation.w_avg.detach()
-        return w_avg.view(1, 1, -1).repeat(count, rows, 1)
 
 
 class StyleLower(nn.Module):
@@ -306,14 +301,3 @@ class StyleUpper(nn.Module):
                                      f"[M, {rows}, {self.generator.w_dim}], got {got}")
         return synthesis.to_rgb(synthesis.run(features, upper_latent, self.layer, synthesis.num_layers))
 
-
-@ARCHITECTURES.register("stylegan")
-def stylegan(resolution: int = 1024, z_dim: int = 512, w_dim: int = 512, image_channels: int = 3,
-             fused_scale: bool | str = "auto", truncation_psi: float | None = 0.7,
-             truncation_layers: int | None = 8, mapping_layers: int = 8, fmaps_base: int = 16384,
-             fmaps_max: int = 512) -> StyleGAN:
-    """genforce ``StyleGANGeneratorNet`` (``z_space_dim=z_dim``, ``w_space_dim=w_dim``,
-    ``num_mapping_layers=mapping_layers``, ``randomize_noise=False``); defaults = FFHQ 1024 with the
-    genforce truncation (psi 0.7 on the first 8 rows, z space only). ``truncation_psi=None`` disables it."""
-    return StyleGAN(resolution, z_dim, w_dim, image_channels, fused_scale, truncation_psi, truncation_layers,
-                    mapping_layers, fmaps_base, fmaps_max)

@@ -56,20 +56,18 @@ block's own contribution); dropping the skip image (changes the generator).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mgan_cli.errors import ConfigurationError, UnknownFormatError
+from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators.base import LayerInfo
+from mgan_cli.generators.layers import EPS, LRELU_SLOPE, PixelNorm, channels_at
 from mgan_cli.generators.registry import ARCHITECTURES
 from mgan_cli.generators.style_base import StyleFamilyGenerator, Truncation
 
-LRELU_SLOPE = 0.2
 ACT_GAIN = math.sqrt(2.0)
-EPS = 1e-8
 FIR_TAPS = (1.0, 3.0, 3.0, 1.0)
 #: Config presets: ``fmaps_base`` per official config (TF ``fmap_base`` × 2, in genforce's ``base // res`` rule)
 CONFIG_FMAPS_BASE = {"e": 16384, "f": 32768}
@@ -81,11 +79,6 @@ def fir_kernel(gain: float = 2.0) -> torch.Tensor:
     kernel = torch.outer(taps, taps)
     kernel = (kernel / kernel.sum() * gain**2).to(torch.float32)
     return kernel.view(1, 1, 4, 4)
-
-
-def channels_at(resolution: int, fmaps_base: int, fmaps_max: int) -> int:
-    """Feature maps at a resolution: ``min(fmaps_base // resolution, fmaps_max)``."""
-    return min(fmaps_base // resolution, fmaps_max)
 
 
 def lrelu_gain(x: torch.Tensor) -> torch.Tensor:
@@ -194,13 +187,6 @@ class Dense(nn.Module):
         return lrelu_gain(x)
 
 
-class PixelNorm(nn.Module):
-    """``x / sqrt(mean over dim 1 of x² + 1e-8)``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x / torch.sqrt(torch.mean(x**2, dim=1, keepdim=True) + EPS)
-
-
 class MappingNetwork(nn.Module):
     """``z [M, z_dim] -> w [M, w_dim]``: pixel-norm then ``num_layers`` :class:`Dense` (keys ``dense{i}.*``)."""
 
@@ -293,8 +279,14 @@ class Synthesis(nn.Module):
         return self.finish(x, skip, wp[:, -1])
 
 
+@ARCHITECTURES.register("stylegan2")
 class StyleGAN2(StyleFamilyGenerator):
-    """genforce ``StyleGAN2GeneratorNet`` ('skip'); see the module docstring for layers, spaces and splits."""
+    """genforce ``StyleGAN2GeneratorNet`` ('skip', ``randomize_noise=False``, fused modulation); see the module
+    docstring for layers, spaces and splits. Defaults = FFHQ 1024 config F with the genforce wrapper's
+    truncation (psi 0.5 on all 18 rows, z space only); config E is ``fmaps_base=16384``. ``mapping_hidden``
+    None = ``fmaps_max`` (genforce); NVlabs nets use ``w_dim``. ``conv_clamp``: None (TF-converted nets) or
+    256 (stylegan2-ada-pytorch-trained nets). The readers' helpers for this layout (config inference, the
+    fixed FIR buffers, a missing ``w_avg``) are in :mod:`mgan_cli.formats.genforce_stylegan2`."""
 
     def __init__(self, resolution: int = 1024, z_dim: int = 512, w_dim: int = 512, image_channels: int = 3,
                  fmaps_base: int = 32768, fmaps_max: int = 512, num_mapping_layers: int = 8,
@@ -320,15 +312,6 @@ class StyleGAN2(StyleFamilyGenerator):
         self._check_space(space)
         self.layer(layer)
         return StyleGAN2Lower(self, layer, space), StyleGAN2Upper(self, layer)
-
-    def upper_latent_shape(self, layer: int) -> tuple[int, ...] | None:
-        self.layer(layer)
-        return (self.num_layers - layer, self.w_dim)
-
-    def initial_upper_latent(self, layer: int, count: int, rng: torch.Generator) -> torch.Tensor | None:
-        """``w_avg`` broadcast to ``[count, L - layer, w_dim]`` (``rng`` unused: the start is deterministic)."""
-        rows = self.num_layers - self.layer(layer).index
-        return self.truncation.w_avg.detach().view(1, 1, -1).repeat(count, rows, 1)
 
 
 class StyleGAN2Lower(nn.Module):
@@ -366,79 +349,3 @@ class StyleGAN2Upper(nn.Module):
         x, skip = synthesis.run(x, skip, upper_latent, self.layer, synthesis.num_layers - 1, self.layer)
         return synthesis.finish(x, skip, upper_latent[:, -1])
 
-
-@ARCHITECTURES.register("stylegan2")
-def stylegan2(resolution: int = 1024, z_dim: int = 512, w_dim: int = 512, image_channels: int = 3,
-              fmaps_base: int = 32768, fmaps_max: int = 512, num_mapping_layers: int = 8,
-              mapping_hidden: int | None = None, mapping_lr_multiplier: float = 0.01,
-              truncation_psi: float | None = 0.5, truncation_layers: int | None = 18,
-              conv_clamp: float | None = None, architecture: str = "skip") -> StyleGAN2:
-    """genforce ``StyleGAN2GeneratorNet`` (``randomize_noise=False``, fused modulation). Defaults = FFHQ 1024
-    config F with the genforce wrapper's truncation (psi 0.5 on all 18 rows, z space only); config E is
-    ``fmaps_base=16384``. ``mapping_hidden`` None = ``fmaps_max`` (genforce); NVlabs nets use ``w_dim``.
-    ``conv_clamp``: None (TF-converted nets) or 256 (stylegan2-ada-pytorch-trained nets)."""
-    return StyleGAN2(resolution, z_dim, w_dim, image_channels, fmaps_base, fmaps_max, num_mapping_layers,
-                     mapping_hidden, mapping_lr_multiplier, truncation_psi, truncation_layers, conv_clamp,
-                     architecture)
-
-
-# ---- helpers for the weight readers -------------------------------------------------------------------------
-
-def infer_config(state: Mapping[str, torch.Tensor], source: str = "weights") -> dict[str, object]:
-    """Constructor kwargs implied by a genforce-layout state dict's shapes (truncation left at the defaults).
-
-    Raises :class:`UnknownFormatError` when the channel table does not follow ``min(base // res, max)``.
-    """
-    try:
-        num_mapping = sum(1 for k in state if k.startswith("mapping.dense") and k.endswith(".fc.weight"))
-        first = state["mapping.dense0.fc.weight"]
-        hidden = first.shape[0] if num_mapping > 1 else None
-        w_dim = state["synthesis.layer0.style.fc.weight"].shape[1]
-        num_layers = 1 + max(int(k.split(".")[1][5:]) for k in state if k.startswith("synthesis.layer"))
-        resolution = 2 ** ((num_layers + 1 + 2) // 2)
-        channels = {4 * 2**b: state[f"synthesis.layer{2 * b}.weight"].shape[3] for b in range((num_layers + 1) // 2)}
-        image_channels = state["synthesis.output0.weight"].shape[3]
-    except (KeyError, IndexError, ValueError) as exc:
-        raise UnknownFormatError(f"{source}: not a StyleGAN2 generator ({exc})") from exc
-    fmaps_max = channels[4]
-    below = [r * c for r, c in channels.items() if c < fmaps_max]
-    fmaps_base = min(below) if below else fmaps_max * resolution
-    if any(channels_at(r, fmaps_base, fmaps_max) != c for r, c in channels.items()):
-        raise UnknownFormatError(f"{source}: StyleGAN2 channel table {channels} is not min(base // res, max)")
-    return {"resolution": resolution, "z_dim": int(first.shape[1]), "w_dim": int(w_dim),
-            "image_channels": int(image_channels), "fmaps_base": int(fmaps_base), "fmaps_max": int(fmaps_max),
-            "num_mapping_layers": num_mapping,
-            "mapping_hidden": None if hidden in (None, fmaps_max) else int(hidden)}
-
-
-def check_shapes(config: Mapping[str, object], state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Raise :class:`UnknownFormatError` unless ``state`` has exactly the keys and shapes of ``stylegan2(**config)``."""
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in stylegan2(**config).state_dict().items()}  # type: ignore[arg-type]
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    if expected != got:
-        missing = sorted(set(expected) - set(got))[:4]
-        extra = sorted(set(got) - set(expected))[:4]
-        wrong = [k for k in expected if k in got and expected[k] != got[k]][:4]
-        raise UnknownFormatError(f"{source}: does not fit StyleGAN2 {dict(config)} — missing {missing}, "
-                                 f"unexpected {extra}, wrong shapes {wrong}")
-
-
-def fixed_buffers(resolution: int) -> dict[str, torch.Tensor]:
-    """The FIR buffers genforce stores (``layer{2b-1}.filter.kernel``, ``upsample.kernel``) for a resolution."""
-    num_layers = 2 * int(math.log2(resolution)) - 2
-    buffers = {f"synthesis.layer{j}.filter.kernel": fir_kernel() for j in range(1, num_layers - 1, 2)}
-    buffers["synthesis.upsample.kernel"] = fir_kernel()
-    return buffers
-
-
-def mean_w(config: Mapping[str, object], state: Mapping[str, torch.Tensor], samples: int = 4096,
-           seed: int = 0) -> torch.Tensor:
-    """``w_avg`` for files that lack it: the mean mapping output of ``samples`` z ~ N(0, I) (seeded)."""
-    mapping = MappingNetwork(int(config["z_dim"]), int(config.get("mapping_hidden") or config["fmaps_max"]),  # type: ignore[arg-type]
-                      int(config["w_dim"]), int(config["num_mapping_layers"]),  # type: ignore[arg-type]
-                      float(config.get("mapping_lr_multiplier", 0.01)))  # type: ignore[arg-type]
-    mapping.load_state_dict({k[len("mapping."):]: v for k, v in state.items() if k.startswith("mapping.")})
-    z = torch.randn(samples, int(config["z_dim"]), generator=torch.Generator().manual_seed(seed))  # type: ignore[arg-type]
-    with torch.no_grad():
-        return mapping(z).mean(dim=0)

@@ -6,7 +6,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from mgan_cli.errors import MganError
-from mgan_cli.generators import Generator, load_generator
+from mgan_cli.generator_loading import load_generator
+from mgan_cli.generators import Generator
 from mgan_cli.run.job import Job, RunEvents
 from mgan_cli.run.loading import Loader
 from mgan_cli.run.planning import Plan, WorkItem, plan_work

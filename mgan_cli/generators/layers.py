@@ -1,8 +1,13 @@
-"""Equalised-learning-rate building blocks shared by the PGGAN and StyleGAN (v1) generators.
+"""Building blocks shared by the generator families (one home for each).
 
-The modules keep genforce's parameter names (``fc.weight`` + ``wscale.bias``, ``conv.weight``), so a
-genforce state dict loads into them unchanged. Weights are stored un-scaled; the runtime constant is
-``gain / sqrt(fan_in) * lr_multiplier`` and the bias is multiplied by ``lr_multiplier``.
+* constants and plain ops: :data:`LRELU_SLOPE`, :data:`EPS`, :func:`pixel_norm` / :class:`PixelNorm`,
+  :func:`upsample2x`, :func:`channels_at` (the ``min(base // res, max)`` channel rule),
+  :data:`PROGRESSIVE_RESOLUTIONS`, :class:`CodeToFeatureMap` (``[M, z] -> [M, z, 1, 1]``);
+* equalised-learning-rate blocks of PGGAN and StyleGAN (v1): :func:`wscale`, :class:`ScaledBias`,
+  :class:`DenseBlock`, :func:`fused_upconv_kernel`. They keep genforce's parameter names (``fc.weight`` +
+  ``wscale.bias``, ``conv.weight``), so a genforce state dict loads into them unchanged. Weights are stored
+  un-scaled; the runtime constant is ``gain / sqrt(fan_in) * lr_multiplier`` and the bias is multiplied by
+  ``lr_multiplier``.
 """
 
 from __future__ import annotations
@@ -15,11 +20,27 @@ from torch import nn
 
 LRELU_SLOPE = 0.2
 EPS = 1e-8
+#: resolutions the progressive-growing families (PGGAN, StyleGAN) support
+PROGRESSIVE_RESOLUTIONS = (8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 def pixel_norm(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     """Normalise every position's feature vector: ``x / sqrt(mean_c(x²) + eps)`` (dim 1 = channels)."""
     return x / torch.sqrt(torch.mean(x**2, dim=1, keepdim=True) + eps)
+
+
+class PixelNorm(nn.Module):
+    """:func:`pixel_norm` as a module (``[M, C, ...] -> same``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pixel_norm(x)
+
+
+class CodeToFeatureMap(nn.Module):
+    """``[M, z] -> [M, z, 1, 1]``; also accepts codes already shaped ``[M, z, 1, 1]``."""
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        return code.reshape(code.shape[0], -1, 1, 1)
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:
