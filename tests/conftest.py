@@ -29,3 +29,7 @@ def mgan_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
         patch.setenv("MGAN_HOME", str(tmp_path_factory.mktemp("mgan-home")))
         patch.setattr(weight_store, "_default_store", None)  # rebuilt from the variables above
         yield
+
+# Scripts under tests/fixtures/ regenerate fixture files by hand from published sources; they are not tests and
+# must not be imported by `pytest --doctest-modules`.
+collect_ignore_glob = ["fixtures/*.py"]
