@@ -39,3 +39,6 @@ except ImportError:  # pragma: no cover - while the metrics module is being writ
     pass
 else:
     main.add_command(metrics_command)
+from mgan_cli.cli.analyze_cmd import analyze_command  # noqa: E402 - after the group it joins
+
+main.add_command(analyze_command)

@@ -1,0 +1,296 @@
+"""The paper's layer analysis: restore the same images for every pair (composing layer ℓ, number of codes N).
+
+Each pair is an ordinary run into ``OUT/runs/layer<ℓ>-codes<N>/`` (restored images, report.json,
+index.html), all images of a pair optimised together in batches, the generator loaded once for the whole
+grid. After every pair, ``OUT/analysis.json`` and ``OUT/analysis.csv`` are rewritten from the pairs' reports:
+
+* ``rows``: one per image × layer × codes: ``input, layer, codes, status, psnr, ssim, lpips, seconds``;
+* ``means``: one per pair: ``layer, codes, images`` (how many have a PSNR) and the mean of each value.
+
+Resumable like every run: a pair's finished images are skipped (their results kept from its report), so an
+interrupted analysis continues where it stopped. Different N are not merged into one pass: padding every
+image to the largest N wastes the lower layers' work (Σ N versus |N| · max N codes) and needs a step size
+of α per image (the engine steps α at ``lr / N``); different ℓ split the generator differently.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import io
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mgan_cli import __version__
+from mgan_cli.engine import EngineOptions
+from mgan_cli.errors import ConfigurationError
+from mgan_cli.generators import Generator
+from mgan_cli.presets import Preset, apply_overrides
+from mgan_cli.report import record_json, write_report
+from mgan_cli.run import Job, RunEvents, Runner
+from mgan_cli.tasks import Task
+
+ANALYSIS_METRICS = ("psnr", "ssim", "lpips")
+ROW_COLUMNS = ("input", "layer", "codes", "status", *ANALYSIS_METRICS, "seconds")
+DEFAULT_CODES = (1, 5, 10, 20, 30)
+
+
+def parse_layers(text: str | None, available: int) -> tuple[int, ...]:
+    """``"1-8"``, ``"2,4,6"``, ``"1-3,6"`` or ``None`` (every layer of the generator) -> sorted layer numbers.
+
+    >>> parse_layers("1-3,6", 8), parse_layers(None, 4)
+    ((1, 2, 3, 6), (1, 2, 3, 4))
+    """
+    if text is None or text.strip().lower() == "all":
+        return tuple(range(1, available + 1))
+    layers: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                low, high = (int(v) for v in part.split("-", 1))
+                if low > high:
+                    raise ValueError
+                layers.update(range(low, high + 1))
+            elif part:
+                layers.add(int(part))
+        except ValueError:
+            raise ConfigurationError(f"--layers: {part!r} is not a layer number or a range like 1-8") from None
+    outside = sorted(layer for layer in layers if not 1 <= layer <= available)
+    if outside:
+        raise ConfigurationError(f"--layers: layer {outside[0]} is out of range 1..{available} for this generator "
+                                 "(see `mgan presets show`)")
+    if not layers:
+        raise ConfigurationError("--layers: name at least one layer")
+    return tuple(sorted(layers))
+
+
+def parse_codes(text: str | None) -> tuple[int, ...]:
+    """``"1,5,10,20,30"`` -> sorted distinct code counts (each at least 1).
+
+    >>> parse_codes("20, 1,5")
+    (1, 5, 20)
+    """
+    if text is None:
+        return DEFAULT_CODES
+    try:
+        codes = {int(part) for part in text.split(",") if part.strip()}
+    except ValueError:
+        raise ConfigurationError(f"--codes: {text!r} is not a comma-separated list of numbers") from None
+    if not codes or min(codes) < 1:
+        raise ConfigurationError("--codes: give one or more numbers of codes, each at least 1")
+    return tuple(sorted(codes))
+
+
+def pair_dir(output_dir: Path, layer: int, codes: int) -> Path:
+    """Where the run of one (ℓ, N) pair goes."""
+    return output_dir / "runs" / f"layer{layer}-codes{codes}"
+
+
+@dataclass
+class AnalysisJob:
+    """The grid and everything each of its runs needs (see :class:`mgan_cli.run.Job`)."""
+
+    task: Task
+    preset: Preset
+    inputs: list[Path]
+    output_dir: Path
+    layers: tuple[int, ...]
+    codes: tuple[int, ...]
+    reference_dir: Path | None = None
+    mask: Path | None = None
+    resize: str = "error"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    overwrite: bool = False
+    engine: EngineOptions = field(default_factory=EngineOptions)
+
+    def pairs(self) -> list[tuple[int, int]]:
+        return [(layer, codes) for layer in self.layers for codes in self.codes]
+
+    def pair_job(self, layer: int, codes: int) -> Job:
+        return Job(task=self.task, preset=apply_overrides(self.preset, layer=layer, codes=codes),
+                   inputs=self.inputs, output_dir=pair_dir(self.output_dir, layer, codes),
+                   reference_dir=self.reference_dir, mask=self.mask, resize=self.resize, device=self.device,
+                   overwrite=self.overwrite, metrics=ANALYSIS_METRICS, engine=self.engine)
+
+
+def _pair_header(job: Job, layer: int, codes: int, started: float) -> dict[str, Any]:
+    return {
+        "mgan_version": __version__,
+        "task": job.task.name,
+        "command": " ".join(["mgan", *sys.argv[1:]]),
+        "analysis": {"layer": layer, "codes": codes},
+        "preset": job.preset.to_dict(),
+        "seed": job.preset.seed,
+        "device": str(job.device),
+        "engine": dataclasses.asdict(job.engine),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
+        "elapsed_seconds": round(time.time() - started, 3),
+    }
+
+
+def run_pair(job: AnalysisJob, layer: int, codes: int, generator: Generator, events: RunEvents) -> list[dict[str, Any]]:
+    """Run one pair (its report is kept current after every batch); returns its report rows."""
+    pair = job.pair_job(layer, codes)
+    started = time.time()
+
+    def save(records: list[Any]) -> None:
+        write_report(pair.output_dir, _pair_header(pair, layer, codes, started), [record_json(r) for r in records])
+
+    pair_events = dataclasses.replace(events, on_batch_done=save)
+    records = Runner(pair, pair_events, generator=generator).run()
+    rows = [record_json(r) for r in records]
+    write_report(pair.output_dir, _pair_header(pair, layer, codes, started), rows)
+    return rows
+
+
+def analysis_rows(layer: int, codes: int, report_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A pair's report rows as analysis rows (see the module docstring)."""
+    return [{"input": row["input"], "layer": layer, "codes": codes, "status": row["status"],
+             **{name: row.get(name) for name in (*ANALYSIS_METRICS, "seconds")}} for row in report_rows]
+
+
+def pair_means(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (layer, codes): the number of images with a PSNR and the mean of each metric and of the seconds.
+
+    >>> pair_means([{"layer": 2, "codes": 5, "psnr": 20.0, "seconds": 1.0}, {"layer": 2, "codes": 5, "psnr": 22.0}])
+    [{'layer': 2, 'codes': 5, 'images': 2, 'psnr': 21.0, 'ssim': None, 'lpips': None, 'seconds': 1.0}]
+    """
+    groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["layer"], row["codes"]), []).append(row)
+    means = []
+    for (layer, codes), group in sorted(groups.items()):
+        entry: dict[str, Any] = {"layer": layer, "codes": codes,
+                                 "images": sum(1 for r in group if _finite(r.get("psnr")))}
+        for name in (*ANALYSIS_METRICS, "seconds"):
+            values = [r[name] for r in group if _finite(r.get(name))]
+            entry[name] = sum(values) / len(values) if values else None
+        means.append(entry)
+    return means
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_analysis(output_dir: Path, settings: dict[str, Any], rows: list[dict[str, Any]],
+                   elapsed_seconds: float) -> dict[str, Any]:
+    """``analysis.json`` (settings, rows, means) and ``analysis.csv`` (rows); returns the document."""
+    document = {**settings, "elapsed_seconds": round(elapsed_seconds, 3), "means": pair_means(rows), "rows": rows}
+    _atomic_write(output_dir / "analysis.json", json.dumps(document, indent=1) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ROW_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(output_dir / "analysis.csv", buffer.getvalue())
+    return document
+
+
+def run_analysis(job: AnalysisJob, generator: Generator, events: RunEvents | None = None,
+                 on_pair: Callable[[int, int, int, int], None] | None = None) -> dict[str, Any]:
+    """Run every pair of the grid, rewriting ``analysis.json``/``.csv`` and the plots after each one.
+
+    ``on_pair(index, total, layer, codes)`` is called before each pair. Returns the final document.
+    """
+    from mgan_cli.analysis_plots import write_plots
+
+    started = time.perf_counter()
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "mgan_version": __version__,
+        "task": job.task.name,
+        "generator": job.preset.generator,
+        "preset": job.preset.to_dict(),
+        "device": str(job.device),
+        "layers": list(job.layers),
+        "codes": list(job.codes),
+        "inputs": len(job.inputs),
+    }
+    events = events or RunEvents()
+    rows: list[dict[str, Any]] = []
+    document: dict[str, Any] = {}
+    pairs = job.pairs()
+    for index, (layer, codes) in enumerate(pairs):
+        if on_pair is not None:
+            on_pair(index, len(pairs), layer, codes)
+        rows.extend(analysis_rows(layer, codes, run_pair(job, layer, codes, generator, events)))
+        document = write_analysis(job.output_dir, settings, rows, time.perf_counter() - started)
+        write_plots(job.output_dir, document["means"], job.preset.generator)
+    return document
+
+
+def contributions_dir(output_dir: Path, layer: int, codes: int) -> Path:
+    return output_dir / "contributions" / f"layer{layer}-codes{codes}"
+
+
+def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Generator,
+                      events: RunEvents | None = None) -> list[Path]:
+    """For the pair (ℓ, N): invert every input (the same seeds as the pair's run) and write
+    ``OUT/contributions/layer<ℓ>-codes<N>/<stem>.png`` (the figure of :mod:`mgan_cli.contributions`) and
+    ``<stem>.npz`` (``shares`` float16 ``[N, R, R]``). Images whose figure exists are skipped unless
+    ``overwrite``; unusable inputs are warned about and skipped. Returns the figures written."""
+    from mgan_cli.contributions import code_shares, write_figure
+    from mgan_cli.engine import invert
+    from mgan_cli.imageio import to_uint8
+    from mgan_cli.run.job import image_seed
+    from mgan_cli.run.loading import Loader
+    from mgan_cli.run.planning import WorkItem
+    from mgan_cli.run.restoring import BatchRestorer
+
+    events = events or RunEvents()
+    pair = job.pair_job(layer, codes)
+    folder = contributions_dir(job.output_dir, layer, codes)
+    folder.mkdir(parents=True, exist_ok=True)
+    restorer = BatchRestorer(pair, generator, on_step=events.on_step, on_warning=events.on_warning)
+    loader = Loader(pair, restorer.resolution, restorer.observed_size, restorer.needs_mask)
+    todo = [WorkItem(path, folder / f"{path.stem}.png", image_seed(pair.preset.seed, path.name))
+            for path in pair.inputs if job.overwrite or not (folder / f"{path.stem}.png").exists()]
+    settings = pair.preset.inversion
+    written: list[Path] = []
+    for start in range(0, len(todo), restorer.batch_limit):
+        loaded, failed = loader.load_batch(todo[start:start + restorer.batch_limit])
+        for record in failed:
+            events.warn(f"contributions: skipped {record.input}: {record.error}")
+        if not loaded:
+            continue
+        observed = torch.stack([p.observed for p in loaded]).to(job.device)
+        masks = None if loaded[0].mask is None else torch.stack([p.mask for p in loaded]).to(job.device)  # type: ignore
+        result = invert(restorer.generator, observed, restorer.degradation, restorer.loss, settings,
+                        [p.item.seed for p in loaded], mask=masks, options=job.engine, warn=events.on_warning)
+        full = restorer._observed_full(observed)  # what the run blends the restoration with
+        restored = to_uint8(restorer.degradation.finalize(result.images, full, masks)).cpu()
+        shares = code_shares(restorer.generator, settings.layer, settings.space, result.codes, result.alphas,
+                             restorer.resolution).cpu().numpy()
+        for index, item in enumerate(loaded):
+            stem = item.item.input.stem
+            np.savez_compressed(folder / f"{stem}.npz", shares=shares[index].astype(np.float16))
+            written.append(write_figure(
+                item.item.output, to_uint8(item.observed[None])[0].permute(1, 2, 0).numpy(),
+                restored[index].permute(1, 2, 0).numpy(), shares[index],
+                f"{item.item.input.name}: layer {layer}, {codes} codes"))
+    return written

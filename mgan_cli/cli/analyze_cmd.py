@@ -1,0 +1,146 @@
+"""``mgan analyze``: the paper's analysis of the composing layer ℓ and the number of codes N on your images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mgan_cli.analysis import AnalysisJob, parse_codes, parse_layers, run_analysis, run_contributions
+from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, resolve_device, stderr_console, stdout_console
+from mgan_cli.engine import PRECISIONS, EngineOptions
+from mgan_cli.errors import ConfigurationError
+from mgan_cli.family_defaults import choose_preset
+from mgan_cli.generators import load_generator
+from mgan_cli.imageio import RESIZE_POLICIES, collect_inputs
+from mgan_cli.presets import apply_overrides
+from mgan_cli.run import RunEvents
+from mgan_cli.tasks import TASKS
+
+
+def _pair(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        layer, codes = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise click.BadParameter("give LAYER:CODES, e.g. 2:20", param_hint="--contributions") from None
+    if layer < 1 or codes < 1:
+        raise click.BadParameter("layer and codes must be at least 1", param_hint="--contributions")
+    return layer, codes
+
+
+def _means_table(means: list[dict[str, Any]]) -> Table:
+    table = Table(title="mean quality per (layer, codes)", title_justify="left")
+    for heading in ("layer ℓ", "codes N", "images", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "s/image"):
+        table.add_column(heading, justify="right")
+    for m in means:
+        cells = [f"{m[k]:.{d}f}" if m[k] is not None else "–"
+                 for k, d in (("psnr", 2), ("ssim", 4), ("lpips", 4), ("seconds", 2))]
+        table.add_row(str(m["layer"]), str(m["codes"]), str(m["images"]), *cells)
+    return table
+
+
+@click.command("analyze")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for analysis.json/.csv, the plots, runs/layer<L>-codes<N>/ and contributions/.")
+@click.option("--layers", help="Composing layers: a range and/or list, e.g. 1-8 or 2,4,6. [default: every layer]")
+@click.option("--codes", "codes_text", help="Numbers of codes N, comma-separated. [default: 1,5,10,20,30]")
+@click.option("--task", "task_name", type=click.Choice(sorted(TASKS.names())), default="invert", show_default=True,
+              help="The task whose quality is analysed.")
+@click.option("--preset", help="Preset name or YAML file. [default: the task's, or the generator's]")
+@click.option("--generator", help="Registry or imported generator (`mgan weights list`).")
+@click.option("--iterations", type=click.IntRange(min=0), help="Optimisation steps per image.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Optimiser.")
+@click.option("--perceptual-weight", type=click.FloatRange(min=0), help="Weight λ of the VGG16 term.")
+@click.option("--seed", type=int, help="Seed of the initial codes (per image: seed + file name).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images optimised together.")
+@click.option("--scale", type=click.IntRange(min=1), help="superres: the up-scaling factor.")
+@click.option("--mask", type=click.Path(exists=True, path_type=Path), help="inpaint: mask file or folder of masks.")
+@click.option("--paste-known/--no-paste-known", default=None, help="inpaint: copy known pixels into the output.")
+@click.option("--reference", "reference_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Ground-truth images with the same file stems (needed by every task but invert).")
+@click.option("--resize", type=click.Choice(RESIZE_POLICIES), default="error", show_default=True,
+              help="Inputs of the wrong size: error, crop or fit.")
+@click.option("--recursive", is_flag=True, help="Also take images from sub-folders of INPUT folders.")
+@click.option("--contributions", "contributions_text", metavar="LAYER:CODES",
+              help="Also draw, for this pair, which code explains which region of each image.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto", show_default=True,
+              help="Autocast of the networks (see `mgan invert --help`).")
+@click.option("--overwrite", is_flag=True, help="Redo pairs and images whose outputs exist.")
+@click.option("--quiet", is_flag=True, help="No progress bars or table.")
+@reports_errors
+def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | None, codes_text: str | None,
+                    task_name: str, preset: str | None, generator: str | None, reference_dir: Path | None,
+                    resize: str, recursive: bool, contributions_text: str | None, device: str, precision: str,
+                    overwrite: bool, quiet: bool, mask: Path | None, **overrides: Any) -> None:
+    """Restore INPUT images for every pair (composing layer ℓ, number of codes N) and measure each.
+
+    The paper's analysis: quality grows with N and saturates (around N = 20 in the paper); a higher ℓ
+    reconstructs more but uses less of the prior. Each pair is a normal run into OUT/runs/layer<ℓ>-codes<N>/
+    (images, report.json, index.html); OUT/analysis.json has one row per image × layer × codes (input,
+    layer, codes, psnr, ssim, lpips, seconds) and the means per pair, OUT/analysis.csv the rows, and
+    OUT/quality_vs_codes.png / quality_vs_layer.png plot them. A rerun continues where the last one stopped.
+
+    \b
+    Examples:
+      mgan analyze faces/ -o analysis/ --layers 1-4 --codes 1,5,10,20,30
+      mgan analyze faces/ -o analysis/ --codes 1,20 --contributions 2:20
+      mgan analyze holed/ -o an/ --task inpaint --mask m.png --reference originals/ --layers 2,3
+    """
+    task = TASKS.get(task_name)
+    resolved = apply_overrides(choose_preset(task.name, preset, generator), **overrides)
+    if resolved.task != task.name:
+        raise click.UsageError(f"preset {resolved.name!r} is for `mgan {resolved.task}`; pass --task {resolved.task}")
+    stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
+    paths = collect_inputs(inputs, recursive=recursive, stdin_lines=stdin_lines)
+    if not paths:
+        raise click.UsageError("no input images found (give files, folders, or - to read paths from stdin)")
+    run_device = resolve_device(device)
+    model = load_generator(resolved.generator).to(run_device)
+    available = len(model.layers())
+    contributions = _pair(contributions_text)
+    if contributions is not None and not 1 <= contributions[0] <= available:
+        raise ConfigurationError(f"--contributions: layer {contributions[0]} is out of range 1..{available}")
+    job = AnalysisJob(task=task, preset=resolved, inputs=paths, output_dir=output_dir,
+                      layers=parse_layers(layers, available), codes=parse_codes(codes_text),
+                      reference_dir=reference_dir, mask=mask, resize=resize, device=run_device, overwrite=overwrite,
+                      engine=EngineOptions.for_device(run_device, precision))
+    warned: set[str] = set()
+
+    def warn(message: str) -> None:
+        if message not in warned:
+            warned.add(message)
+            stderr_console.print(f"[yellow]mgan: warning:[/] {message}", soft_wrap=True)
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=stderr_console, disable=quiet)
+    pairs_bar = progress.add_task("pairs", total=len(job.pairs()))
+    steps_bar = progress.add_task("  steps", total=None)
+
+    def on_pair(index: int, total: int, layer: int, codes: int) -> None:
+        progress.update(pairs_bar, completed=index, description=f"layer {layer}, {codes} codes")
+
+    def on_record(record: Any) -> None:
+        if record.status == "failed":
+            warn(f"skipped {record.input}: {record.error}")
+
+    events = RunEvents(on_step=lambda step, total, loss: progress.update(steps_bar, completed=step, total=total),
+                       on_record=on_record, on_warning=warn)
+    with progress:
+        document = run_analysis(job, model, events, on_pair=on_pair)
+        progress.update(pairs_bar, completed=len(job.pairs()), description="pairs")
+        figures = run_contributions(job, *contributions, model, events) if contributions else []
+    if not quiet:
+        stdout_console.print(_means_table(document["means"]))
+        stderr_console.print(f"wrote {output_dir / 'analysis.json'}, analysis.csv, quality_vs_codes.png and "
+                             f"quality_vs_layer.png" + (f"; {len(figures)} contribution maps" if figures else ""))
+    if any(row["status"] == "failed" for row in document["rows"]):
+        sys.exit(EXIT_SOME_FAILED)
