@@ -12,6 +12,7 @@ from rich.table import Table
 
 from mgan_cli.analysis import AnalysisJob, parse_codes, parse_layers, run_analysis, run_contributions
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, resolve_device, stderr_console, stdout_console
+from mgan_cli.cli.options import override_options
 from mgan_cli.engine import PRECISIONS, EngineOptions
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.family_defaults import choose_preset
@@ -55,15 +56,9 @@ def _means_table(means: list[dict[str, Any]]) -> Table:
               help="The task whose quality is analysed.")
 @click.option("--preset", help="Preset name or YAML file. [default: the task's, or the generator's]")
 @click.option("--generator", help="Registry or imported generator (`mgan weights list`).")
-@click.option("--iterations", type=click.IntRange(min=0), help="Optimisation steps per image.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Optimiser.")
-@click.option("--perceptual-weight", type=click.FloatRange(min=0), help="Weight λ of the VGG16 term.")
-@click.option("--seed", type=int, help="Seed of the initial codes (per image: seed + file name).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Images optimised together.")
-@click.option("--scale", type=click.IntRange(min=1), help="superres: the up-scaling factor.")
+@override_options(("iterations", "lr", "optimizer", "perceptual_weight", "seed", "batch_size", "scale",
+                   "paste_known"))
 @click.option("--mask", type=click.Path(exists=True, path_type=Path), help="inpaint: mask file or folder of masks.")
-@click.option("--paste-known/--no-paste-known", default=None, help="inpaint: copy known pixels into the output.")
 @click.option("--reference", "reference_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Ground-truth images with the same file stems (needed by every task but invert).")
 @click.option("--resize", type=click.Choice(RESIZE_POLICIES), default="error", show_default=True,
