@@ -109,7 +109,8 @@ class _Display:
             sys.stdout.write(json.dumps(line) + "\n")
             sys.stdout.flush()
         if record.status == "failed":
-            self.on_warning(f"skipped {record.input}: {record.error}")
+            error = str(record.error)  # input errors start with the path already: name it once
+            self.on_warning(f"skipped {error if error.startswith(record.input) else f'{record.input}: {error}'}")
         if self.progress is not None:
             self.progress.advance(self.images_task)
 

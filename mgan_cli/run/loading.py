@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from mgan_cli.errors import ImageInputError, MganError
-from mgan_cli.imageio import IMAGE_SUFFIXES, fit_to_size, read_image, read_mask, to_tensor, to_uint8
+from mgan_cli.imageio import IMAGE_SUFFIXES, decode_image, decode_mask, fit_to_size, to_tensor, to_uint8
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job
 from mgan_cli.run.planning import WorkItem
@@ -56,17 +56,21 @@ class Loader:
         started = time.perf_counter()
         path, job = item.input, self.job
         record = ImageRecord(input=str(path), output=str(item.output), seed=item.seed)
-        image, note = fit_to_size(read_image(path), self.observed_size, job.resize, path)
+        decoded = decode_image(path)
+        record.notes.extend(decoded.notes)
+        image, note = fit_to_size(decoded.image, self.observed_size, job.resize, path)
         if note:
             record.notes.append(note)
-        mask = self._mask(path) if self.needs_mask else None
+        mask = self._mask(path, record) if self.needs_mask else None
         reference = None
         if job.reference_dir is not None:
             reference_path = find_by_stem(job.reference_dir, path.stem)
             if reference_path is None:
                 record.notes.append(f"no reference named {path.stem}.* in {job.reference_dir}")
             else:
-                ref_image, ref_note = fit_to_size(read_image(reference_path), self.resolution, job.resize,
+                ref_decoded = decode_image(reference_path)
+                record.notes.extend(f"reference {n}" for n in ref_decoded.notes)
+                ref_image, ref_note = fit_to_size(ref_decoded.image, self.resolution, job.resize,
                                                   reference_path, what="reference")
                 if ref_note:
                     record.notes.append(f"reference {ref_note}")
@@ -75,14 +79,16 @@ class Loader:
             reference = to_uint8(to_tensor(image)[None])[0]
         return LoadedImage(item, record, to_tensor(image), mask, reference, time.perf_counter() - started)
 
-    def _mask(self, path: Path) -> torch.Tensor:
+    def _mask(self, path: Path, record: ImageRecord) -> torch.Tensor:
         mask_path = self.job.mask
         if mask_path is not None and mask_path.is_dir():
             mask_path = find_by_stem(mask_path, path.stem)
             if mask_path is None:
                 raise ImageInputError(f"{path}: no mask named {path.stem}.* in {self.job.mask}")
         assert mask_path is not None
-        mask_image = read_mask(mask_path)
+        decoded = decode_mask(mask_path)
+        record.notes.extend(f"mask {n}" for n in decoded.notes)
+        mask_image = decoded.image
         if mask_image.size != (self.resolution, self.resolution):
             raise ImageInputError(
                 f"{path}: mask {mask_path} is {mask_image.size[0]}x{mask_image.size[1]} but must be "
