@@ -16,7 +16,7 @@ from mgan_cli.cli.options import override_options
 from mgan_cli.engine import PRECISIONS, EngineOptions
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.family_defaults import choose_preset
-from mgan_cli.generators import load_generator
+from mgan_cli.generator_loading import load_generator
 from mgan_cli.imageio import RESIZE_POLICIES, collect_inputs
 from mgan_cli.presets import apply_overrides
 from mgan_cli.run import RunEvents
