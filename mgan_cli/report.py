@@ -22,7 +22,7 @@ from mgan_cli.thumbnails import THUMB_DIR
 METRIC_COLUMNS = ("psnr", "ssim", "lpips", "niqe")
 BASELINE_COLUMNS = tuple(f"baseline_{name}" for name in BASELINE_METRICS)
 CSV_COLUMNS = ("input", "output", "status", "error", *METRIC_COLUMNS, "niqe_reason", *BASELINE_COLUMNS, "seconds",
-               "loss", "seed", "notes")
+               "loss", "seed", "notes", "identity")  # identity: --align faces (mgan_cli/faces/identity.py)
 
 
 def _clean(value: Any) -> Any:

@@ -226,3 +226,60 @@ def test_identity_matches_dlib_and_separates_people(face_models: None, shared_di
     assert same is not None and other is not None and same < 0.6 < other  # dlib's same-person threshold
     blank = face_descriptor(np.full((120, 120, 3), 128, np.uint8))
     assert identity_distance(blank, ours) == (None, "restored image: no face found")
+
+
+# ---- the command line ----------------------------------------------------------------------------------------
+
+def _two_faces(shared_dir: Path) -> np.ndarray:
+    first = place(_face(shared_dir, "12_01.png", 200), (520, 300), similarity(1.0, 0.0, 20.0, 30.0))
+    second = place(_face(shared_dir, "15.png", 200), (520, 300), similarity(0.9, -12.0, 300.0, 60.0))
+    return np.where((second != 90).any(axis=2, keepdims=True), second, first)
+
+
+def test_align_faces_restores_every_face_and_pastes_back(face_models: None, shared_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from mgan_cli.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo = _two_faces(shared_dir)
+    Image.fromarray(photo).save(photos / "two.png")
+    room = sorted((shared_dir / "data" / "mganprior_examples" / "gan_inversion" / "bedroom").iterdir())[0]
+    Image.open(room).convert("RGB").save(photos / "room.png")
+    out = tmp_path / "out"
+    fast = ["--iterations", "2", "--codes", "2", "--device", "cpu", "--json"]
+    result = CliRunner().invoke(main, ["invert", str(photos), "-o", str(out), "--align", "faces", "--paste-back",
+                                       *fast], catch_exceptions=False)
+    assert result.exit_code == 1  # the photo without a face is reported and skipped; the rest ran
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 1 and "no face found" in failed[0]["error"] and failed[0]["input"].endswith("room.png")
+    faces = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: r["face"]["index"])
+    assert [r["face"]["index"] for r in faces] == [0, 1]
+    assert all(r["input"].endswith("two.png") and r["output"].endswith(f"two_face{k}.png") for k, r in enumerate(faces))
+    assert faces[0]["face"]["box"][0] < 260 < faces[1]["face"]["box"][0]  # the left face, then the right one
+    assert all(r["face"]["alignment"] == "template" and isinstance(r["identity"], float) for r in faces)
+    assert abs(faces[1]["face"]["transform"]["rotation_degrees"] - 12.0) < 4  # the right face is turned 12 degrees
+    for row in faces:
+        assert Image.open(row["output"]).size == (64, 64)  # the generator's aligned crop
+    composite = np.asarray(Image.open(out / "two.png"))
+    assert composite.shape == photo.shape
+    covered = np.zeros(photo.shape[:2], bool)
+    for row in faces:
+        matrix = np.array(row["face"]["output_transform"]["matrix"])
+        covered |= warp_to_photo(np.ones((64, 64, 1), np.float32), FaceTransform(matrix, 64), (520, 300))[:, :, 0] > 0
+    assert covered.sum() > 10000 and not covered.all()
+    assert np.array_equal(composite[~covered], photo[~covered])  # pixels outside the faces are the photo's own
+    assert np.abs(composite[covered].astype(int) - photo[covered].astype(int)).mean() > 1  # the faces changed
+    report = json.loads((out / "report.json").read_text())
+    assert {r["status"] for r in report["images"]} == {"ok", "failed"} and len(report["images"]) == 3
+    assert all(r["face"]["composite"] == str(out / "two.png") for r in report["images"] if r["status"] == "ok")
+
+    crops_only = tmp_path / "crops"
+    result = CliRunner().invoke(main, ["invert", str(photos / "two.png"), "-o", str(crops_only), "--align", "faces",
+                                       *fast], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert sorted(p.name for p in crops_only.glob("*.png")) == ["two_face0.png", "two_face1.png"]

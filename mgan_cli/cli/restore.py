@@ -21,7 +21,9 @@ from mgan_cli import __version__, distributed
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, resolve_device, stderr_console, stdout_console
 from mgan_cli.cli.options import override_option, override_options
 from mgan_cli.engine import COMPILE_MODES, PRECISIONS, EngineOptions
-from mgan_cli.family_defaults import choose_preset
+from mgan_cli.faces.alignment import ALIGNMENTS, generator_alignment
+from mgan_cli.faces.session import FaceSession
+from mgan_cli.family_defaults import choose_preset, generator_facts
 from mgan_cli.imageio import RESIZE_POLICIES, collect_inputs
 from mgan_cli.presets import Preset, apply_overrides
 from mgan_cli.report import METRIC_COLUMNS, record_json, remove_partials, write_partial, write_report
@@ -55,6 +57,14 @@ def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Ground-truth images with the same file stems, for PSNR/SSIM/LPIPS."),
         click.option("--resize", type=click.Choice(RESIZE_POLICIES), default="error", show_default=True,
                      help="Inputs of the wrong size: error, crop (centre square, then resize) or fit (resize)."),
+        click.option("--align", type=click.Choice(["none", "faces"]), default="none", show_default=True,
+                     help="faces: find every face in photos of any size, crop each as the generator was trained "
+                          "(its registry entry's alignment) and restore it as OUT/<stem>_face<k>.png."),
+        click.option("--paste-back", is_flag=True,
+                     help="With --align faces: also write OUT/<stem>.png, the photo with every restored face "
+                          "blended back (feathered); pixels outside the faces stay the photo's own."),
+        click.option("--face-alignment", type=click.Choice(ALIGNMENTS.names()),
+                     help="With --align faces: the crop convention, instead of the generator's."),
         click.option("--recursive", is_flag=True, help="Also take images from sub-folders of INPUT folders."),
         click.option("--json", "json_lines", is_flag=True,
                      help="One JSON object per finished image on stdout, nothing else there."),
@@ -157,7 +167,8 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
              device: str,
              reference_dir: Path | None, resize: str, recursive: bool, json_lines: bool, quiet: bool,
              overwrite: bool, precision: str, compile_mode: str, channels_last: bool | None,
-             mask: Path | None = None, **overrides: Any) -> None:
+             mask: Path | None = None, align: str = "none", paste_back: bool = False,
+             face_alignment: str | None = None, **overrides: Any) -> None:
     """Resolve the preset and inputs, run, write the report, show the summary; exit 1 if an image failed."""
     started = time.time()
     resolved = apply_overrides(choose_preset(task.name, preset, generator), **overrides)
@@ -167,22 +178,39 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
     paths = collect_inputs(inputs, recursive=recursive, stdin_lines=stdin_lines)
     if not paths:
         raise click.UsageError("no input images found (give files, folders, or - to read paths from stdin)")
+    if paste_back and align != "faces":
+        raise click.UsageError("--paste-back needs --align faces")
+    faces = None
+    if align == "faces":
+        faces = _face_session(task, resolved, output_dir, face_alignment)
+        paths, reference_dir, mask = faces.stage(paths, reference_dir, mask)
     ranks = distributed.from_environment()
     run_device = distributed.device_for(ranks, resolve_device(device))
     options = EngineOptions.for_device(run_device, precision, compile_mode, channels_last)
     distributed.start(ranks, run_device)
     try:
         failed = _run(task, resolved, distributed.shard(paths, ranks), ranks, output_dir, reference_dir, mask, resize,
-                      run_device, options, overwrite, json_lines, quiet, started)
+                      run_device, options, overwrite, json_lines, quiet, started, faces, paste_back)
     finally:
         distributed.stop(ranks)
     if failed:
         sys.exit(EXIT_SOME_FAILED)
 
 
+def _face_session(task: Task, preset: Preset, output_dir: Path, face_alignment: str | None) -> FaceSession:
+    """The faces of this run: the generator's crop convention and the sizes the task observes and outputs."""
+    from mgan_cli.degradations import build_degradation
+
+    convention, alignment_options = generator_alignment(preset.generator, face_alignment)
+    resolution = generator_facts(preset.generator).resolution
+    observed = build_degradation(preset.degradation).observed_size(resolution)
+    return FaceSession(output_dir, convention, alignment_options, observed, resolution, task.compare_to_input)
+
+
 def _run(task: Task, preset: Preset, paths: list[Path], ranks: distributed.Ranks, output_dir: Path,
          reference_dir: Path | None, mask: Path | None, resize: str, device: torch.device, options: EngineOptions,
-         overwrite: bool, json_lines: bool, quiet: bool, started: float) -> bool:
+         overwrite: bool, json_lines: bool, quiet: bool, started: float, faces: FaceSession | None = None,
+         paste_back: bool = False) -> bool:
     """Run this rank's share, keep the report current, merge it on rank 0; True if any image failed."""
     job = Job(task=task, preset=preset, inputs=paths, output_dir=output_dir, reference_dir=reference_dir,
               mask=mask, resize=resize, device=device, overwrite=overwrite, engine=options)
@@ -216,9 +244,23 @@ def _run(task: Task, preset: Preset, paths: list[Path], ranks: distributed.Ranks
     display = _Display(json_lines, quiet or not ranks.is_main, len(paths))
     events = display.events()
     events.on_batch_done = save
+    if faces is not None:  # each face crop's record becomes its photo's, with the face and its identity
+        show = events.on_record
+        events.on_record = lambda record: show(faces.annotate(record)) if show else faces.annotate(record)
     runner = Runner(job, events)
     with display:
+        for record in faces.failed if faces is not None and ranks.is_main else []:
+            display.on_record(record)
         records = runner.run()
+    if faces is not None:
+        if ranks.is_main:
+            records = [*faces.failed, *records]
+        if paste_back:
+            for photo, error in faces.paste_back(records, overwrite).items():
+                display.on_warning(error)
+                for record in records:
+                    if record.input == photo and record.status == "ok":
+                        record.notes.append(error)
     rows = sorted(distributed.gather([record_json(r) for r in records], ranks), key=lambda row: row["input"])
     if ranks.is_main:
         report = write_report(output_dir, header(), rows)
