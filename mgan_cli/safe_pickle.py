@@ -6,20 +6,78 @@ command. :class:`SafeUnpickler` resolves names only through an explicit table: n
 re-constructors, plain containers, and — for formats that pickle their own classes — inert stand-ins
 (:class:`InertObject`) that just record the arguments and state they were given. Anything else raises
 :class:`~mgan_cli.errors.UnsafePickleError` before a single call is made.
+
+What a file can make the unpickler *build* is bounded too (:class:`Limits`, relative to the file's size), so
+a tiny file can neither exhaust memory nor time: before loading, the opcodes are read without running them
+(:func:`prescan`: memo indices must be the next free one or an existing one, as every pickler writes them,
+so a 10-byte ``LONG_BINPUT 4294967295`` cannot make the memo allocate gigabytes); while loading, every array,
+tensor and copied container is charged to a byte budget (:func:`charge`); after loading, the object graph is
+walked once without recursion (:func:`check_structure`): at most ``max_depth`` levels, no object containing
+itself, at most ``max_elements`` values counted as if shared references were copies (the "billion laughs"
+of nested references that later code would expand), and no tensor claiming more elements than its storage.
 """
 
 from __future__ import annotations
 
 import collections
+import contextvars
 import io
+import math
 import pickle
+import pickletools
+import sys
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from mgan_cli.errors import UnsafePickleError
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What unpickling a file of ``file_bytes`` bytes may build (see the module docstring)."""
+
+    file_bytes: int
+    max_bytes: int
+    max_elements: int
+    max_depth: int = 64
+
+    @classmethod
+    def for_size(cls, file_bytes: int) -> Limits:
+        """Arrays/tensors/copies up to 2 × the file + 64 MiB; values up to the file's byte count + 100 000."""
+        return cls(file_bytes, 2 * file_bytes + 64 * 2**20, file_bytes + 100_000)
+
+
+class _Budget:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.used = 0
+
+    def charge(self, nbytes: int, what: str) -> None:
+        self.used += max(0, int(nbytes))
+        if self.used > self.limits.max_bytes:
+            raise UnsafePickleError(
+                f"refused: the file ({self.limits.file_bytes} bytes) would make mgan build more than "
+                f"{self.limits.max_bytes} bytes of data ({what}); a weight file cannot hold that much")
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("mgan_pickle_budget", default=None)
+
+
+def charge(nbytes: int, what: str) -> None:
+    """Count ``nbytes`` built by an allowed callable against the file's budget (no-op outside :func:`safe_load`)."""
+    budget = _budget.get()
+    if budget is not None:
+        budget.charge(nbytes, what)
+
+
+def limits() -> Limits | None:
+    """The :class:`Limits` of the file being unpickled (``None`` outside :func:`safe_load`)."""
+    budget = _budget.get()
+    return None if budget is None else budget.limits
 
 
 class InertObject:
@@ -75,6 +133,31 @@ def inert_class(module: str, name: str) -> type[InertObject]:
     return _inert_classes[full]
 
 
+class _Copying:
+    """A container type (``list``, ``dict``, …) whose calls copy their argument: charged per element."""
+
+    def __init__(self, cls: type) -> None:
+        self.wrapped = cls
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.wrapped is np.ndarray:  # ndarray(shape, dtype) allocates
+            return _numpy_reconstruct(np.ndarray, *args)
+        if args and hasattr(args[0], "__len__"):
+            charge(8 * len(args[0]), f"a copied {self.wrapped.__name__}")
+        return self.wrapped(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return repr(self.wrapped)
+
+
+def _copying(cls: type) -> Callable[..., Any]:
+    return _Copying(cls)
+
+
+def _unwrapped(value: Any) -> Any:
+    return value.wrapped if isinstance(value, _Copying) else value
+
+
 def _reconstructor(cls: type, base: type, state: Any) -> Any:
     """Safe version of ``copyreg._reconstructor``: only builds inert stand-ins or plain containers."""
     if isinstance(cls, type) and issubclass(cls, InertObject):
@@ -82,13 +165,21 @@ def _reconstructor(cls: type, base: type, state: Any) -> Any:
         if state is not None:
             obj.args = (state,)
         return obj
+    cls = _unwrapped(cls)
     if cls in (dict, list, tuple, set, collections.OrderedDict):
-        return cls() if state is None else cls(state)
+        return cls() if state is None else _copying(cls)(state)
     raise UnsafePickleError(f"refused to reconstruct {cls!r}")
 
 
 def _numpy_reconstruct(*args: Any) -> Any:
-    return np.ndarray.__new__(*args) if args and args[0] is np.ndarray else _raise_unsafe("ndarray subclass")
+    if not args or _unwrapped(args[0]) is not np.ndarray:
+        return _raise_unsafe("ndarray subclass")
+    shape = args[1] if len(args) > 1 else (0,)
+    dtype = np.dtype(args[2]) if len(args) > 2 else np.dtype("b")
+    if not isinstance(shape, tuple | list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        return _raise_unsafe(f"an ndarray of shape {shape!r}")
+    charge(math.prod(shape) * dtype.itemsize, "an ndarray")
+    return np.ndarray.__new__(np.ndarray, tuple(shape), dtype)
 
 
 def _raise_unsafe(what: str) -> Any:
@@ -97,6 +188,7 @@ def _raise_unsafe(what: str) -> Any:
 
 def _numpy_frombuffer(buffer: bytes, dtype: np.dtype, shape: tuple[int, ...], order: str = "C") -> np.ndarray:
     """numpy ≥ 1.25's protocol-5 array pickling: a copy of the buffer's bytes as an array."""
+    charge(2 * len(buffer), "an ndarray")
     array = np.frombuffer(bytes(buffer), dtype=dtype)
     return array.reshape(shape, order="F" if order == "F" else "C").copy()
 
@@ -113,14 +205,14 @@ BASE_ALLOWED: dict[tuple[str, str], Callable[..., Any]] = {
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("numpy.core.numeric", "_frombuffer"): _numpy_frombuffer,
     ("numpy._core.numeric", "_frombuffer"): _numpy_frombuffer,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _Copying(np.ndarray),
     ("numpy", "dtype"): np.dtype,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "dict"): dict,
-    ("builtins", "list"): list,
-    ("builtins", "tuple"): tuple,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
+    ("collections", "OrderedDict"): _Copying(collections.OrderedDict),
+    ("builtins", "dict"): _Copying(dict),
+    ("builtins", "list"): _Copying(list),
+    ("builtins", "tuple"): _Copying(tuple),
+    ("builtins", "set"): _Copying(set),
+    ("builtins", "frozenset"): _Copying(frozenset),
     ("builtins", "object"): object,
     ("copyreg", "_reconstructor"): _reconstructor,
     ("copy_reg", "_reconstructor"): _reconstructor,
@@ -175,6 +267,101 @@ class SafeUnpickler(pickle.Unpickler):
         )
 
 
+_MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
+
+
+def prescan(handle: BinaryIO, limits: Limits) -> None:
+    """Read one pickle's opcodes (never running them) and refuse what no pickler writes: memo indices out of
+    order, more opcodes than the file has bytes, or a stack of marks deeper than ``limits.max_depth`` × 4."""
+    memo = 0
+    marks = 0
+    try:
+        for opcode, arg, _ in pickletools.genops(handle):
+            name = opcode.name
+            if name == "MEMOIZE":
+                memo += 1
+            elif name in _MEMO_PUTS:
+                index = int(arg)
+                if index > memo:
+                    raise UnsafePickleError(f"refused: memo index {index} out of order (next is {memo}); "
+                                            "no pickler writes that (it would make the memo allocate memory)")
+                memo += index == memo
+            elif name == "MARK":
+                marks += 1
+                if marks > 4 * limits.max_depth:
+                    raise UnsafePickleError(f"refused: nested more than {4 * limits.max_depth} marks deep")
+            elif pickletools.markobject in opcode.stack_before:
+                marks = max(0, marks - 1)
+    except UnsafePickleError:
+        raise
+    except RecursionError:
+        raise UnsafePickleError("refused: nested too deeply to read") from None
+
+
+def _children(value: Any) -> list[Any] | None:
+    if isinstance(value, dict):
+        return [item for pair in value.items() for item in pair]
+    if isinstance(value, list | tuple | set | frozenset):
+        return list(value)
+    if isinstance(value, np.ndarray | np.generic | str | bytes | bytearray | int | float | complex | bool) \
+            or value is None or isinstance(value, type):
+        return None
+    if hasattr(value, "__dict__") and not callable(value):
+        return list(vars(value).values())
+    return None
+
+
+def check_structure(value: Any, limits: Limits) -> None:
+    """Walk ``value`` once without recursion (see the module docstring); :class:`UnsafePickleError` if it breaks
+    ``limits``: too deep, containing itself, too many values counted as expanded, or a tensor bigger than its
+    storage, or arrays and storages together larger than ``limits.max_bytes``."""
+    torch = sys.modules.get("torch")  # tensors exist only where torch was imported (by a reader)
+    tensor_type = torch.Tensor if torch is not None else ()
+    count = 0
+    on_path: set[int] = set()
+    seen_data: set[int] = set()
+    data_bytes = 0
+    stack: list[tuple[Any, int, bool]] = [(value, 0, True)]
+    while stack:
+        item, depth, entering = stack.pop()
+        if not entering:
+            on_path.discard(id(item))
+            continue
+        count += 1
+        if count > limits.max_elements:
+            raise UnsafePickleError(f"refused: the file ({limits.file_bytes} bytes) describes more than "
+                                    f"{limits.max_elements} values (nested references that expand, a 'billion "
+                                    "laughs' pickle)")
+        if depth > limits.max_depth:
+            raise UnsafePickleError(f"refused: data nested more than {limits.max_depth} levels deep")
+        if isinstance(item, tensor_type):
+            storage = item.untyped_storage()
+            if item.numel() * item.element_size() > storage.nbytes():
+                raise UnsafePickleError(f"refused: a tensor of shape {tuple(item.shape)} claims more elements than "
+                                        f"its storage of {storage.nbytes()} bytes holds")
+            key = storage.data_ptr() or id(storage)
+            if key not in seen_data:
+                seen_data.add(key)
+                data_bytes += storage.nbytes()
+        elif isinstance(item, np.ndarray):
+            if item.dtype.hasobject:
+                raise UnsafePickleError("refused: an array of Python objects (weights are numbers)")
+            if id(item) not in seen_data:
+                seen_data.add(id(item))
+                data_bytes += item.nbytes
+        if data_bytes > limits.max_bytes:
+            raise UnsafePickleError(f"refused: the file ({limits.file_bytes} bytes) holds more than "
+                                    f"{limits.max_bytes} bytes of arrays and tensors")
+        children = _children(item)
+        if children is None:
+            continue
+        if id(item) in on_path:
+            raise UnsafePickleError("refused: the data contains itself (a self-referencing pickle)")
+        on_path.add(id(item))
+        stack.append((item, depth, False))
+        stack.extend((child, depth + 1, True) for child in children)
+
+
 def safe_load(
     source: str | Path | bytes | BinaryIO,
     *,
@@ -182,11 +369,27 @@ def safe_load(
     inert_modules: Iterable[str] = (),
     encoding: str = "ASCII",
 ) -> Any:
-    """Unpickle ``source`` (a path, bytes or a binary file) with :class:`SafeUnpickler`."""
-    if isinstance(source, bytes):
-        return SafeUnpickler(io.BytesIO(source), allowed=allowed, inert_modules=inert_modules,
-                             encoding=encoding).load()
+    """Unpickle ``source`` (a path, bytes or a seekable binary file) with :class:`SafeUnpickler`, within the
+    :class:`Limits` of its size (see the module docstring)."""
     if isinstance(source, str | Path):
         with open(source, "rb") as handle:
-            return SafeUnpickler(handle, allowed=allowed, inert_modules=inert_modules, encoding=encoding).load()
-    return SafeUnpickler(source, allowed=allowed, inert_modules=inert_modules, encoding=encoding).load()
+            return safe_load(handle, allowed=allowed, inert_modules=inert_modules, encoding=encoding)
+    handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    start = handle.tell()
+    handle.seek(0, io.SEEK_END)
+    bounds = Limits.for_size(handle.tell() - start)
+    handle.seek(start)
+    prescan(handle, bounds)
+    handle.seek(start)
+    token = _budget.set(_Budget(bounds))
+    try:
+        data = SafeUnpickler(handle, allowed=allowed, inert_modules=inert_modules, encoding=encoding).load()
+        check_structure(data, bounds)
+    except RecursionError:
+        raise UnsafePickleError("refused: nested too deeply to read") from None
+    except MemoryError:
+        raise UnsafePickleError(f"refused: the file ({bounds.file_bytes} bytes) asks for more memory than "
+                                "this machine has") from None
+    finally:
+        _budget.reset(token)
+    return data

@@ -44,7 +44,7 @@ from mgan_cli.errors import UnknownFormatError, UnsafePickleError
 from mgan_cli.formats import genforce_stylegan2 as sg2_layout
 from mgan_cli.formats.base import READERS, GeneratorWeights
 from mgan_cli.generators import stylegan2 as sg2
-from mgan_cli.safe_pickle import InertObject, plain_data, safe_load
+from mgan_cli.safe_pickle import InertObject, charge, plain_data, safe_load
 
 #: persistence version this reader understands (stylegan2-ada-pytorch and stylegan3 both write 6)
 PERSISTENCE_VERSION = 6
@@ -71,7 +71,12 @@ def _load_storage(data: bytes) -> Any:
     """``torch.storage._load_from_bytes``: a legacy ``torch.save`` of one storage, read as data."""
     if not isinstance(data, bytes | bytearray):
         raise UnsafePickleError("refused a storage that is not a byte string")
-    return torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+    charge(len(data), "a storage")
+    storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+    nbytes = storage.nbytes() if hasattr(storage, "nbytes") else None
+    if nbytes is None or nbytes > len(data):
+        raise UnsafePickleError(f"refused a storage of {nbytes} bytes from a {len(data)}-byte record")
+    return storage
 
 
 def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None, *rest: Any) -> Any:
@@ -83,6 +88,14 @@ def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: An
 def _rebuild_tensor(storage: Any, *args: Any) -> torch.Tensor:
     if not isinstance(storage, torch.storage.TypedStorage | torch.UntypedStorage):
         raise UnsafePickleError("refused to rebuild a tensor from something that is not a storage")
+    offset = args[0] if args else 0
+    size = args[1] if len(args) > 1 else ()
+    if not isinstance(size, tuple | torch.Size) or not all(isinstance(n, int) and n >= 0 for n in size) \
+            or not isinstance(offset, int) or offset < 0:
+        raise UnsafePickleError(f"refused to rebuild a tensor of size {size!r} at offset {offset!r}")
+    held = storage.size() if isinstance(storage, torch.storage.TypedStorage) else storage.nbytes()
+    if offset + math.prod(size) > held:  # a tiny storage seen as a huge tensor (e.g. stride 0) is refused
+        raise UnsafePickleError(f"refused a tensor of {math.prod(size)} elements over a storage of {held}")
     return torch._utils._rebuild_tensor_v2(storage, *args)
 
 
