@@ -136,10 +136,10 @@ def _format(value: float, pattern: str) -> str:
     return pattern.format(value)
 
 
-def _link(target: str | os.PathLike[str], page_dir: Path) -> str:
+def _link(target: str | os.PathLike[str], page_dir: str | os.PathLike[str]) -> str:
     """A percent-encoded relative URL of ``target`` from ``page_dir`` (attribute-safe once escaped)."""
-    relative = os.path.relpath(Path(target).absolute(), page_dir.absolute())
-    return quote(Path(relative).as_posix())
+    relative = os.path.relpath(os.path.abspath(target), os.path.abspath(page_dir))
+    return quote(relative.replace(os.sep, "/"))
 
 
 def _escape(text: Any) -> str:
@@ -194,8 +194,8 @@ def render_html(page_dir: Path, title: str, header: dict[str, Any], summary: dic
     """The page (see the module docstring) for report ``rows``; links are relative to ``page_dir``."""
     present = {name for name in os.listdir(thumb_dir)} if thumb_dir.is_dir() else set()
     keys = [key for key, *_ in NUMERIC_COLUMNS if any(_number(row.get(key)) is not None for row in rows)]
-    roles = [role for role in ROLES
-             if any(thumbnail_name(_stem(row), role) in present for row in rows if _stem(row))]
+    stems = [_stem(row) for row in rows]
+    roles = [role for role in ROLES if any(stem and thumbnail_name(stem, role) in present for stem in stems)]
     columns = {key: (heading, pattern, better) for key, heading, pattern, better in NUMERIC_COLUMNS}
 
     out: list[str] = [
@@ -228,22 +228,25 @@ def render_html(page_dir: Path, title: str, header: dict[str, Any], summary: dic
         first = "desc" if better == "up" else "asc"
         out.append(f"<th data-key=\"{key}\" data-type=\"num\" data-first=\"{first}\">{_escape(heading)}{arrow}</th>")
     out.append("<th>notes</th></tr></thead><tbody>")
-    for order, row in enumerate(rows):
-        out.append(_row_html(order, row, roles, keys, columns, present, page_dir, thumb_dir))
+    thumb_prefix = _link(thumb_dir, page_dir) + "/"
+    page = os.path.abspath(page_dir)
+    for order, (row, stem) in enumerate(zip(rows, stems, strict=True)):
+        out.append(_row_html(order, row, stem, roles, keys, columns, present, page, thumb_prefix))
     out.append(f"</tbody></table><script>{_SCRIPT}</script></body></html>\n")
     return "".join(out)
 
 
 def _stem(row: dict[str, Any]) -> str:
-    source = row.get("output") or row.get("input") or ""
-    return Path(str(source)).stem
+    """The file stem thumbnails are named by: the output's (= the input's), or the input's when it failed."""
+    name = os.path.basename(str(row.get("output") or row.get("input") or ""))
+    stem, suffix = os.path.splitext(name)
+    return stem if suffix else name
 
 
-def _row_html(order: int, row: dict[str, Any], roles: Sequence[str], keys: Sequence[str],
-              columns: dict[str, tuple[str, str, str]], present: set[str], page_dir: Path, thumb_dir: Path) -> str:
+def _row_html(order: int, row: dict[str, Any], stem: str, roles: Sequence[str], keys: Sequence[str],
+              columns: dict[str, tuple[str, str, str]], present: set[str], page_dir: str, thumb_prefix: str) -> str:
     status = str(row.get("status") or "")
-    name = Path(str(row.get("input") or "")).name
-    stem = _stem(row)
+    name = os.path.basename(str(row.get("input") or ""))
     cells = [f"<td class=\"num\" data-v=\"{order}\">{order + 1}</td>"]
     output = row.get("output")
     if output and status in ("ok", "skipped"):
@@ -253,7 +256,7 @@ def _row_html(order: int, row: dict[str, Any], roles: Sequence[str], keys: Seque
     for role in roles:
         file = thumbnail_name(stem, role) if stem else ""
         if file in present:
-            src = _escape(_link(thumb_dir / file, page_dir))
+            src = _escape(thumb_prefix + quote(file))
             cells.append(f"<td class=\"thumb\"><img src=\"{src}\" alt=\"{role}\" title=\"{role}\" loading=\"lazy\" "
                          f"decoding=\"async\" width=\"80\" height=\"80\"></td>")
         else:
