@@ -42,3 +42,7 @@ else:
 from mgan_cli.cli.analyze_cmd import analyze_command  # noqa: E402 - after the group it joins
 
 main.add_command(analyze_command)
+
+from mgan_cli.cli.directions_cmd import directions_command  # noqa: E402 - after the group it joins
+
+main.add_command(directions_command)
