@@ -11,7 +11,7 @@ from PIL import Image
 
 from mgan_cli import directions
 from mgan_cli.cli import main
-from mgan_cli.generators import load_generator
+from mgan_cli.generator_loading import load_generator
 
 
 def test_directions_writes_vectors_metadata_and_a_preview(tmp_path: Path) -> None:

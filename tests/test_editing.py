@@ -11,7 +11,8 @@ from mgan_cli.degradations import Identity
 from mgan_cli.editing import Direction, Inversion
 from mgan_cli.engine import InversionSettings, invert
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.generators import ARCHITECTURES, load_generator
+from mgan_cli.generator_loading import load_generator
+from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.losses import ReconstructionLoss
 
 
