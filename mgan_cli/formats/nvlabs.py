@@ -42,7 +42,7 @@ import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
 from mgan_cli.formats import genforce_stylegan2 as sg2_layout
-from mgan_cli.formats.base import READERS, GeneratorWeights
+from mgan_cli.formats.base import READERS, GeneratorWeights, require_fit
 from mgan_cli.generators import stylegan2 as sg2
 from mgan_cli.safe_pickle import InertObject, charge, plain_data, safe_load
 
@@ -158,7 +158,7 @@ def nvlabs_to_genforce(state: Mapping[str, torch.Tensor], source: str = "weights
     """An NVlabs ``Generator`` state dict → genforce layout (see the module docstring for the rules)."""
     state = dict(state)
     if any(k.startswith("synthesis.input.") for k in state):
-        raise UnknownFormatError(f"{source}: a StyleGAN3 (alias-free) generator; only StyleGAN2 is supported")
+        raise UnknownFormatError(f"{source}: a StyleGAN3 generator, not StyleGAN2 (see nvlabs3_to_mgan)")
     if "mapping.embed.weight" in state:
         raise UnknownFormatError(f"{source}: a class-conditional generator (c_dim > 0) is not supported")
     try:
@@ -245,9 +245,109 @@ def config_from_init_kwargs(kwargs: Mapping[str, Any], source: str = "weights") 
         raise UnknownFormatError(f"{source}: unreadable NVlabs init_kwargs ({exc})") from exc
 
 
+# ---- StyleGAN3 (NVlabs/stylegan3 training/networks_stylegan3.py) ------------------------------------------
+
+def nvlabs3_to_mgan(state: Mapping[str, torch.Tensor], source: str = "weights") -> dict[str, torch.Tensor]:
+    """An NVlabs StyleGAN3 ``Generator`` state dict → mgan's ``stylegan3`` layout: the mapping is renamed
+    as for StyleGAN2 (``mapping.fc{i}`` → ``mapping.dense{i}``, ``mapping.w_avg`` → ``truncation.w_avg``);
+    the synthesis keys are NVlabs' own and pass through unchanged."""
+    if "mapping.embed.weight" in state:
+        raise UnknownFormatError(f"{source}: a class-conditional generator (c_dim > 0) is not supported")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if key == "mapping.w_avg":
+            out["truncation.w_avg"] = value
+        elif parts[0] == "mapping" and len(parts) == 3 and parts[1].startswith("fc") and parts[1][2:].isdigit():
+            out[f"mapping.dense{parts[1][2:]}." + ("fc.weight" if parts[2] == "weight" else parts[2])] = value
+        else:
+            out[key] = value
+    return out
+
+
+def mgan_to_nvlabs3(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`nvlabs3_to_mgan` (e.g. to export, or to write official-layout test files)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if key == "truncation.w_avg":
+            out["mapping.w_avg"] = value
+        elif parts[0] == "mapping" and parts[1].startswith("dense"):
+            out[f"mapping.fc{parts[1][5:]}.{parts[-1]}"] = value
+        else:
+            out[key] = value
+    return out
+
+
+#: Every init kwarg of networks_stylegan3's ``Generator`` (with the ``SynthesisNetwork`` / ``SynthesisLayer``
+#: kwargs it passes on flat, and ``mapping_kwargs``): the ``stylegan3`` config key it sets and the type it
+#: must have, or ``None`` where it does not change what mgan renders (float32 inference, no training).
+#: Anything not listed is refused: mgan would not render it as the official code does.
+SG3_KWARGS: dict[str, tuple[str, type] | None] = {
+    "z_dim": ("z_dim", int), "w_dim": ("w_dim", int), "img_resolution": ("resolution", int),
+    "img_channels": ("image_channels", int), "channel_base": ("channel_base", int),
+    "channel_max": ("channel_max", int), "num_layers": ("num_layers", int), "num_critical": ("num_critical", int),
+    "first_cutoff": ("first_cutoff", float), "first_stopband": ("first_stopband", float),
+    "last_stopband_rel": ("last_stopband_rel", float), "margin_size": ("margin_size", int),
+    "output_scale": ("output_scale", float), "filter_size": ("filter_size", int),
+    "lrelu_upsampling": ("lrelu_upsampling", int), "conv_kernel": ("conv_kernel", int),
+    "use_radial_filters": ("use_radial_filters", bool), "conv_clamp": ("conv_clamp", float),
+    "num_fp16_res": None,  # fp16 on CUDA only; mgan renders float32 (NVlabs' force_fp32=True)
+    "magnitude_ema_beta": None,  # the EMA's decay during training; rendering reads the stored magnitude_ema
+}
+SG3_MAPPING_KWARGS: dict[str, tuple[str, type] | None] = {
+    "num_layers": ("num_mapping_layers", int), "lr_multiplier": ("mapping_lr_multiplier", float),
+    "w_avg_beta": None,  # the w_avg EMA's decay during training; the stored w_avg is used
+}
+
+
+def _checked(name: str, value: Any, kind: type, source: str) -> Any:
+    if value is None and name == "conv_clamp":
+        return None
+    ok = isinstance(value, bool) if kind is bool else (
+        isinstance(value, int | float) and not isinstance(value, bool) and (kind is float or float(value).is_integer()))
+    if not ok:
+        raise UnknownFormatError(f"{source}: StyleGAN3 init kwarg {name}={value!r} is not a {kind.__name__}")
+    return kind(value)
+
+
+def config_from_sg3_kwargs(kwargs: Mapping[str, Any], source: str = "weights") -> dict[str, Any]:
+    """``stylegan3`` constructor kwargs from an NVlabs StyleGAN3 ``Generator``'s ``init_kwargs``; every kwarg
+    is checked against :data:`SG3_KWARGS` / :data:`SG3_MAPPING_KWARGS` and anything else is refused."""
+    if int(kwargs.get("c_dim") or 0) != 0:
+        raise UnknownFormatError(f"{source}: a class-conditional generator (c_dim > 0) is not supported")
+    config: dict[str, Any] = {"truncation_psi": None, "truncation_layers": None}
+    for table, values, where in ((SG3_KWARGS, {k: v for k, v in kwargs.items() if k not in ("c_dim", "mapping_kwargs")},
+                                  "init kwarg"),
+                                 (SG3_MAPPING_KWARGS, dict(kwargs.get("mapping_kwargs") or {}), "mapping_kwargs")):
+        for name, value in values.items():
+            if name not in table:
+                raise UnknownFormatError(f"{source}: StyleGAN3 {where} {name}={value!r} is not implemented by mgan")
+            target = table[name]
+            if target is not None:
+                config[target[0]] = _checked(name, value, target[1], source)
+    for required in ("z_dim", "w_dim", "resolution"):
+        if required not in config:
+            raise UnknownFormatError(f"{source}: StyleGAN3 init kwargs lack {required}")
+    return config
+
+
+def read_stylegan3(state: Mapping[str, torch.Tensor], kwargs: Any, source: str) -> tuple[dict[str, Any],
+                                                                                         dict[str, torch.Tensor]]:
+    """The ``stylegan3`` config and state dict of an NVlabs StyleGAN3 ``G_ema`` (keys and shapes checked)."""
+    if not (isinstance(kwargs, dict) and kwargs):
+        raise UnknownFormatError(f"{source}: a StyleGAN3 generator without its constructor record "
+                                 "(_init_kwargs); its filters and cutoffs cannot be known from the tensors")
+    config = config_from_sg3_kwargs(kwargs, source)
+    converted = nvlabs3_to_mgan(state, source)
+    require_fit("stylegan3", config, converted, source)
+    return config, converted
+
+
 @READERS.register("nvlabs-pickle")
 def read_nvlabs_pickle(path: Path) -> GeneratorWeights:
-    """An NVlabs stylegan2-ada-pytorch / stylegan3 (StyleGAN2 networks) ``.pkl``: ``G_ema`` → ``stylegan2``."""
+    """An NVlabs stylegan2-ada-pytorch / stylegan3 ``.pkl``: ``G_ema`` → ``stylegan2``, or ``stylegan3`` for
+    alias-free generators (recognised by their ``synthesis.input`` Fourier features)."""
     try:
         data = safe_load(path, allowed=ALLOWED, inert_modules=INERT_MODULES)
     except UnsafePickleError:
@@ -259,8 +359,13 @@ def read_nvlabs_pickle(path: Path) -> GeneratorWeights:
     g_ema = data["G_ema"]
     if isinstance(g_ema, PersistentObject) and g_ema.version != PERSISTENCE_VERSION:
         raise UnknownFormatError(f"{path}: torch_utils.persistence version {g_ema.version} is not supported")
-    state = nvlabs_to_genforce(flatten_module(g_ema), str(path))
+    class_name = g_ema.class_name if isinstance(g_ema, PersistentObject) else type(g_ema).__name__
+    tensors = flatten_module(g_ema)
     kwargs = plain_data(_module_state(g_ema).get("_init_kwargs"))
+    if any(key.startswith("synthesis.input.") for key in tensors):
+        config, state = read_stylegan3(tensors, kwargs, str(path))
+        return GeneratorWeights("stylegan3", config, state, {"format": "nvlabs-pickle", "class_name": class_name})
+    state = nvlabs_to_genforce(tensors, str(path))
     if isinstance(kwargs, dict) and kwargs:
         config = config_from_init_kwargs(kwargs, str(path))
     else:  # no constructor record: shapes give everything but conv_clamp
@@ -268,5 +373,4 @@ def read_nvlabs_pickle(path: Path) -> GeneratorWeights:
     if "truncation.w_avg" not in state:
         state["truncation.w_avg"] = sg2_layout.mean_w(config, state)
     sg2_layout.check_shapes(config, state, str(path))
-    class_name = g_ema.class_name if isinstance(g_ema, PersistentObject) else type(g_ema).__name__
     return GeneratorWeights("stylegan2", config, state, {"format": "nvlabs-pickle", "class_name": class_name})

@@ -7,6 +7,7 @@ from mgan_cli.generators import (
            pggan,  # noqa: F401  (registers the PGGAN architecture)
            stylegan,  # noqa: F401  (registers the StyleGAN architecture)
            stylegan2,  # noqa: F401  (registers the StyleGAN2 architecture)
+           stylegan3,  # noqa: F401  (registers the StyleGAN3 architecture)
 )
 from mgan_cli.generators.base import Generator, LayerInfo
 from mgan_cli.generators.registry import ARCHITECTURES

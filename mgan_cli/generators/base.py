@@ -27,11 +27,13 @@ from mgan_cli.errors import ConfigurationError
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One composable layer: its number (from 1), a readable name and its feature shape (C, H, W)."""
+    """One composable layer: its number (from 1), a readable name, its feature shape (C, H, W) and, for
+    generators whose feature maps carry margins at a sampling rate of their own (StyleGAN3), that rate."""
 
     index: int
     name: str
     shape: tuple[int, int, int]
+    sampling_rate: float | None = None
 
 
 class Generator(nn.Module):
