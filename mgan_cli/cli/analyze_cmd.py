@@ -10,7 +10,16 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mgan_cli.analysis import AnalysisJob, parse_codes, parse_layers, run_analysis, run_contributions
+from mgan_cli.analysis import (
+    AnalysisJob,
+    contributions_dir,
+    pair_dir,
+    parse_codes,
+    parse_layers,
+    run_analysis,
+    run_contributions,
+)
+from mgan_cli.analysis_page import write_analysis_page
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, resolve_device, stderr_console, stdout_console
 from mgan_cli.cli.options import override_options
 from mgan_cli.engine import PRECISIONS, EngineOptions
@@ -132,10 +141,13 @@ def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | Non
     with progress:
         document = run_analysis(job, model, events, on_pair=on_pair)
         progress.update(pairs_bar, completed=len(job.pairs()), description="pairs")
-        figures = run_contributions(job, *contributions, model, events) if contributions else []
+        written = run_contributions(job, *contributions, model, events) if contributions else []
+    figures = sorted(contributions_dir(output_dir, *contributions).glob("*.png")) if contributions else []
+    page = write_analysis_page(output_dir, document, {pair: pair_dir(output_dir, *pair) for pair in job.pairs()},
+                               figures)
     if not quiet:
         stdout_console.print(_means_table(document["means"]))
-        stderr_console.print(f"wrote {output_dir / 'analysis.json'}, analysis.csv, quality_vs_codes.png and "
-                             f"quality_vs_layer.png" + (f"; {len(figures)} contribution maps" if figures else ""))
+        stderr_console.print(f"wrote {page}, analysis.json, analysis.csv, quality_vs_codes.png and "
+                             f"quality_vs_layer.png" + (f"; {len(written)} new contribution maps" if written else ""))
     if any(row["status"] == "failed" for row in document["rows"]):
         sys.exit(EXIT_SOME_FAILED)
