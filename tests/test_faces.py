@@ -283,3 +283,31 @@ def test_align_faces_restores_every_face_and_pastes_back(face_models: None, shar
                                        *fast], catch_exceptions=False)
     assert result.exit_code == 0
     assert sorted(p.name for p in crops_only.glob("*.png")) == ["two_face0.png", "two_face1.png"]
+
+
+def test_identity_in_every_row_of_a_face_generator(face_models: None, shared_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from mgan_cli.cli import main
+    from mgan_cli.faces.identity import MODELS_HINT, IdentityRows, identity_of_files
+    from tests.helpers import celeba_face
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for path in sorted((shared_dir / "data" / "celeba64").glob("*.jpg"))[:2]:
+        celeba_face(path).save(faces / f"{path.stem}.png")
+    fast = ["--iterations", "2", "--codes", "2", "--device", "cpu", "--json"]
+    result = CliRunner().invoke(main, ["invert", str(faces), "-o", str(tmp_path / "o"), *fast], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    for row in rows:  # the default generator (DCGAN faces): identity against the input, dlib's own distance
+        expected, _ = identity_of_files(Path(row["output"]), Path(row["input"]))
+        assert row["identity"] == pytest.approx(expected) and 0 < row["identity"] < 2
+    result = CliRunner().invoke(main, ["denoise", str(faces), "-o", str(tmp_path / "d"), *fast], catch_exceptions=False)
+    assert all(json.loads(line)["identity_reason"] == "no --reference" for line in result.stdout.splitlines())
+    unfetched = IdentityRows(None, True)
+    unfetched.available = False
+    record = type("R", (), {"status": "ok", "output": rows[0]["output"], "input": rows[0]["input"], "metrics": {}})()
+    assert unfetched.annotate(record).metrics == {"identity": None, "identity_reason": MODELS_HINT}

@@ -161,3 +161,23 @@ def test_generator_flag_replaces_a_presets_generator() -> None:
     assert preset.inversion == load_preset("dcgan64-invert").inversion
     with pytest.raises(WeightsError, match="unknown weights"):
         choose_preset("invert", None, "no-such-generator")
+
+
+def test_superres_takes_every_scale_dividing_the_resolution(shared_dir: Path, tmp_path: Path) -> None:
+    from tests.helpers import celeba_face
+
+    face = celeba_face(sorted((shared_dir / "data" / "celeba64").glob("*.jpg"))[0])
+    for scale in (2, 8, 16):
+        low = tmp_path / f"x{scale}" / "face.png"
+        low.parent.mkdir()
+        face.resize((64 // scale, 64 // scale), Image.Resampling.BICUBIC).save(low)
+        result = CliRunner().invoke(main, ["superres", str(low), "-o", str(tmp_path / f"out{scale}"), "--scale",
+                                           str(scale), *FAST], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert Image.open(json.loads(result.stdout)["output"]).size == (64, 64)
+    odd = tmp_path / "odd.png"
+    face.resize((20, 20)).save(odd)  # not 64 / 4: --resize fit brings it to 16x16 and says so
+    result = CliRunner().invoke(main, ["superres", str(odd), "-o", str(tmp_path / "fit"), "--scale", "4",
+                                       "--resize", "fit", *FAST], catch_exceptions=False)
+    line = json.loads(result.stdout)
+    assert result.exit_code == 0 and any("16x16" in note for note in line["notes"]), line

@@ -21,7 +21,8 @@ from mgan_cli import __version__, distributed
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, resolve_device, stderr_console, stdout_console
 from mgan_cli.cli.options import override_option, override_options
 from mgan_cli.engine import COMPILE_MODES, PRECISIONS, EngineOptions
-from mgan_cli.faces.alignment import ALIGNMENTS, generator_alignment
+from mgan_cli.faces.alignment import ALIGNMENTS, generator_alignment, is_face_generator
+from mgan_cli.faces.identity import IdentityRows
 from mgan_cli.faces.session import FaceSession
 from mgan_cli.family_defaults import choose_preset, generator_facts
 from mgan_cli.imageio import RESIZE_POLICIES, collect_inputs
@@ -244,9 +245,14 @@ def _run(task: Task, preset: Preset, paths: list[Path], ranks: distributed.Ranks
     display = _Display(json_lines, quiet or not ranks.is_main, len(paths))
     events = display.events()
     events.on_batch_done = save
+    annotate: Callable[[ImageRecord], ImageRecord] | None = None
     if faces is not None:  # each face crop's record becomes its photo's, with the face and its identity
-        show = events.on_record
-        events.on_record = lambda record: show(faces.annotate(record)) if show else faces.annotate(record)
+        annotate = faces.annotate
+    elif is_face_generator(preset.generator):  # identity of the output's face in every row
+        annotate = IdentityRows(reference_dir, task.compare_to_input).annotate
+    if annotate is not None:
+        show, add = events.on_record, annotate
+        events.on_record = lambda record: show(add(record)) if show else add(record)
     runner = Runner(job, events)
     with display:
         for record in faces.failed if faces is not None and ranks.is_main else []:

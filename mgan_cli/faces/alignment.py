@@ -199,3 +199,11 @@ def generator_alignment(generator: str, override: str | None = None) -> tuple[st
     if convention not in ALIGNMENTS:
         raise ConfigurationError(f"unknown face alignment {convention!r} (known: {', '.join(ALIGNMENTS.names())})")
     return convention, dict(extra)
+
+
+def is_face_generator(generator: str) -> bool:
+    """Whether the registry entry of ``generator`` states a face alignment (imported generators: unknown, False)."""
+    from mgan_cli.weight_store import default_store
+
+    entries = default_store().entries
+    return generator in entries and "alignment" in entries[generator].extra

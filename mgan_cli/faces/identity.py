@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,3 +61,61 @@ def identity_distance(restored: Descriptor, reference: Descriptor) -> tuple[floa
     if reference.vector is None:
         return None, f"reference: {reference.reason}"
     return float(np.linalg.norm(restored.vector - reference.vector)), ""
+
+
+def models_available() -> bool:
+    """Whether both dlib models are in the cache or the mirror already (nothing is fetched)."""
+    from mgan_cli.faces.detection import LANDMARKS_MODEL
+
+    store = default_store()
+    return all(store.status(name).path is not None for name in (LANDMARKS_MODEL, DESCRIPTOR_MODEL))
+
+
+MODELS_HINT = ("dlib face models not fetched (`mgan weights fetch dlib-shape-predictor-68` and "
+               "`mgan weights fetch dlib-face-recognition-resnet-v1`, or run once with --align faces)")
+
+
+def identity_of_files(restored: Path, reference: Path) -> tuple[float | None, str]:
+    """dlib's descriptor distance between the largest face of each image file (``None`` with why)."""
+    from PIL import Image
+
+    def descriptor(path: Path) -> Descriptor:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        factor = 1
+        while min(image.shape[:2]) * factor < 200:  # dlib finds faces of ~80 px and more: upsample small crops
+            factor *= 2
+        if factor > 1:
+            image = np.asarray(Image.fromarray(image).resize((image.shape[1] * factor, image.shape[0] * factor),
+                                                             Image.Resampling.BICUBIC))
+        return face_descriptor(image)
+
+    return identity_distance(descriptor(restored), descriptor(reference))
+
+
+class IdentityRows:
+    """``identity`` in every row of a run whose generator makes faces (without ``--align faces``): the distance
+    between the output's face and the reference's (``--reference``; the input for invert). Null with a reason
+    when there is no reference, no face is found, or dlib's models have not been fetched (:data:`MODELS_HINT`)."""
+
+    def __init__(self, reference_dir: Path | None, compare_to_input: bool) -> None:
+        self.reference_dir = reference_dir
+        self.compare_to_input = compare_to_input
+        self.available = models_available()
+
+    def annotate(self, record: Any) -> Any:
+        from mgan_cli.run.loading import find_by_stem
+
+        if record.status != "ok" or not record.output:
+            return record
+        reference = (find_by_stem(self.reference_dir, Path(record.input).stem) if self.reference_dir is not None
+                     else Path(record.input) if self.compare_to_input else None)
+        if reference is None:
+            distance, reason = None, "no --reference"
+        elif not self.available:
+            distance, reason = None, MODELS_HINT
+        else:
+            distance, reason = identity_of_files(Path(record.output), reference)
+        record.metrics["identity"] = distance
+        if reason:
+            record.metrics["identity_reason"] = reason
+        return record
