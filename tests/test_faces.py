@@ -193,6 +193,8 @@ def test_detection_and_alignment_of_placed_faces(face_models: None, shared_dir: 
     assert error < 0.03 * 256  # crop corners within 3% of the crop side of where the known placement puts them
     crop = warp_to_crop(canvas, moved)
     assert np.abs(crop.astype(int) - warp_to_crop(face, direct).astype(int)).mean() < 20
+    small = place(face, (640, 480), similarity(0.35, 0.0, 400.0, 300.0))  # a ~50 px face: found on a second look
+    assert len(detect_faces(small)) == 1
 
 
 def test_no_face_and_two_faces(face_models: None, shared_dir: Path) -> None:

@@ -14,6 +14,8 @@ from mgan_cli.weight_store import default_store
 LANDMARKS_MODEL = "dlib-shape-predictor-68"
 #: dlib's HOG detector finds faces of about 80x80 pixels and larger; smaller photos are upsampled first
 MIN_DETECTABLE = 80
+#: a photo without a face found is searched again upsampled while it stays under this many pixels
+RETRY_PIXELS = 16_000_000
 
 
 def dlib_module() -> Any:
@@ -71,13 +73,17 @@ def detect_faces(image: np.ndarray, upsample: int | None = None) -> list[Detecte
     """Every face dlib's frontal detector finds in ``image`` (uint8 RGB), largest first.
 
     ``upsample``: how many times the detector doubles the image first (``None``: enough for the smallest
-    side to reach 2 x :data:`MIN_DETECTABLE` pixels, at most 2)."""
+    side to reach 2 x :data:`MIN_DETECTABLE` pixels, at most 2). When no face is found, the search is repeated
+    at twice the size (up to 2 doublings and :data:`RETRY_PIXELS`), so small faces in large photos are found."""
     image = _check_image(image)
     if upsample is None:
         upsample = 0
         while upsample < 2 and min(image.shape[:2]) * 2**upsample < 2 * MIN_DETECTABLE:
             upsample += 1
     rects, scores, _ = _detector().run(image, upsample, 0.0)
+    while not len(rects) and upsample < 2 and image.shape[0] * image.shape[1] * 4**(upsample + 1) <= RETRY_PIXELS:
+        upsample += 1  # faces smaller than ~80 px: look again at twice the size
+        rects, scores, _ = _detector().run(image, upsample, 0.0)
     faces = []
     for rect, score in zip(rects, scores, strict=True):
         box = (float(rect.left()), float(rect.top()), float(rect.right() + 1), float(rect.bottom() + 1))
