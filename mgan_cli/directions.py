@@ -31,6 +31,7 @@ from mgan_cli.generators.pggan import PGGAN
 from mgan_cli.generators.style_base import StyleFamilyGenerator
 from mgan_cli.generators.stylegan import StyleGAN
 from mgan_cli.generators.stylegan2 import StyleGAN2
+from mgan_cli.generators.stylegan3 import StyleGAN3
 
 METHODS = ("sefa", "pca")
 
@@ -123,6 +124,15 @@ def _stylegan2_weights(generator: Generator, rows: range | None) -> torch.Tensor
         if r % 2 == 1:
             affines.append(getattr(synthesis, f"output{r // 2}").style.fc.weight)
     return torch.cat(affines)  # each [in, w]
+
+
+@register_code_weights(StyleGAN3)
+def _stylegan3_weights(generator: Generator, rows: range | None) -> torch.Tensor:
+    assert isinstance(generator, StyleGAN3)
+    synthesis = generator.synthesis
+    # row 0: the Fourier input's transform affine [4, w]; row r ≥ 1: layer L{r-1}'s style affine [in, w]
+    modules = [synthesis.input] + [getattr(synthesis, name) for name in synthesis.layer_names]
+    return torch.cat([modules[r].affine.weight for r in _style_rows(generator, rows)])
 
 
 def _orient(vectors: torch.Tensor) -> torch.Tensor:

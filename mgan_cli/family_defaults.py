@@ -55,7 +55,7 @@ class GeneratorFacts:
     architecture: str
     family: str
     resolution: int
-    layer_sizes: tuple[int, ...]  # feature-map side of layers 1..L
+    layer_sizes: tuple[int, ...]  # feature-map side of layers 1..L (StyleGAN3: the sampling rate; maps have margins)
     latent_spaces: tuple[str, ...]
 
 
@@ -136,7 +136,8 @@ def generator_facts(name: str) -> GeneratorFacts:
     with torch.device("meta"):
         model = ARCHITECTURES.get(architecture)(**config)
     return GeneratorFacts(name, architecture, families[architecture], int(model.resolution),
-                          tuple(int(info.shape[-1]) for info in model.layers()), tuple(model.latent_spaces))
+                          tuple(int(info.sampling_rate or info.shape[-1]) for info in model.layers()),
+                          tuple(model.latent_spaces))
 
 
 def layer_for_feature_resolution(facts: GeneratorFacts, size: int) -> int:

@@ -37,6 +37,11 @@ OFFICIAL_PARAMETERS = {
     "stylegan-bedroom256": 26_086_229,
     "stylegan2-ffhq1024": 30_370_060,
     "stylegan2-ffhq1024-nvlabs": 30_370_060,
+    "stylegan3-t-ffhq1024": 22_313_167,
+    "stylegan3-r-ffhq1024": 15_093_151,
+    "stylegan3-t-afhqv2-512": 24_873_519,
+    "stylegan3-t-metfaces1024": 22_313_167,
+    "stylegan3-r-metfaces1024": 15_093_151,
 }
 #: TensorFlow pickle readers written in parallel (mgan_cli/formats/tf_*.py)
 PENDING_READERS = {"tf-pggan", "tf-stylegan", "tf-stylegan2"}

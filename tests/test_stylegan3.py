@@ -276,3 +276,18 @@ def test_filtered_lrelu_matches_the_textbook_pipeline(size: int, up: int, down: 
     grad_ref, = torch.autograd.grad(reference_filtered_lrelu(x, bias, up_filter, down_filter, up, down, padding,
                                                              gain, slope, 1.5).square().sum(), x)
     assert _maxdiff(grad_fast, grad_ref) < 1e-4
+
+
+def test_sefa_stacks_the_input_and_layer_affines(golden: dict) -> None:
+    from mgan_cli import directions
+
+    model = golden["model"]
+    found = directions.sefa(model, 5)
+    assert found.space == "w"
+    rows = torch.cat([v for k, v in model.state_dict().items() if k.endswith("affine.weight")]).double()
+    assert rows.shape[0] == 4 + sum(getattr(model.synthesis, n).spec.in_channels for n in model.synthesis.layer_names)
+    rows = rows / rows.norm(dim=1, keepdim=True)
+    values, vectors = torch.linalg.eigh(rows.T @ rows)
+    expected = vectors[:, values.argsort(descending=True)[:5]].T
+    cosines = (found.vectors.double() * expected).sum(dim=1).abs()
+    assert torch.allclose(cosines, torch.ones(5, dtype=torch.float64), atol=1e-4)

@@ -48,7 +48,8 @@ def generator_layers(generator_name: str) -> list[dict[str, object]]:
     architecture, config, _ = generator_identity(generator_name)
     with torch.device("meta"):
         model = ARCHITECTURES.get(architecture)(**config)
-    return [{"layer": info.index, "name": info.name, "shape": list(info.shape)} for info in model.layers()]
+    return [{"layer": info.index, "name": info.name, "shape": list(info.shape)}
+            | ({} if info.sampling_rate is None else {"sampling_rate": info.sampling_rate}) for info in model.layers()]
 
 
 @presets_group.command("show")
@@ -96,4 +97,5 @@ def show_preset(name: str | None, generator: str | None, task: str | None, as_js
         click.echo(f"generator_layers:  # --layer L composes at the output of layer L of {preset.generator}")
         for layer in layers:
             shape = "x".join(str(s) for s in layer["shape"])
-            click.echo(f"  - {{layer: {layer['layer']}, name: {layer['name']}, shape: {shape}}}")
+            rate = f", sampling_rate: {layer['sampling_rate']:g}" if "sampling_rate" in layer else ""
+            click.echo(f"  - {{layer: {layer['layer']}, name: {layer['name']}, shape: {shape}{rate}}}")
