@@ -34,19 +34,24 @@ def min_input_size(vgg_layer: int) -> int:
 
 
 @cache
-def _vgg16_features_cpu() -> nn.Sequential:
-    model = torchvision.models.vgg16(weights=None).features
+def _vgg16_feature_weights() -> dict[str, torch.Tensor]:
+    """The ImageNet VGG16 ``features`` tensors, read once per process (CPU; never handed out uncopied)."""
     state = torch.load(weight_path("vgg16-imagenet"), map_location="cpu", weights_only=True)
-    model.load_state_dict({k.removeprefix("features."): v for k, v in state.items()})
-    return model.eval().requires_grad_(False)
+    return {key.removeprefix("features."): value for key, value in state.items()}
 
 
 def vgg16_features(depth: int) -> nn.Sequential:
-    """The first ``depth`` modules of ImageNet VGG16's ``features`` (a fresh, frozen copy's slice)."""
+    """The first ``depth`` modules of ImageNet VGG16's ``features``: a new, frozen module with its own copy
+    of the weights (the file is read once per process), so changing one loss's modules (``.to(float64)``,
+    channels-last, in-place edits) never changes another's."""
     if not 1 <= depth <= VGG16_DEPTH:
         raise ConfigurationError(f"vgg_layer must be in 1..31 (16 = relu3_3, 23 = relu4_3), got {depth}")
-    features = _vgg16_features_cpu()
-    return nn.Sequential(*[features[i] for i in range(depth)])
+    with torch.device("meta"):
+        features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])[:depth]
+    wanted = set(features.state_dict())
+    state = {key: value.clone() for key, value in _vgg16_feature_weights().items() if key in wanted}
+    features.load_state_dict(state, assign=True)
+    return features.eval().requires_grad_(False)
 
 
 class PerceptualDistance(nn.Module):
