@@ -53,8 +53,6 @@ class Degradation(nn.Module):
         """The task's output image ``[B, 3, R, R]`` in [-1, 1] from x̂ and the observed image."""
         return restored
 
-    def describe(self) -> dict[str, object]:
-        return {"type": self.name}
 
     name = "?"
 
@@ -155,9 +153,6 @@ class Downsample(Degradation):
             return F.interpolate(images, scale_factor=1 / self.scale, mode="bilinear", align_corners=False)
         return F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
 
-    def describe(self) -> dict[str, object]:
-        return {"type": self.name, "scale": self.scale, "mode": self.mode}
-
 
 @DEGRADATIONS.register("mask")
 class Mask(Degradation):
@@ -181,9 +176,6 @@ class Mask(Degradation):
         if not self.paste_known or mask is None:
             return restored
         return observed * (1 - mask) + restored * mask
-
-    def describe(self) -> dict[str, object]:
-        return {"type": self.name, "paste_known": self.paste_known}
 
 
 def check_parameters(operator: Degradation | type[Degradation], **values: object) -> dict[str, object]:

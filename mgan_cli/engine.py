@@ -24,10 +24,29 @@ from mgan_cli.degradations import Degradation
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators.base import Generator
 from mgan_cli.losses import ReconstructionLoss
+from mgan_cli.registry import Registry
 from mgan_cli.settings_schema import ValueSpec, check_fields, setting
 
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "cosine")
+#: optimisers by name: ``OPTIMIZERS.get(name)(param_groups, lr=...)``
+OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer")
+OPTIMIZERS.register("adam")(torch.optim.Adam)
+OPTIMIZERS.register("sgd")(torch.optim.SGD)
+
+#: learning-rate schedules by name: ``SCHEDULES.get(name)(t)`` is the multiplier at progress ``t`` in [0, 1)
+SCHEDULES: Registry[Callable[[float], float]] = Registry("learning-rate schedule")
+
+
+@SCHEDULES.register("constant")
+def constant_schedule(progress: float) -> float:
+    """The base rate throughout."""
+    return 1.0
+
+
+@SCHEDULES.register("cosine")
+def cosine_schedule(progress: float) -> float:
+    """Half a cosine from the base rate down to 0 at the end of the run."""
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
 #: every latent space some generator has (each generator says which of these it has: ``latent_spaces``)
 LATENT_SPACES = ("z", "w", "w+")
 
@@ -53,9 +72,9 @@ class InversionSettings:
     space: str = setting("z", ValueSpec("choice", choices=LATENT_SPACES))
     composition: str = setting("sum", ValueSpec("choice", choices=COMPOSITIONS))
     iterations: int = setting(500, ValueSpec("int", minimum=0), "Optimisation steps per image.")
-    optimizer: str = setting("adam", ValueSpec("choice", choices=OPTIMIZERS), "Optimiser.")
+    optimizer: str = setting("adam", ValueSpec("choice", choices=tuple(OPTIMIZERS.names())), "Optimiser.")
     lr: float = setting(0.05, ValueSpec("float", minimum=0, min_open=True), "Learning rate.")
-    schedule: str = setting("cosine", ValueSpec("choice", choices=SCHEDULES))
+    schedule: str = setting("cosine", ValueSpec("choice", choices=tuple(SCHEDULES.names())))
     warmup: float = setting(0.0, ValueSpec("float", minimum=0, maximum=1, max_open=True))
     alpha_lr: float | None = setting(None, ValueSpec("float", minimum=0, min_open=True, nullable=True))
     early_stop_window: int = setting(0, ValueSpec("int", minimum=0))
@@ -84,9 +103,7 @@ def lr_factor(step: int, total: int, schedule: str, warmup: float) -> float:
         return 1.0
     warm_steps = int(warmup * total)
     ramp = min(1.0, (step + 1) / warm_steps) if warm_steps else 1.0
-    if schedule == "constant":
-        return ramp
-    return ramp * 0.5 * (1.0 + math.cos(math.pi * step / total))
+    return ramp * SCHEDULES.get(schedule)(step / total)
 
 
 @dataclass
@@ -282,8 +299,7 @@ def invert(
               {"params": [alphas.requires_grad_()], "base_lr": alpha_lr}]
     if upper is not None:
         groups.append({"params": [upper.requires_grad_()], "base_lr": settings.lr})
-    optimizer_class = torch.optim.Adam if settings.optimizer == "adam" else torch.optim.SGD
-    optimizer: torch.optim.Optimizer = optimizer_class(groups, lr=settings.lr)
+    optimizer = OPTIMIZERS.get(settings.optimizer)(groups, lr=settings.lr)
     scaler = torch.amp.GradScaler(device.type) if options.precision == "fp16" else None
 
     active = torch.arange(observed.shape[0], device=device)

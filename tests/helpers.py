@@ -60,3 +60,19 @@ def run_bounded(code: str, timeout: float = 60.0, max_rss_mb: int = 1500) -> tup
     peak = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("PEAK_RSS_KB")]
     assert "RSS LIMIT EXCEEDED" not in output, f"the child passed {max_rss_mb} MB: {output[-2000:]}"
     return done.returncode, output, seconds, (int(peak[0]) / 1024 if peak else float("nan"))
+
+
+def tiny_generator(seed: int = 0):
+    """A random 32×32 PGGAN with 16-dimensional codes and at most 16 channels (about 30k parameters): the
+    engine's unit tests run on it in seconds. Weights are N(0, 1), the scale equalised learning rate expects,
+    so its images vary with the code like a trained generator's do."""
+    import torch
+
+    from mgan_cli.generators import ARCHITECTURES
+
+    generator = ARCHITECTURES.get("pggan")(resolution=32, z_dim=16, fmaps_base=128, fmaps_max=16).freeze()
+    rng = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in generator.parameters():
+            param.copy_(torch.randn(param.shape, generator=rng))
+    return generator

@@ -1,26 +1,28 @@
-"""The inversion engine: batching is exact, seeds reproduce, the generator stays frozen, the loss falls."""
+"""The inversion engine: batching is exact, seeds reproduce, the generator stays frozen, the loss falls, the
+degradation is applied to the estimates. Runs on a tiny random generator (real weights: the end-to-end tests)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mgan_cli.degradations import Downsample, Identity, Mask
-from mgan_cli.engine import InversionSettings, invert, lr_factor
+from mgan_cli.engine import OPTIMIZERS, InversionSettings, invert, lr_factor
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.generator_loading import load_generator
 from mgan_cli.losses import ReconstructionLoss
+from tests.helpers import tiny_generator
 
 
 @pytest.fixture(scope="module")
 def generator():
-    return load_generator("dcgan32-celeba")
+    return tiny_generator()
 
 
 @pytest.fixture(scope="module")
 def targets(generator) -> torch.Tensor:
     with torch.no_grad():
-        return generator(torch.randn(3, 100, generator=torch.Generator().manual_seed(11))).clamp(-1, 1)
+        return generator(torch.randn(3, 16, generator=torch.Generator().manual_seed(11))).clamp(-1, 1)
 
 
 def _settings(**changes) -> InversionSettings:
@@ -52,8 +54,20 @@ def test_generator_weights_receive_no_gradients(generator, targets) -> None:
     assert all(torch.equal(before[k], v) for k, v in generator.state_dict().items())
 
 
+@pytest.fixture(scope="module")
+def trained():
+    """The one real generator here: whether the loss falls is a property of a trained generator."""
+    from mgan_cli.generator_loading import load_generator
+
+    generator = load_generator("dcgan32-celeba")
+    with torch.no_grad():
+        images = generator(torch.randn(2, 100, generator=torch.Generator().manual_seed(11))).clamp(-1, 1)
+    return generator, images
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_loss_decreases(generator, targets, optimizer: str) -> None:
+def test_loss_decreases(trained, optimizer: str) -> None:
+    generator, targets = trained
     loss = ReconstructionLoss(perceptual_weight=1.0)
     lr = 0.05 if optimizer == "adam" else 1.0
     start = invert(generator, targets[:2], Identity(), loss, _settings(iterations=0, optimizer=optimizer, lr=lr),
@@ -63,15 +77,36 @@ def test_loss_decreases(generator, targets, optimizer: str) -> None:
     assert (end.losses < start.losses * 0.8).all()
 
 
-def test_degradations_and_masks_run_through_the_engine(generator, targets) -> None:
-    loss = ReconstructionLoss(perceptual_weight=0.0)
+def test_the_downsampling_is_applied_to_the_estimates(generator, targets) -> None:
+    """The loss the engine reports is the MSE between the *downsampled* estimate and the low-res input."""
     low = Downsample(2, "area")(targets)
-    result = invert(generator, low, Downsample(2, "area"), loss, _settings(), seeds=[0, 1, 2])
+    result = invert(generator, low, Downsample(2, "area"), ReconstructionLoss(0.0), _settings(), seeds=[0, 1, 2])
     assert result.images.shape == targets.shape
+    by_hand = (F.avg_pool2d(result.images, 2) - low).square().flatten(1).mean(dim=1)
+    torch.testing.assert_close(result.losses, by_hand)
+
+
+def test_the_mask_hides_the_missing_pixels_from_the_optimisation(generator, targets) -> None:
+    """Whatever the input holds inside the hole, inpainting ends with the same codes and images; a mask
+    degradation that returned its input would let those pixels pull the estimate."""
     mask = torch.zeros(3, 1, 32, 32)
     mask[..., 8:24, 8:24] = 1
-    result = invert(generator, targets, Mask(), loss, _settings(), seeds=[0, 1, 2], mask=mask)
-    assert result.alphas.shape == (3, 4, 128) and result.codes.shape == (3, 4, 100)
+    scribbled = targets * (1 - mask) + torch.rand(targets.shape, generator=torch.Generator().manual_seed(2)) * mask
+    loss = ReconstructionLoss(perceptual_weight=0.0)
+    clean = invert(generator, targets, Mask(), loss, _settings(), seeds=[0, 1, 2], mask=mask)
+    noisy = invert(generator, scribbled, Mask(), loss, _settings(), seeds=[0, 1, 2], mask=mask)
+    assert result_moved(clean, generator)
+    torch.testing.assert_close(noisy.codes, clean.codes)
+    torch.testing.assert_close(noisy.images, clean.images)
+    assert clean.alphas.shape == (3, 4, 16) and clean.codes.shape == (3, 4, 16)
+
+
+def result_moved(result, generator) -> bool:
+    """Whether the optimisation changed the codes from their seeded start (so a comparison is not vacuous)."""
+    from mgan_cli.engine import initial_state
+
+    start, _, _ = initial_state(generator, _settings(), [0, 1, 2], torch.device("cpu"))
+    return bool((result.codes - start).abs().max() > 1e-3)
 
 
 def test_progress_is_reported(generator, targets) -> None:
@@ -83,9 +118,19 @@ def test_progress_is_reported(generator, targets) -> None:
 
 def test_learning_rate_schedule() -> None:
     assert lr_factor(0, 100, "cosine", 0.0) == 1.0
+    assert lr_factor(50, 100, "cosine", 0.0) == pytest.approx(0.5)
     assert lr_factor(99, 100, "cosine", 0.0) < 0.01
     assert lr_factor(0, 100, "constant", 0.1) == pytest.approx(0.1)
     assert lr_factor(9, 100, "constant", 0.1) == 1.0
+    assert lr_factor(99, 100, "constant", 0.0) == 1.0
+    with pytest.raises(KeyError, match="schedule 'step'"):  # an unknown name is an error, not a cosine
+        lr_factor(10, 100, "step", 0.0)
+
+
+def test_optimisers_are_looked_up_by_name() -> None:
+    assert OPTIMIZERS.get("adam") is torch.optim.Adam and OPTIMIZERS.get("sgd") is torch.optim.SGD
+    with pytest.raises(KeyError, match="rmsprop"):
+        OPTIMIZERS.get("rmsprop")
 
 
 @pytest.mark.parametrize("bad", [dict(codes=0), dict(optimizer="rmsprop"), dict(lr=0.0), dict(schedule="step"),
@@ -112,10 +157,10 @@ def test_early_stopping_freezes_finished_images_and_shrinks_the_batch(generator)
     from mgan_cli.engine import MultiCodeModel, initial_state
 
     settings = _settings(iterations=40, schedule="constant", early_stop_window=10, early_stop_tolerance=1e-9)
-    codes, alphas, _ = initial_state(generator, settings, [0], torch.device("cpu"))
-    with torch.no_grad():  # image 0 is exactly what its initial codes render: nothing to improve
-        solved = MultiCodeModel(generator, settings.layer, settings.space, settings.composition)(codes, alphas)
-    other = generator(torch.randn(1, 100, generator=torch.Generator().manual_seed(4))).detach().clamp(-1, 1)
+    codes, alphas, _ = initial_state(generator, settings, [0, 1], torch.device("cpu"))
+    with torch.no_grad():  # image 0 is exactly what its initial codes render (in a batch of 2, as in the run)
+        solved = MultiCodeModel(generator, settings.layer, settings.space, settings.composition)(codes, alphas)[:1]
+    other = generator(torch.randn(1, 16, generator=torch.Generator().manual_seed(4))).detach().clamp(-1, 1)
     loss = ReconstructionLoss(perceptual_weight=0.0)
     result = invert(generator, torch.cat([solved, other]), Identity(), loss, settings, seeds=[0, 1])
     assert result.steps.tolist() == [20, 40]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mgan_cli import __version__
+from mgan_cli.cli.metrics_cmd import metrics_command
 from mgan_cli.cli.presets_cmd import presets_group
 from mgan_cli.cli.restore import task_commands
 from mgan_cli.cli.weights_cmd import weights_group
@@ -33,12 +34,7 @@ for _command in task_commands():
     main.add_command(_command)
 main.add_command(presets_group)
 main.add_command(weights_group)
-try:  # the metrics command lives in its own module
-    from mgan_cli.cli.metrics_cmd import metrics_command
-except ImportError:  # pragma: no cover - while the metrics module is being written
-    pass
-else:
-    main.add_command(metrics_command)
+main.add_command(metrics_command)
 from mgan_cli.cli.analyze_cmd import analyze_command  # noqa: E402 - after the group it joins
 
 main.add_command(analyze_command)
