@@ -153,3 +153,13 @@ def test_zoo_reader_refuses_other_files(tmp_path: Path) -> None:
     torch.save({"generator_smooth": Evil()}, evil)
     with pytest.raises(UnsafePickleError):
         READERS.get("genforce-zoo")(evil)
+
+
+def test_interfacegan_pggan_is_read_by_the_genforce_pggan_reader(tmp_path: Path, fixtures: dict) -> None:
+    fixture = fixtures["interfacegan_pggan8"]
+    path = tmp_path / "pggan_celebahq.pth"
+    torch.save(official_state(fixture), path)
+    assert sniff_format(path) == "genforce-pggan"
+    model = build(READERS.get("genforce-pggan")(path))
+    with torch.no_grad():
+        assert _close(model(fixture["z"]), fixture["outputs"]["image"]) < 1e-5
