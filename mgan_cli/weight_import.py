@@ -258,6 +258,10 @@ def import_generator(source: Path, name: str, format_name: str = "auto", store: 
         raise UnknownFormatError(f"no reader for format {reader!r} in this installation "
                                  f"(available: {', '.join(READERS.names())})")
     weights = READERS.get(reader)(source)
+    channels = weights.config.get("image_channels", 3)
+    if channels != 3:
+        raise UnknownFormatError(f"{source}: a {channels}-channel generator; mgan imports RGB generators only "
+                                 "(its tasks, metrics and reports are RGB; a grey generator would half-work)")
     model = build(weights, source=str(source))
     state = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in model.state_dict().items()}
     spec = {"architecture": weights.architecture, "config": weights.config}

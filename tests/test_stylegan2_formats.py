@@ -291,3 +291,95 @@ def test_nvlabs_config_json_matches_reader_kwargs(shared_dir: Path) -> None:
     config = config_from_init_kwargs(kwargs["constructor_kwargs"])
     assert (config["resolution"], config["fmaps_base"], config["fmaps_max"], config["mapping_hidden"]) == \
         (32, 1024, 64, 64)
+
+
+# ---- NVlabs init kwargs: every one checked against what mgan's stylegan2 implements -----------------------
+
+def _edit_kwargs(env: types.SimpleNamespace, block: str | None, key: str, value: object) -> dict:
+    kwargs = _nv_kwargs(env, None)
+    target = kwargs if block is None else kwargs[block]
+    target[key] = value
+    return kwargs
+
+
+@pytest.mark.parametrize(("block", "key", "value", "message"), [
+    ("mapping_kwargs", "activation", "relu", "mapping_kwargs.activation='relu' is not supported: mgan implements "
+                                             "'lrelu'"),
+    ("synthesis_kwargs", "activation", "relu", "synthesis_kwargs.activation='relu' is not supported"),
+    ("synthesis_kwargs", "architecture", "resnet", "architecture='resnet' is not supported: mgan implements 'skip'"),
+    ("synthesis_kwargs", "architecture", "orig", "architecture='orig' is not supported"),
+    ("synthesis_kwargs", "resample_filter", [1, 2, 1], "resample_filter=[1, 2, 1] is not supported"),
+    ("synthesis_kwargs", "use_noise", False, "use_noise=False is not supported"),
+    ("synthesis_kwargs", "kernel_size", 5, "kernel_size=5 is not supported"),
+    ("synthesis_kwargs", "magnitude_ema_beta", 0.99, "magnitude_ema_beta=0.99 is not one mgan knows"),
+    ("mapping_kwargs", "lr_multiplier", -1.0, "lr_multiplier=-1.0 is not supported: -1.0 is not allowed"),
+    (None, "img_channels", 1, "img_channels=1 is not supported: mgan implements 3 (RGB; single-channel"),
+    (None, "c_dim", 10, "c_dim=10 is not supported"),
+    (None, "extra_option", 1, "extra_option=1 is not one mgan knows"),
+])
+def test_nvlabs_init_kwargs_mgan_does_not_implement_are_refused(tmp_path: Path,
+                                                                official_modules: types.SimpleNamespace,
+                                                                block, key, value, message: str) -> None:
+    model = _random_model(2, mapping_hidden=64)
+    state = genforce_to_nvlabs(model.state_dict())
+    if key == "architecture" and value == "orig":  # an 'orig' net has a toRGB only in its last block
+        state = {k: v for k, v in state.items() if "torgb" not in k or k.startswith("synthesis.b32.")}
+    path = tmp_path / "snapshot.pkl"
+    _write_snapshot(path, official_modules, state, _edit_kwargs(official_modules, block, key, value))
+    with pytest.raises(UnknownFormatError, match=message.replace("[", r"\[").replace("(", r"\(")) as info:
+        READERS.get("nvlabs-pickle")(path)
+    assert "missing" not in str(info.value)  # said before any weight is converted
+
+
+def test_nvlabs_flat_kwargs_are_checked_too(tmp_path: Path, official_modules: types.SimpleNamespace) -> None:
+    kwargs = {**_nv_kwargs(official_modules, None, flat=True), "activation": "relu"}
+    path = tmp_path / "flat.pkl"
+    _write_snapshot(path, official_modules, genforce_to_nvlabs(_random_model(3, mapping_hidden=64).state_dict()),
+                    kwargs)
+    with pytest.raises(UnknownFormatError, match="activation='relu' is not supported"):
+        READERS.get("nvlabs-pickle")(path)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda s: {**s, "synthesis.b8.skip.weight": torch.zeros(64, 64, 1, 1)}, "'resnet' architecture"),
+    (lambda s: {k: v for k, v in s.items() if "torgb" not in k or k.startswith("synthesis.b32.")},
+     "'orig' architecture"),
+])
+def test_nvlabs_architecture_from_tensors_without_kwargs(tmp_path: Path, official_modules: types.SimpleNamespace,
+                                                         edit, message: str) -> None:
+    state = edit(genforce_to_nvlabs(_random_model(4, mapping_hidden=64).state_dict()))
+    path = tmp_path / "nokwargs.pkl"
+    _write_snapshot(path, official_modules, state, {})
+    with pytest.raises(UnknownFormatError, match=message):
+        READERS.get("nvlabs-pickle")(path)
+
+
+def test_nvlabs_tensor_larger_than_its_storage_is_refused(tmp_path: Path,
+                                                          official_modules: types.SimpleNamespace) -> None:
+    from tests.helpers import run_bounded
+
+    class Stride0:  # pickles like a tensor: 500 M float32 elements (2 GB) seen through a 1-element storage
+        def __reduce__(self) -> tuple:
+            with pytest.warns(UserWarning):  # TypedStorage is what torch itself pickles
+                storage = torch.zeros(1).storage()
+            return torch._utils._rebuild_tensor_v2, (storage, 0, (500_000_000,), (0,), False,
+                                                     collections.OrderedDict())
+
+    state = genforce_to_nvlabs(_random_model(5, mapping_hidden=64).state_dict())
+    g_ema = _persistent_tree(official_modules, state, _nv_kwargs(official_modules, None), "# source\n")
+    g_ema.state["_modules"]["mapping"].state["_buffers"]["w_avg"] = Stride0()
+    path = tmp_path / "stride0.pkl"
+    with open(path, "wb") as handle:
+        pickle.dump({"G": g_ema, "D": None, "G_ema": g_ema}, handle)
+    assert path.stat().st_size < 2_000_000
+    code = f"""
+import torch
+from mgan_cli.formats import READERS
+from mgan_cli.errors import UnsafePickleError
+try:
+    READERS.get('nvlabs-pickle')({str(path)!r})
+except UnsafePickleError as exc:
+    print('refused', exc)
+"""
+    status, output, _, _ = run_bounded(code, timeout=120, max_rss_mb=1500)
+    assert status == 0 and "refused" in output and "500000000 elements over a storage of 1" in output, output

@@ -286,3 +286,97 @@ def test_tf_pickle_import_uses_the_tf_reader(tmp_path: Path, monkeypatch: pytest
         with pytest.raises(WeightsError):
             import_generator(path, "sg2", store=store)
     assert list_imported(store) == []
+
+
+# ---- configs from files are validated before any model is built -----------------------------------------
+
+def _tiny_safetensors(path: Path, architecture: object, config: object) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({}, str(path), metadata={"mgan": json.dumps({"architecture": architecture, "config": config})})
+    return path
+
+
+@pytest.mark.parametrize(("architecture", "config", "message"), [
+    ("dcgan64", {"latent_size": 30000, "width": 64}, "latent_size: 30000 is not allowed: must be an integer ≥ 1 "
+                                                     "and ≤ 4096"),
+    ("dcgan64", {"latent_size": "100"}, "latent_size = '100' is text, not a number"),
+    ("dcgan64", {"latent_size": -3}, "latent_size: -3 is not allowed"),
+    ("dcgan64", {"latent_size": 100, "depth": 9}, "config key 'depth' is not an argument of dcgan64"),
+    ("stylegan2", {"resolution": 48}, "resolution = 48 is not allowed for stylegan2"),
+    ("stylegan2", {"image_channels": 1}, "image_channels = 1 is not allowed"),
+    ("stylegan2", {"architecture": "resnet"}, "architecture = 'resnet' is not allowed"),
+    ("stylegan9", {}, "architecture 'stylegan9' is not one mgan has"),
+    ("dcgan64", [1, 2], "no architecture/config"),
+    ("dcgan64", {"latent_size": 100, "width": 64}, "does not fit dcgan64"),  # valid config, no tensors
+])
+def test_safetensors_config_is_validated_before_building(tmp_path: Path, architecture, config, message) -> None:
+    path = _tiny_safetensors(tmp_path / "tiny.safetensors", architecture, config)
+    assert path.stat().st_size < 400
+    with pytest.raises(UnknownFormatError, match=message):
+        READERS.get("mgan-safetensors")(path)
+
+
+def test_oversized_safetensors_config_costs_no_memory(tmp_path: Path) -> None:
+    from tests.helpers import run_bounded
+
+    # within every range, but describes a 1 GB model: refused from the header before any allocation
+    path = _tiny_safetensors(tmp_path / "big.safetensors", "dcgan64", {"latent_size": 4096, "width": 1024})
+    code = f"""
+from mgan_cli.formats import READERS
+from mgan_cli.errors import UnknownFormatError
+try:
+    READERS.get('mgan-safetensors')({str(path)!r})
+except UnknownFormatError as exc:
+    print('refused', str(exc)[:200])
+"""
+    status, output, _, peak_mb = run_bounded(code, timeout=120, max_rss_mb=1200)
+    assert status == 0 and "refused" in output and "does not fit dcgan64" in output, output
+    assert peak_mb < 1200
+
+
+def _genforce_stylegan2_state(**config: object) -> dict[str, torch.Tensor]:
+    return dict(_random("stylegan2", 8, **{**STYLEGAN2_SMALL, **config}).state_dict())
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda s: {**s, "synthesis.skip1.weight": torch.zeros(64, 64, 1, 1)}, "'resnet' architecture"),
+    (lambda s: {k: v for k, v in s.items() if not k.startswith("synthesis.output") or "output3" in k},
+     "'origin' architecture"),
+])
+def test_genforce_stylegan2_other_architectures_say_so(tmp_path: Path, edit, message: str) -> None:
+    path = tmp_path / "g.pth"
+    torch.save(edit(_genforce_stylegan2_state()), path)
+    with pytest.raises(UnknownFormatError, match=message):
+        READERS.get("genforce-stylegan2")(path)
+
+
+def test_single_channel_generators_are_refused_at_import(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    path = tmp_path / "grey.pth"
+    torch.save(_genforce_stylegan2_state(image_channels=1), path)
+    with pytest.raises(UnknownFormatError, match="1-channel generator; mgan imports RGB generators only"):
+        import_generator(path, "grey", store=store)
+    grey_pggan = tmp_path / "grey_pggan.pth"
+    torch.save(_random("pggan", 9, **PGGAN_SMALL, image_channels=1).state_dict(), grey_pggan)
+    with pytest.raises(UnknownFormatError, match="1-channel generator"):
+        import_generator(grey_pggan, "grey-pggan", store=store)
+    assert not list_imported(store)
+
+
+class _RunsCode:
+    def __reduce__(self) -> tuple:
+        import os
+
+        return os.system, ("true",)
+
+
+@pytest.mark.parametrize("reader", ["genforce-stylegan2", "genforce-pggan", "rosinality", "dcgan32-state-dict"])
+def test_torch_refusals_are_in_mgans_words(tmp_path: Path, reader: str) -> None:
+    path = tmp_path / "evil.pth"
+    torch.save({"g_ema": {"w": _RunsCode()}}, path)
+    with pytest.raises(UnsafePickleError) as info:
+        READERS.get(reader)(path)
+    message = str(info.value)
+    assert "refused to load: the file names 'posix.system'" in message or "'nt.system'" in message
+    assert "weights_only" not in message and "\n" not in message

@@ -12,13 +12,11 @@ import torch
 
 from mgan_cli.errors import UnknownFormatError
 from mgan_cli.formats.base import READERS, GeneratorWeights
+from mgan_cli.formats.torch_files import load_torch_file
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for non-torch files
-        raise UnknownFormatError(f"{path}: not a torch weights file ({exc.__class__.__name__})") from exc
+    return load_torch_file(path)
 
 
 def _rename(state: dict[str, torch.Tensor], rename: dict[str, str], path: Path) -> dict[str, torch.Tensor]:

@@ -13,7 +13,6 @@ Registered readers: ``genforce-pggan`` (``pggan_*.pth``) and ``genforce-stylegan
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,8 +20,9 @@ from typing import Any
 
 import torch
 
-from mgan_cli.errors import UnknownFormatError, UnsafePickleError
+from mgan_cli.errors import UnknownFormatError
 from mgan_cli.formats.base import READERS, GeneratorWeights, require_fit
+from mgan_cli.formats.torch_files import load_torch_file
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_PROTO = b"\x80"  # a pickle's PROTO opcode (torch's legacy format starts with one)
@@ -34,21 +34,7 @@ def load_genforce_state(path: Path) -> dict[str, torch.Tensor]:
     A file that is neither a torch zip archive nor a pickle is an :class:`UnknownFormatError`; a pickle
     that names anything beyond tensors and containers is refused with :class:`UnsafePickleError`.
     """
-    try:
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
-    except OSError as exc:
-        raise UnknownFormatError(f"{path}: cannot read ({exc})") from exc
-    if magic != _ZIP_MAGIC and magic[:1] != _PICKLE_PROTO:
-        raise UnknownFormatError(f"{path}: not a torch weights file (neither a zip archive nor a pickle)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        detail = [line for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line]
-        raise UnsafePickleError(f"{path}: refused to unpickle — the file asks for more than tensors and "
-                                f"containers ({(detail or ['weights-only load failed'])[0][:200]})") from exc
-    except Exception as exc:  # torch raises several types for files that are not torch archives
-        raise UnknownFormatError(f"{path}: not a torch weights file ({exc.__class__.__name__}: {exc})") from exc
+    state = load_torch_file(path)
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UnknownFormatError(f"{path}: expected a state dict (name -> tensor), got {type(state).__name__}")
     return dict(state)

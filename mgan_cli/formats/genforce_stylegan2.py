@@ -13,6 +13,7 @@ Every StyleGAN2 reader (rosinality, NVlabs, TF) converts into this layout and th
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 
 from mgan_cli.errors import UnknownFormatError
 from mgan_cli.formats.base import READERS, GeneratorWeights, require_fit
+from mgan_cli.formats.torch_files import load_torch_file
 from mgan_cli.generators import stylegan2 as sg2
 from mgan_cli.generators.layers import channels_at
 
@@ -55,6 +57,22 @@ def infer_config(state: Mapping[str, torch.Tensor], source: str = "weights") -> 
             "mapping_hidden": None if hidden in (None, fmaps_max) else int(hidden)}
 
 
+def refuse_other_architectures(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse genforce StyleGAN2 files of the 'resnet' or 'origin' architectures (they have residual convs, or
+    an output layer only at the last resolution) and non-RGB ones: mgan implements the 3-channel 'skip' net."""
+    outputs = sorted({int(m.group(1)) for k in state if (m := re.match(r"synthesis\.output(\d+)\.", k))})
+    if any(re.match(r"synthesis\.(skip|residual)\d*\.", k) for k in state):
+        raise UnknownFormatError(f"{source}: a genforce StyleGAN2 with the 'resnet' architecture (residual "
+                                 "convolutions); mgan implements only 'skip'")
+    if len(outputs) == 1 and outputs[0] > 0:
+        raise UnknownFormatError(f"{source}: a genforce StyleGAN2 with the 'origin' architecture (an output layer "
+                                 "only at the last resolution); mgan implements only 'skip'")
+    rgb = state.get("synthesis.output0.weight")
+    if rgb is not None and rgb.dim() == 4 and rgb.shape[3] != 3:
+        raise UnknownFormatError(f"{source}: a {rgb.shape[3]}-channel generator; mgan imports RGB generators only "
+                                 "(its tasks, metrics and reports are RGB)")
+
+
 def check_shapes(config: Mapping[str, object], state: Mapping[str, torch.Tensor], source: str) -> None:
     """Raise :class:`UnknownFormatError` unless ``state`` has exactly the keys and shapes of ``stylegan2(**config)``."""
     require_fit("stylegan2", config, state, source)
@@ -83,13 +101,11 @@ def mean_w(config: Mapping[str, object], state: Mapping[str, torch.Tensor], samp
 @READERS.register("genforce-stylegan2")
 def read_genforce_stylegan2(path: Path) -> GeneratorWeights:
     """A genforce ``StyleGAN2GeneratorNet`` state dict → ``stylegan2`` (truncation psi 0.5 on all rows)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for non-torch files
-        raise UnknownFormatError(f"{path}: not a torch weights file ({exc.__class__.__name__})") from exc
+    state = load_torch_file(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UnknownFormatError(f"{path}: expected a state dict of tensors")
     state = {k: v for k, v in state.items() if k != "truncation.truncation"}
+    refuse_other_architectures(state, str(path))
     config = infer_config(state, str(path))
     num_layers = 2 * (int(config["resolution"]).bit_length() - 1) - 2  # type: ignore[call-overload]
     config.update(truncation_psi=GENFORCE_TRUNCATION_PSI,

@@ -25,7 +25,6 @@ is tested with ``tests/fixtures/official_layouts.pt`` (see ``tests/test_genforce
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -33,10 +32,11 @@ from typing import Any
 
 import torch
 
-from mgan_cli.errors import UnknownFormatError, UnsafePickleError
+from mgan_cli.errors import UnknownFormatError
 from mgan_cli.formats import genforce_stylegan2 as sg2_layout
 from mgan_cli.formats.base import READERS, GeneratorWeights
 from mgan_cli.formats.genforce import pggan_weights, stylegan_weights
+from mgan_cli.formats.torch_files import load_torch_file
 
 #: InterFaceGAN's StyleGAN wrapper defaults (models/model_settings.py)
 INTERFACEGAN_TRUNCATION_PSI = 0.7
@@ -44,20 +44,7 @@ INTERFACEGAN_TRUNCATION_LAYERS = 8
 
 
 def _torch_load(path: Path) -> Any:
-    try:
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
-    except OSError as exc:
-        raise UnknownFormatError(f"{path}: cannot read ({exc})") from exc
-    if magic != b"PK\x03\x04" and magic[:1] != b"\x80":
-        raise UnknownFormatError(f"{path}: not a torch weights file (neither a zip archive nor a pickle)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UnsafePickleError(f"{path}: refused to unpickle — the file asks for more than tensors and "
-                                f"containers ({str(exc).splitlines()[0][:200]})") from exc
-    except Exception as exc:  # torch raises several types for files that are not torch archives
-        raise UnknownFormatError(f"{path}: not a torch weights file ({exc.__class__.__name__}: {exc})") from exc
+    return load_torch_file(path)
 
 
 def _tensor_dict(value: Any) -> bool:

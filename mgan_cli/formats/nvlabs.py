@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from mgan_cli.formats import genforce_stylegan2 as sg2_layout
 from mgan_cli.formats.base import READERS, GeneratorWeights, require_fit
 from mgan_cli.generators import stylegan2 as sg2
 from mgan_cli.safe_pickle import InertObject, charge, plain_data, safe_load
+from mgan_cli.settings_schema import SpecError, ValueSpec
 
 #: persistence version this reader understands (stylegan2-ada-pytorch and stylegan3 both write 6)
 PERSISTENCE_VERSION = 6
@@ -73,10 +75,16 @@ def _load_storage(data: bytes) -> Any:
         raise UnsafePickleError("refused a storage that is not a byte string")
     charge(len(data), "a storage")
     storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
-    nbytes = storage.nbytes() if hasattr(storage, "nbytes") else None
+    nbytes = _storage_bytes(storage)
     if nbytes is None or nbytes > len(data):
         raise UnsafePickleError(f"refused a storage of {nbytes} bytes from a {len(data)}-byte record")
     return storage
+
+
+def _storage_bytes(storage: Any) -> int | None:
+    """Bytes held by a (typed or untyped) storage, without TypedStorage's deprecation warning."""
+    untyped = getattr(storage, "_untyped_storage", storage)
+    return untyped.nbytes() if isinstance(untyped, torch.UntypedStorage) else None
 
 
 def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None, *rest: Any) -> Any:
@@ -93,7 +101,9 @@ def _rebuild_tensor(storage: Any, *args: Any) -> torch.Tensor:
     if not isinstance(size, tuple | torch.Size) or not all(isinstance(n, int) and n >= 0 for n in size) \
             or not isinstance(offset, int) or offset < 0:
         raise UnsafePickleError(f"refused to rebuild a tensor of size {size!r} at offset {offset!r}")
-    held = storage.size() if isinstance(storage, torch.storage.TypedStorage) else storage.nbytes()
+    nbytes = _storage_bytes(storage) or 0
+    held = nbytes // torch.empty((), dtype=storage.dtype).element_size() \
+        if isinstance(storage, torch.storage.TypedStorage) else nbytes
     if offset + math.prod(size) > held:  # a tiny storage seen as a huge tensor (e.g. stride 0) is refused
         raise UnsafePickleError(f"refused a tensor of {math.prod(size)} elements over a storage of {held}")
     return torch._utils._rebuild_tensor_v2(storage, *args)
@@ -218,14 +228,109 @@ def genforce_to_nvlabs(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
     return out
 
 
+@dataclass(frozen=True)
+class InitKwarg:
+    """One NVlabs constructor argument: the values mgan implements (``allowed``: exact values, or ``spec``: a
+    range; neither = any value), and ``why`` for the refusal message or for what mgan does with it."""
+
+    allowed: tuple[Any, ...] = ()
+    spec: ValueSpec | None = None
+    why: str = ""
+
+    def refusal(self, value: Any) -> str | None:
+        """``None`` if mgan implements ``value``, else what it implements."""
+        if self.allowed:
+            return None if any(_same(value, a) for a in self.allowed) \
+                else f"mgan implements {' or '.join(repr(a) for a in self.allowed)}{self.why}"
+        if self.spec is not None:
+            try:
+                self.spec.check(value)
+            except SpecError as exc:
+                return str(exc)
+        return None
+
+
+def _same(value: Any, allowed: Any) -> bool:
+    """Equal and of the same kind (``True`` is not ``1``; lists and tuples compare as sequences)."""
+    if isinstance(value, list | tuple) and isinstance(allowed, list | tuple):
+        return len(value) == len(allowed) and all(_same(v, a) for v, a in zip(value, allowed, strict=True))
+    return type(value) is type(allowed) and value == allowed
+
+
+_INT = ValueSpec("int", minimum=1, maximum=65536)
+_IGNORED = InitKwarg(why="; a training or speed setting with no effect on the images")
+
+#: ``G_ema``'s ``_init_kwargs`` mgan's ``stylegan2`` implements, per block (``""`` = the Generator's own;
+#: ``mapping_kwargs`` → MappingNetwork; ``synthesis_kwargs`` → SynthesisNetwork, SynthesisBlock and
+#: SynthesisLayer, which all receive them). A key not listed here, or a value not allowed, is refused.
+STYLEGAN2_INIT_KWARGS: dict[str, dict[str, InitKwarg]] = {
+    "": {
+        "z_dim": InitKwarg(spec=_INT), "w_dim": InitKwarg(spec=_INT),
+        "c_dim": InitKwarg((0,), why=" (class-conditional generators are not supported)"),
+        "img_resolution": InitKwarg(spec=ValueSpec("int", minimum=4, maximum=8192)),
+        "img_channels": InitKwarg((3,), why=" (RGB; single-channel generators are refused at import: mgan's "
+                                           "tasks, metrics and reports are RGB)"),
+        "mapping_kwargs": InitKwarg(), "synthesis_kwargs": InitKwarg(),
+    },
+    "mapping_kwargs": {
+        "num_layers": InitKwarg(spec=ValueSpec("int", minimum=1, maximum=64)),
+        "layer_features": InitKwarg(spec=ValueSpec("int", minimum=1, maximum=65536, nullable=True)),
+        "embed_features": InitKwarg((None,), why=" (an embedding exists only for c_dim > 0)"),
+        "activation": InitKwarg(("lrelu",), why=" (leaky ReLU 0.2 with gain sqrt(2))"),
+        "lr_multiplier": InitKwarg(spec=ValueSpec("float", minimum=0, min_open=True)),
+        "w_avg_beta": _IGNORED,
+    },
+    "synthesis_kwargs": {
+        "channel_base": InitKwarg(spec=ValueSpec("int", minimum=1, maximum=2**24)),
+        "channel_max": InitKwarg(spec=_INT),
+        "num_fp16_res": InitKwarg(spec=ValueSpec("int", minimum=0), why="; mgan computes in float32"),
+        "conv_clamp": InitKwarg(spec=ValueSpec("float", minimum=0, min_open=True, nullable=True)),
+        "architecture": InitKwarg(("skip",), why=" (the 'skip' generator of configs E and F; 'orig' and "
+                                                 "'resnet' are not implemented)"),
+        "resample_filter": InitKwarg(([1, 3, 3, 1],)),
+        "use_noise": InitKwarg((True,), why=" (the stored noise_const buffers)"),
+        "activation": InitKwarg(("lrelu",), why=" (leaky ReLU 0.2 with gain sqrt(2))"),
+        "kernel_size": InitKwarg((3,)),
+        "fp16_channels_last": _IGNORED, "channels_last": _IGNORED, "use_fp16": _IGNORED,
+        "fused_modconv_default": _IGNORED,
+    },
+}
+#: NVlabs init-kwarg tables per mgan architecture (a reader for another architecture adds its own)
+INIT_KWARGS: dict[str, dict[str, dict[str, InitKwarg]]] = {"stylegan2": STYLEGAN2_INIT_KWARGS}
+
+
+def check_init_kwargs(kwargs: Mapping[str, Any], table: Mapping[str, Mapping[str, InitKwarg]],
+                      source: str = "weights") -> None:
+    """Refuse (:class:`UnknownFormatError`) any init kwarg ``table`` does not list, or a value it does not allow.
+
+    Sub-blocks given as ``mapping_kwargs`` / ``synthesis_kwargs`` are checked against their table; keys of a
+    block that is not given as a dict (the stylegan3 repository passes ``**synthesis_kwargs`` flat) are looked
+    up in it too.
+    """
+    nested = {name for name in table if name and isinstance(kwargs.get(name), Mapping)}
+    flat = {k: v for k, v in kwargs.items() if k not in nested}
+    blocks: list[tuple[str, Mapping[str, Any], dict[str, InitKwarg]]] = [
+        ("", flat, {**table[""], **{k: v for name in table if name and name not in nested
+                                    for k, v in table[name].items()}})]
+    blocks += [(name, kwargs[name], dict(table[name])) for name in sorted(nested)]
+    for block, values, known in blocks:
+        for key, value in values.items():
+            where = f"{block}.{key}" if block else key
+            if key not in known:
+                raise UnknownFormatError(f"{source}: NVlabs init kwarg {where}={value!r} is not one mgan knows, "
+                                         "so it cannot say the generator would render the same; not imported")
+            refusal = known[key].refusal(value)
+            if refusal is not None:
+                raise UnknownFormatError(f"{source}: NVlabs init kwarg {where}={value!r} is not supported: "
+                                         f"{refusal}")
+
+
 def config_from_init_kwargs(kwargs: Mapping[str, Any], source: str = "weights") -> dict[str, Any]:
-    """``stylegan2`` constructor kwargs from an NVlabs ``Generator``'s ``init_kwargs`` (truncation off)."""
-    if int(kwargs.get("c_dim") or 0) != 0:
-        raise UnknownFormatError(f"{source}: a class-conditional generator (c_dim > 0) is not supported")
+    """``stylegan2`` constructor kwargs from an NVlabs ``Generator``'s ``init_kwargs`` (truncation off), after
+    :func:`check_init_kwargs` against :data:`STYLEGAN2_INIT_KWARGS`."""
+    check_init_kwargs(kwargs, STYLEGAN2_INIT_KWARGS, source)
     mapping = kwargs.get("mapping_kwargs") or {}
     synthesis = kwargs.get("synthesis_kwargs", kwargs) or {}
-    if list(synthesis.get("resample_filter") or [1, 3, 3, 1]) != [1, 3, 3, 1]:
-        raise UnknownFormatError(f"{source}: resample_filter {synthesis.get('resample_filter')} is not [1,3,3,1]")
     try:
         w_dim = int(kwargs["w_dim"])
         clamp = synthesis.get("conv_clamp")
@@ -344,6 +449,23 @@ def read_stylegan3(state: Mapping[str, torch.Tensor], kwargs: Any, source: str) 
     return config, converted
 
 
+def architecture_from_keys(state: Mapping[str, torch.Tensor], source: str = "weights") -> None:
+    """For pickles without ``_init_kwargs``: refuse what the tensors show is not a 3-channel 'skip' StyleGAN2
+    ('resnet' blocks have ``skip`` convolutions; 'orig' has a toRGB only in its last block)."""
+    blocks = sorted({int(k.split(".")[1][1:]) for k in state if re.match(r"synthesis\.b\d+\.", k)})
+    if any(re.match(r"synthesis\.b\d+\.skip\.", k) for k in state):
+        raise UnknownFormatError(f"{source}: an NVlabs StyleGAN2 with the 'resnet' architecture (skip convolutions "
+                                 "in its blocks); mgan implements only 'skip'")
+    if blocks and len(blocks) > 1 and f"synthesis.b{blocks[0]}.torgb.weight" not in state \
+            and f"synthesis.b{blocks[-1]}.torgb.weight" in state:
+        raise UnknownFormatError(f"{source}: an NVlabs StyleGAN2 with the 'orig' architecture (a toRGB only in "
+                                 "its last block); mgan implements only 'skip'")
+    torgb = state.get(f"synthesis.b{blocks[-1]}.torgb.weight") if blocks else None
+    if torgb is not None and torgb.shape[0] != 3:
+        raise UnknownFormatError(f"{source}: a {torgb.shape[0]}-channel generator; mgan imports RGB generators "
+                                 "only (its tasks, metrics and reports are RGB)")
+
+
 @READERS.register("nvlabs-pickle")
 def read_nvlabs_pickle(path: Path) -> GeneratorWeights:
     """An NVlabs stylegan2-ada-pytorch / stylegan3 ``.pkl``: ``G_ema`` → ``stylegan2``, or ``stylegan3`` for
@@ -360,15 +482,20 @@ def read_nvlabs_pickle(path: Path) -> GeneratorWeights:
     if isinstance(g_ema, PersistentObject) and g_ema.version != PERSISTENCE_VERSION:
         raise UnknownFormatError(f"{path}: torch_utils.persistence version {g_ema.version} is not supported")
     class_name = g_ema.class_name if isinstance(g_ema, PersistentObject) else type(g_ema).__name__
+    module_state = _module_state(g_ema)
+    if module_state.get("_init_args"):
+        raise UnknownFormatError(f"{path}: G_ema was built with positional arguments "
+                                 f"{plain_data(module_state['_init_args'])!r}, which mgan cannot interpret")
     tensors = flatten_module(g_ema)
-    kwargs = plain_data(_module_state(g_ema).get("_init_kwargs"))
+    kwargs = plain_data(module_state.get("_init_kwargs"))
     if any(key.startswith("synthesis.input.") for key in tensors):
         config, state = read_stylegan3(tensors, kwargs, str(path))
         return GeneratorWeights("stylegan3", config, state, {"format": "nvlabs-pickle", "class_name": class_name})
-    state = nvlabs_to_genforce(tensors, str(path))
-    if isinstance(kwargs, dict) and kwargs:
-        config = config_from_init_kwargs(kwargs, str(path))
-    else:  # no constructor record: shapes give everything but conv_clamp
+    config = config_from_init_kwargs(kwargs, str(path)) if isinstance(kwargs, dict) and kwargs else None
+    if config is None:
+        architecture_from_keys(tensors, str(path))
+    state = nvlabs_to_genforce(tensors, str(path))  # converted only once the config says mgan implements it
+    if config is None:  # no constructor record: shapes give everything but conv_clamp
         config = {**sg2_layout.infer_config(state, str(path)), "truncation_psi": None, "truncation_layers": None}
     if "truncation.w_avg" not in state:
         state["truncation.w_avg"] = sg2_layout.mean_w(config, state)

@@ -37,9 +37,10 @@ from typing import Any
 
 import torch
 
-from mgan_cli.errors import UnknownFormatError, UnsafePickleError
+from mgan_cli.errors import UnknownFormatError
 from mgan_cli.formats import genforce_stylegan2 as sg2_layout
 from mgan_cli.formats.base import READERS, GeneratorWeights
+from mgan_cli.formats.torch_files import load_torch_file
 from mgan_cli.generators import stylegan2 as sg2
 
 
@@ -120,14 +121,7 @@ def genforce_to_rosinality(state: Mapping[str, torch.Tensor]) -> dict[str, torch
 
 
 def _load(path: Path) -> Any:
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types; an unpickling refusal is one of them
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            raise UnsafePickleError(f"{path}: refused to load — the file names code outside the allow-list "
-                                    f"({str(exc).splitlines()[0][:200]})") from exc
-        raise UnknownFormatError(f"{path}: not a torch checkpoint ({exc.__class__.__name__})") from exc
+    return load_torch_file(path, safe_globals=[argparse.Namespace])
 
 
 @READERS.register("rosinality")

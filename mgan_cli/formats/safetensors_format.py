@@ -22,8 +22,9 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from mgan_cli.errors import ChecksumError, UnknownFormatError
-from mgan_cli.formats.base import READERS, GeneratorWeights
+from mgan_cli.errors import ChecksumError, ConfigurationError, UnknownFormatError
+from mgan_cli.formats.base import READERS, GeneratorWeights, expected_shapes, state_dict_fit
+from mgan_cli.formats.config_checks import check_config
 from mgan_cli.weight_store import sha256_of
 
 WEIGHTS_FILE = "weights.safetensors"
@@ -70,6 +71,20 @@ def _header(weights_file: Path) -> dict[str, Any]:
         raise UnknownFormatError(f"{weights_file}: bad '{HEADER_KEY}' header metadata ({exc})") from exc
 
 
+class _Shape:
+    def __init__(self, shape: list[int]) -> None:
+        self.shape = tuple(shape)
+
+
+def _header_shapes(weights_file: Path) -> dict[str, _Shape]:
+    """``{key: object with .shape}`` from the safetensors header alone (no tensor data read)."""
+    try:
+        with safe_open(str(weights_file), framework="pt") as handle:
+            return {key: _Shape(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UnknownFormatError(f"{weights_file}: not a safetensors file ({exc})") from exc
+
+
 @READERS.register("mgan-safetensors")
 def read_mgan_safetensors(path: Path) -> GeneratorWeights:
     """An imported generator folder (or its ``.safetensors``) → its architecture, config and state dict."""
@@ -86,6 +101,16 @@ def read_mgan_safetensors(path: Path) -> GeneratorWeights:
         if actual != expected_sha:
             raise ChecksumError(f"{weights_file} has sha256 {actual[:12]}…, but {info_file} records "
                                 f"{str(expected_sha)[:12]}…: the file changed since it was imported; import it again")
+    check_config(spec["architecture"], spec["config"], str(info_file or weights_file))
+    try:
+        expected = expected_shapes(str(spec["architecture"]), spec["config"])
+    except (TypeError, ValueError, ConfigurationError) as exc:
+        raise UnknownFormatError(f"{weights_file}: config {spec['config']} cannot build "
+                                 f"{spec['architecture']} ({exc})") from None
+    fit = state_dict_fit(expected, _header_shapes(weights_file))  # before a byte of tensor data is read
+    if not fit.fits:
+        raise UnknownFormatError(f"{weights_file}: does not fit {spec['architecture']} {spec['config']} — "
+                                 f"{fit.describe()}")
     state = load_file(str(weights_file), device="cpu")
     metadata = {"format": "mgan-safetensors", "path": str(weights_file),
                 **{k: v for k, v in info.items() if k not in ("architecture", "config")}}

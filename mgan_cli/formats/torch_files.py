@@ -1,0 +1,60 @@
+"""Reading ``torch.save`` files as data: ``torch.load(weights_only=True)``, its refusals in mgan's own words.
+
+torch's weights-only unpickler admits tensors, storages and plain containers (plus the ``safe_globals`` a
+reader names); a file naming anything else is refused. torch's own message for that advises re-running with
+``weights_only=False``, which would run whatever the file names: mgan never says that. :func:`load_torch_file`
+raises :class:`~mgan_cli.errors.UnsafePickleError` naming the refused global, and
+:class:`~mgan_cli.errors.UnknownFormatError` saying why a file is not a torch archive at all.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mgan_cli.errors import UnknownFormatError, UnsafePickleError
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+_PICKLE_PROTO = b"\x80"  # a pickle's PROTO opcode (torch's legacy format starts with one)
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def refused_global(message: str) -> str | None:
+    """The ``module.name`` torch's weights-only unpickler refused, from its error message (None if none)."""
+    found = _GLOBAL.search(message)
+    return found.group(1) if found else None
+
+
+def load_torch_file(path: Path, safe_globals: Iterable[Any] = ()) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, refusals and damage as one-line mgan errors."""
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise UnknownFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if magic != _ZIP_MAGIC and magic[:1] != _PICKLE_PROTO:
+        raise UnknownFormatError(f"{path}: not a torch weights file (neither a zip archive nor a pickle)")
+    try:
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        name = refused_global(str(exc))
+        if name is not None:
+            raise UnsafePickleError(f"{path}: refused to load: the file names '{name}', which is not a tensor or "
+                                    "a container; weight files are read as data (the file may try to run code, "
+                                    "or is not a weight file mgan reads)") from None
+        raise UnknownFormatError(f"{path}: a damaged or unreadable torch file ({_first_line(exc)})") from None
+    except RecursionError:
+        raise UnsafePickleError(f"{path}: refused to load: nested too deeply to be a weight file") from None
+    except Exception as exc:  # torch raises several types for files that are not torch archives
+        raise UnknownFormatError(f"{path}: not a torch weights file ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and "weights_only" not in line]
+    return f"{exc.__class__.__name__}: {lines[0][:200]}" if lines else exc.__class__.__name__
