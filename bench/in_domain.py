@@ -1,12 +1,13 @@
 """In-domain inversion: images rendered by a generator from hidden codes, recovered by multi-code inversion.
 
-    python -m bench.in_domain [--targets 2] [--pggan-iterations 600] [--stylegan2-iterations 200] [--threads 1]
+    python -m bench.in_domain [--targets 2] [--pggan-iterations 600] [--stylegan2-iterations 200]
+                             [--stylegan3-iterations 200] [--threads 1] [--only stylegan3]
 
-For PGGAN-256 and StyleGAN2-256 with reduced channel widths (see :data:`CONFIGS`; full widths are far
+For PGGAN-256, StyleGAN2-256 and StyleGAN3-t-64 with reduced channel widths (see :data:`CONFIGS`; full widths are far
 too slow on a CPU), randomly initialised with fixed seeds (:func:`random_generator`), K targets are
 rendered from hidden random codes (seeds disjoint from the inversion's), clamped to [-1, 1], and inverted
 with the engine (:func:`mgan_cli.engine.invert`, identity degradation, pixel MSE only: λ = 0) by
-multi-code (N codes at layer ℓ) and by single-code baselines (N = 1 at the same ℓ; for StyleGAN2 also
+multi-code (N codes at layer ℓ) and by single-code baselines (N = 1 at the same ℓ; for the StyleGANs also
 plain w+ optimisation, no split). Prints a markdown table: mean PSNR / SSIM / LPIPS over the targets
 (``mgan_cli.metrics.compute_metrics`` on uint8 images) and CPU seconds per iteration.
 """
@@ -38,6 +39,9 @@ CONFIGS: dict[str, dict[str, object]] = {
     "pggan": {"resolution": 256, "z_dim": 64, "fmaps_base": 2048, "fmaps_max": 64},
     "stylegan2": {"resolution": 256, "z_dim": 64, "w_dim": 64, "fmaps_base": 2048, "fmaps_max": 64,
                   "truncation_psi": None},
+    # StyleGAN3-t at 64×64 (the issue's size; a 256² StyleGAN3 is far slower on a CPU): 15 layers + toRGB,
+    # channels min(channel_base / 2 / cutoff, 32), sampling rates 16 … 64
+    "stylegan3": {"resolution": 64, "z_dim": 64, "w_dim": 64, "channel_base": 1024, "channel_max": 32},
 }
 
 #: (parameter-name regex, std) per architecture, first match wins: the golden fixtures' TF-like init
@@ -49,6 +53,11 @@ INIT_RULES: dict[str, tuple[tuple[str, float], ...]] = {
                   (r"early_layer\.const$", 1.0), (r"\.style\.fc\.weight$", 1.0), (r"\.style\.bias$", 0.1),
                   (r"noise_strength$", 0.1), (r"output\d+\.weight$", 0.2), (r"layer\d+\.weight$", 1.0),
                   (r"(layer|output)\d+\.bias$", 0.1)),
+    # the golden StyleGAN3 rules; the affines' biases keep their constructor value (1; input [1, 0, 0, 0])
+    "stylegan3": ((r"^mapping\.dense\d+\.fc\.weight$", 100.0), (r"^mapping\.dense\d+\.bias$", 10.0),
+                  (r"^synthesis\.input\.weight$", 1.0), (r"^synthesis\.input\.affine\.weight$", 0.1),
+                  (r"\.affine\.weight$", 1.0), (r"_3\.weight$", 4.0), (r"L\d+_\d+_\d+\.weight$", 1.0),
+                  (r"L\d+_\d+_\d+\.bias$", 0.1)),
 }
 #: z samples averaged for StyleGAN2's ``w_avg`` (the golden protocol uses 1000).
 W_AVG_SAMPLES = 2000
@@ -125,7 +134,8 @@ def evaluate(generator: Generator, targets: torch.Tensor, run: Run, seeds: Seque
 
 
 def default_runs(iterations: Mapping[str, int]) -> list[Run]:
-    """The benchmark's rows: multi-code vs single-code at the same ℓ (and plain w+ for StyleGAN2).
+    """The benchmark's rows: multi-code vs single-code at the same ℓ (and plain w+ for the StyleGANs; StyleGAN3
+    composes at ℓ 5, the last layer at sampling rate 16).
 
     Adam, lr 0.1, constant schedule (a cosine decay over these short runs stops too early), α's lr
     the engine's default lr / N.
@@ -140,13 +150,17 @@ def default_runs(iterations: Mapping[str, int]) -> list[Run]:
         Run("stylegan2", "multi-code", style),
         Run("stylegan2", "single-code", replace(style, codes=1)),
         Run("stylegan2", "w+", replace(style, codes=1, space="w+")),
+        Run("stylegan3", "multi-code", replace(style, layer=5, iterations=iterations["stylegan3"])),
+        Run("stylegan3", "single-code", replace(style, layer=5, codes=1, iterations=iterations["stylegan3"])),
+        Run("stylegan3", "w+", replace(style, codes=1, space="w+", iterations=iterations["stylegan3"])),
     ]
 
 
 def describe(architecture: str) -> str:
     config = CONFIGS[architecture]
-    return (f"{architecture} {config['resolution']}² base {config['fmaps_base']} max {config['fmaps_max']} "
-            f"z {config['z_dim']}")
+    base = config.get("fmaps_base", config.get("channel_base"))
+    most = config.get("fmaps_max", config.get("channel_max"))
+    return f"{architecture} {config['resolution']}² base {base} max {most} z {config['z_dim']}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -154,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--targets", type=int, default=2, help="K images per generator")
     parser.add_argument("--pggan-iterations", type=int, default=600)
     parser.add_argument("--stylegan2-iterations", type=int, default=200)
+    parser.add_argument("--stylegan3-iterations", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--generator-seed", type=int, default=0)
     parser.add_argument("--only", choices=sorted(CONFIGS), default=None, help="one generator only")
@@ -166,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("| generator | method | space | ℓ | N | iterations | optimizer / lr | PSNR (dB) | SSIM | LPIPS | s / iter |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     generators: dict[str, tuple[Generator, torch.Tensor]] = {}
-    for run in default_runs({"pggan": args.pggan_iterations, "stylegan2": args.stylegan2_iterations}):
+    for run in default_runs({"pggan": args.pggan_iterations, "stylegan2": args.stylegan2_iterations,
+                              "stylegan3": args.stylegan3_iterations}):
         if args.only and run.architecture != args.only:
             continue
         if run.architecture not in generators:

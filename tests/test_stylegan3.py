@@ -255,8 +255,13 @@ def test_layers_and_exact_splits(golden: dict) -> None:
     (32, 1, 1, 1, 1, (0, 0, 0, 0), False),            # toRGB: bias and clamp only
     (11, 3, 2, 7, 5, (2, -1, 3, 0), False),           # odd taps, taps not a multiple of up, uneven padding
 ])
+@pytest.mark.parametrize("path", ["matmul", "conv"])
 def test_filtered_lrelu_matches_the_textbook_pipeline(size: int, up: int, down: int, up_taps: int, down_taps: int,
-                                                      padding: tuple[int, int, int, int], radial: bool) -> None:
+                                                      padding: tuple[int, int, int, int], radial: bool, path: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import mgan_cli.generators.filtered_lrelu as flr
+
+    monkeypatch.setattr(flr, "MATMUL_MAX_LENGTH", 10_000 if path == "matmul" else 0)
     rng = torch.Generator().manual_seed(size + up)
     x = torch.randn(2, 3, size, size + 1, generator=rng)
     bias = torch.randn(3, generator=rng)

@@ -23,6 +23,12 @@ Conversion (NVlabs → genforce, also :func:`nvlabs_to_genforce`): ``mapping.fc{
 to TF layout), ``affine.weight`` → ``style.fc.weight``, ``affine.bias - 1`` → ``style.bias``,
 ``noise_const`` → ``noise[None, None]``; the ``resample_filter`` buffers must be the [1,3,3,1] FIR.
 
+**StyleGAN3** (``networks_stylegan3.Generator``, recognised by its ``synthesis.input`` Fourier features) →
+``stylegan3`` (:mod:`mgan_cli.generators.stylegan3`): the synthesis keeps NVlabs' own keys, the mapping is
+renamed as above (:func:`nvlabs3_to_mgan`). Its config comes only from ``_init_kwargs``, each checked against
+:data:`STYLEGAN3_INIT_KWARGS` (an unknown kwarg, a wrong type, or kwargs that disagree with the tensors' shapes are
+refused; a snapshot without the record is refused, since cutoffs and filters are not in the shapes).
+
 Config: truncation off (NVlabs' ``truncation_psi=1`` default), ``conv_clamp`` from the pickle (None for
 TF-converted nets, 256 for nets trained with stylegan2-ada-pytorch), noise = the stored ``noise_const``
 (NVlabs ``noise_mode='const'``; its default 'random' redraws noise every call). ``num_fp16_res`` is
@@ -384,56 +390,70 @@ def mgan_to_nvlabs3(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     return out
 
 
-#: Every init kwarg of networks_stylegan3's ``Generator`` (with the ``SynthesisNetwork`` / ``SynthesisLayer``
-#: kwargs it passes on flat, and ``mapping_kwargs``): the ``stylegan3`` config key it sets and the type it
-#: must have, or ``None`` where it does not change what mgan renders (float32 inference, no training).
-#: Anything not listed is refused: mgan would not render it as the official code does.
-SG3_KWARGS: dict[str, tuple[str, type] | None] = {
-    "z_dim": ("z_dim", int), "w_dim": ("w_dim", int), "img_resolution": ("resolution", int),
-    "img_channels": ("image_channels", int), "channel_base": ("channel_base", int),
-    "channel_max": ("channel_max", int), "num_layers": ("num_layers", int), "num_critical": ("num_critical", int),
-    "first_cutoff": ("first_cutoff", float), "first_stopband": ("first_stopband", float),
-    "last_stopband_rel": ("last_stopband_rel", float), "margin_size": ("margin_size", int),
-    "output_scale": ("output_scale", float), "filter_size": ("filter_size", int),
-    "lrelu_upsampling": ("lrelu_upsampling", int), "conv_kernel": ("conv_kernel", int),
-    "use_radial_filters": ("use_radial_filters", bool), "conv_clamp": ("conv_clamp", float),
-    "num_fp16_res": None,  # fp16 on CUDA only; mgan renders float32 (NVlabs' force_fp32=True)
-    "magnitude_ema_beta": None,  # the EMA's decay during training; rendering reads the stored magnitude_ema
-}
-SG3_MAPPING_KWARGS: dict[str, tuple[str, type] | None] = {
-    "num_layers": ("num_mapping_layers", int), "lr_multiplier": ("mapping_lr_multiplier", float),
-    "w_avg_beta": None,  # the w_avg EMA's decay during training; the stored w_avg is used
-}
+_FLOAT_POSITIVE = ValueSpec("float", minimum=0, min_open=True)
 
-
-def _checked(name: str, value: Any, kind: type, source: str) -> Any:
-    if value is None and name == "conv_clamp":
-        return None
-    ok = isinstance(value, bool) if kind is bool else (
-        isinstance(value, int | float) and not isinstance(value, bool) and (kind is float or float(value).is_integer()))
-    if not ok:
-        raise UnknownFormatError(f"{source}: StyleGAN3 init kwarg {name}={value!r} is not a {kind.__name__}")
-    return kind(value)
+#: ``G_ema``'s ``_init_kwargs`` mgan's ``stylegan3`` implements (networks_stylegan3 passes the synthesis
+#: kwargs flat: they are looked up in ``synthesis_kwargs``), and the ``stylegan3`` config key each one sets
+#: (:data:`STYLEGAN3_CONFIG_KEYS`). A key not listed here, or a value not allowed, is refused.
+STYLEGAN3_INIT_KWARGS: dict[str, dict[str, InitKwarg]] = {
+    "": {
+        "z_dim": InitKwarg(spec=_INT), "w_dim": InitKwarg(spec=_INT),
+        "c_dim": InitKwarg((0,), why=" (class-conditional generators are not supported)"),
+        "img_resolution": InitKwarg(spec=ValueSpec("int", minimum=4, maximum=8192)),
+        "img_channels": InitKwarg((3,), why=" (RGB; mgan's tasks, metrics and reports are RGB)"),
+        "mapping_kwargs": InitKwarg(),
+    },
+    "mapping_kwargs": {
+        "num_layers": InitKwarg(spec=ValueSpec("int", minimum=1, maximum=64)),
+        "lr_multiplier": InitKwarg(spec=_FLOAT_POSITIVE),
+        "w_avg_beta": _IGNORED,
+    },
+    "synthesis_kwargs": {
+        "channel_base": InitKwarg(spec=ValueSpec("int", minimum=1, maximum=2**24)),
+        "channel_max": InitKwarg(spec=_INT),
+        "num_layers": InitKwarg(spec=ValueSpec("int", minimum=2, maximum=64)),
+        "num_critical": InitKwarg(spec=ValueSpec("int", minimum=0, maximum=64)),
+        "first_cutoff": InitKwarg(spec=_FLOAT_POSITIVE), "first_stopband": InitKwarg(spec=_FLOAT_POSITIVE),
+        "last_stopband_rel": InitKwarg(spec=_FLOAT_POSITIVE),
+        "margin_size": InitKwarg(spec=ValueSpec("int", minimum=0, maximum=1024)),
+        "output_scale": InitKwarg(spec=ValueSpec("float")),
+        "filter_size": InitKwarg(spec=ValueSpec("int", minimum=1, maximum=64)),
+        "lrelu_upsampling": InitKwarg(spec=ValueSpec("int", minimum=1, maximum=16)),
+        "conv_kernel": InitKwarg(spec=ValueSpec("int", minimum=1, maximum=15)),
+        "use_radial_filters": InitKwarg(spec=ValueSpec("bool")),
+        "conv_clamp": InitKwarg(spec=ValueSpec("float", minimum=0, min_open=True, nullable=True)),
+        "num_fp16_res": InitKwarg(spec=ValueSpec("int", minimum=0), why="; mgan computes in float32"),
+        "magnitude_ema_beta": _IGNORED,  # rendering reads the stored magnitude_ema
+    },
+}
+INIT_KWARGS["stylegan3"] = STYLEGAN3_INIT_KWARGS
+#: NVlabs init kwarg (block, key) → ``stylegan3`` config key; the others are checked and have no effect
+STYLEGAN3_CONFIG_KEYS: dict[tuple[str, str], str] = {
+    ("", "z_dim"): "z_dim", ("", "w_dim"): "w_dim", ("", "img_resolution"): "resolution",
+    ("", "img_channels"): "image_channels", ("mapping_kwargs", "num_layers"): "num_mapping_layers",
+    ("mapping_kwargs", "lr_multiplier"): "mapping_lr_multiplier",
+    **{("synthesis_kwargs", key): key for key in (
+        "channel_base", "channel_max", "num_layers", "num_critical", "first_cutoff", "first_stopband",
+        "last_stopband_rel", "margin_size", "output_scale", "filter_size", "lrelu_upsampling", "conv_kernel",
+        "use_radial_filters", "conv_clamp")},
+}
 
 
 def config_from_sg3_kwargs(kwargs: Mapping[str, Any], source: str = "weights") -> dict[str, Any]:
-    """``stylegan3`` constructor kwargs from an NVlabs StyleGAN3 ``Generator``'s ``init_kwargs``; every kwarg
-    is checked against :data:`SG3_KWARGS` / :data:`SG3_MAPPING_KWARGS` and anything else is refused."""
-    if int(kwargs.get("c_dim") or 0) != 0:
-        raise UnknownFormatError(f"{source}: a class-conditional generator (c_dim > 0) is not supported")
+    """``stylegan3`` constructor kwargs (truncation off) from an NVlabs StyleGAN3 ``Generator``'s ``init_kwargs``,
+    after :func:`check_init_kwargs` against :data:`STYLEGAN3_INIT_KWARGS`."""
+    check_init_kwargs(kwargs, STYLEGAN3_INIT_KWARGS, source)
+    blocks = {"": kwargs, "mapping_kwargs": kwargs.get("mapping_kwargs") or {},
+              "synthesis_kwargs": kwargs.get("synthesis_kwargs") or kwargs}
     config: dict[str, Any] = {"truncation_psi": None, "truncation_layers": None}
-    for table, values, where in ((SG3_KWARGS, {k: v for k, v in kwargs.items() if k not in ("c_dim", "mapping_kwargs")},
-                                  "init kwarg"),
-                                 (SG3_MAPPING_KWARGS, dict(kwargs.get("mapping_kwargs") or {}), "mapping_kwargs")):
-        for name, value in values.items():
-            if name not in table:
-                raise UnknownFormatError(f"{source}: StyleGAN3 {where} {name}={value!r} is not implemented by mgan")
-            target = table[name]
-            if target is not None:
-                config[target[0]] = _checked(name, value, target[1], source)
-    for required in ("z_dim", "w_dim", "resolution"):
-        if required not in config:
-            raise UnknownFormatError(f"{source}: StyleGAN3 init kwargs lack {required}")
+    for (block, key), target in STYLEGAN3_CONFIG_KEYS.items():
+        if key in blocks[block]:
+            spec = STYLEGAN3_INIT_KWARGS[block][key].spec
+            value = blocks[block][key]
+            config[target] = spec.check(value) if spec is not None else value
+    missing = [name for name in ("z_dim", "w_dim", "resolution") if name not in config]
+    if missing:
+        raise UnknownFormatError(f"{source}: StyleGAN3 init kwargs lack {', '.join(missing)}")
     return config
 
 

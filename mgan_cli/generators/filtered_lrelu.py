@@ -102,7 +102,7 @@ def _upsample_height(x: torch.Tensor, taps: torch.Tensor, up: int, lo: int, hi: 
 
 #: Axes at most this long are filtered by one dense matrix product (BLAS beats a depthwise conv there: the
 #: ~L² multiply-adds per row cost less than ~L·T through a convolution); longer axes use the convolutions.
-MATMUL_MAX_LENGTH = 160
+MATMUL_MAX_LENGTH = 128
 
 
 def upsampling_matrix(length: int, taps: torch.Tensor, up: int, lo: int, hi: int) -> torch.Tensor:
