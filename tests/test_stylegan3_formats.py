@@ -181,3 +181,11 @@ def test_every_task_runs_an_imported_stylegan3(tmp_path: Path, shared_dir: Path,
         assert line["status"] == "ok" and Image.open(line["output"]).size == (64, 64)
         report = json.loads((out / "report.json").read_text())
         assert report["preset"]["inversion"]["space"] == "w"
+    # the layer analysis: pairs at the Fourier input and at a rate-32 layer, with contribution maps
+    out = tmp_path / "analysis"
+    result = CliRunner().invoke(main, ["analyze", str(face), "-o", str(out), "--generator", "sg3r64", "--layers", "1,7",
+                                       "--codes", "1,2", "--iterations", "2", "--device", "cpu", "--quiet",
+                                       "--contributions", "7:2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "analysis.json").read_text())["rows"]
+    assert sorted({(row["layer"], row["codes"]) for row in rows}) == [(1, 1), (1, 2), (7, 1), (7, 2)]
