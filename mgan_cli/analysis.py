@@ -7,21 +7,17 @@ grid. After every pair, ``OUT/analysis.json`` and ``OUT/analysis.csv`` are rewri
 * ``rows``: one per image × layer × codes: ``input, layer, codes, status, psnr, ssim, lpips, seconds``;
 * ``means``: one per pair: ``layer, codes, images`` (how many have a PSNR) and the mean of each value.
 
-Resumable like every run: a pair's finished images are skipped (their results kept from its report), so an
-interrupted analysis continues where it stopped. Different N are not merged into one pass: padding every
-image to the largest N wastes the lower layers' work (Σ N versus |N| · max N codes) and needs a step size
-of α per image (the engine steps α at ``lr / N``); different ℓ split the generator differently.
+Resumable like every run: a pair's finished images are skipped (their results kept in its run store,
+``OUT/runs/…/.mgan/``), so an interrupted analysis continues where it stopped. Different N are not
+merged into one pass: padding every image to the largest N wastes the lower layers' work (Σ N versus
+|N| · max N codes) and needs a step size of α per image (the engine steps α at ``lr / N``); different ℓ split the generator differently.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime
-import io
-import json
 import math
-import os
 import platform
 import sys
 import time
@@ -38,8 +34,8 @@ from mgan_cli.engine import EngineOptions
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import Generator
 from mgan_cli.presets import Preset, apply_overrides
-from mgan_cli.report import record_json, write_report
-from mgan_cli.run import Job, RunEvents, Runner
+from mgan_cli.report import write_csv, write_json, write_views
+from mgan_cli.run import Job, RunEvents, Runner, open_output_folder
 from mgan_cli.tasks import Task
 
 ANALYSIS_METRICS = ("psnr", "ssim", "lpips")
@@ -147,15 +143,21 @@ def run_pair(job: AnalysisJob, layer: int, codes: int, generator: Generator, eve
     """Run one pair (its report is kept current after every batch); returns its report rows."""
     pair = job.pair_job(layer, codes)
     started = time.time()
+    store = open_output_folder(pair)
+    try:
+        run_id = store.begin_run(_pair_header(pair, layer, codes, started))
 
-    def save(records: list[Any]) -> None:
-        write_report(pair.output_dir, _pair_header(pair, layer, codes, started), [record_json(r) for r in records])
+        def save(_: list[Any]) -> None:
+            header = _pair_header(pair, layer, codes, started)
+            store.update_run(run_id, header)
+            write_views(store, header)
 
-    pair_events = dataclasses.replace(events, on_batch_done=save)
-    records = Runner(pair, pair_events, generator=generator).run()
-    rows = [record_json(r) for r in records]
-    write_report(pair.output_dir, _pair_header(pair, layer, codes, started), rows)
-    return rows
+        pair_events = dataclasses.replace(events, on_batch_done=save)
+        records = Runner(pair, pair_events, generator=generator, store=store, run_id=run_id).run()
+        save(records)
+    finally:
+        store.close()
+    return [r.to_json() for r in records]
 
 
 def analysis_rows(layer: int, codes: int, report_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -188,26 +190,12 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
 def write_analysis(output_dir: Path, settings: dict[str, Any], rows: list[dict[str, Any]],
                    elapsed_seconds: float) -> dict[str, Any]:
     """``analysis.json`` (settings, rows, means) and ``analysis.csv`` (rows); returns the document."""
     document = {**settings, "elapsed_seconds": round(elapsed_seconds, 3), "means": pair_means(rows), "rows": rows}
-    _atomic_write(output_dir / "analysis.json", json.dumps(document, indent=1) + "\n")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ROW_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    _atomic_write(output_dir / "analysis.csv", buffer.getvalue())
+    write_json(output_dir / "analysis.json", document)
+    write_csv(output_dir / "analysis.csv", rows, ROW_COLUMNS, extra_columns=False)
     return document
 
 

@@ -1,11 +1,11 @@
-"""Scale-out with ``torchrun``: shard the inputs across ranks, merge one report on rank 0.
+"""Scale-out with ``torchrun``: shard the inputs across ranks; every rank records into the one run store.
 
 ``torchrun --nproc-per-node G [--nnodes …] -m mgan_cli invert in/ -o out/`` starts G processes with
 ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set. Each rank takes every G-th *file stem* (so two inputs that
 would write the same output always meet on one rank), uses GPU ``LOCAL_RANK`` (NCCL) or the CPU (gloo),
-writes its own images and a partial report ``OUT/.report-rank<R>.json`` after every batch; at the end
-rank 0 gathers every rank's records and writes the one ``report.json``/``report.csv``. A rerun resumes
-like a single-process run (finished outputs are skipped and keep their earlier results).
+writes its own images and records each one in ``OUT/.mgan/`` (:mod:`mgan_cli.run.store`, which does the
+locking); rank 0 keeps ``report.json``/``report.csv`` current and writes them once more after every rank
+is done. A rerun resumes like a single-process run (finished outputs are skipped and keep their results).
 """
 
 from __future__ import annotations
@@ -81,3 +81,9 @@ def gather(rows: list[dict[str, Any]], ranks: Ranks) -> list[dict[str, Any]]:
 def stop(ranks: Ranks) -> None:
     if ranks.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def barrier(ranks: Ranks) -> None:
+    """Wait until every rank got here (all records are then in the run store)."""
+    if ranks.distributed and dist.is_initialized():
+        dist.barrier()

@@ -117,6 +117,7 @@ class InversionResult:
     alphas: torch.Tensor
     upper_latent: torch.Tensor | None
     steps: torch.Tensor | None = None  # [B] optimisation steps each image took (fewer if it stopped early)
+    diverged_at: torch.Tensor | None = None  # [B] first step whose loss was not finite, -1 where none was
 
 
 #: ``progress(step, losses)`` is called every few steps with the steps done and the per-image losses.
@@ -279,6 +280,9 @@ def invert(
     make the initial codes reproducible and independent of how images are batched. With
     ``settings.early_stop_window`` > 0, an image whose loss improved by less than
     ``early_stop_tolerance`` (relative) over the last window stops there, and the batch shrinks.
+    An image whose loss becomes inf or NaN (a learning rate far too high) is taken out of the batch at the
+    next check (every ``progress_every`` steps, and at the last; every step with fp16's gradient scaler, which
+    would otherwise skip every image's step) and its step is reported in ``diverged_at``; the others go on.
     """
     if len(seeds) != observed.shape[0]:
         raise ValueError(f"need one seed per image: {len(seeds)} seeds for {observed.shape[0]} images")
@@ -293,6 +297,7 @@ def invert(
     final_codes, final_alphas = codes.clone(), alphas.clone()
     final_upper = None if upper is None else upper.clone()
     steps = torch.full((observed.shape[0],), settings.iterations, dtype=torch.long)
+    diverged_at = torch.full((observed.shape[0],), -1, dtype=torch.long)
 
     alpha_lr = settings.alpha_lr if settings.alpha_lr is not None else settings.lr / settings.codes
     groups = [{"params": [codes.requires_grad_()], "base_lr": settings.lr},
@@ -316,12 +321,25 @@ def invert(
             final_upper[active[rows]] = params[2].detach()[rows]
 
     params = [g["params"][0] for g in optimizer.param_groups]
+    bad_since = torch.full((observed.shape[0],), -1, dtype=torch.long, device=device)  # per active row
+
+    def keep_only(keep: torch.Tensor) -> None:
+        nonlocal params, active, active_observed, active_mask, active_targets, bad_since, last_check
+        params = _keep_rows(optimizer, keep)
+        active, bad_since = active[keep], bad_since[keep]
+        active_observed = active_observed[keep]
+        active_mask = None if active_mask is None else active_mask[keep]
+        active_targets = None if active_targets is None else active_targets[keep]
+        last_check = None if last_check is None else last_check[keep]
+
+    check_every = 1 if scaler is not None else max(1, progress_every)
     for step in range(settings.iterations):
         factor = lr_factor(step, settings.iterations, settings.schedule, settings.warmup)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         upper_param = params[2] if len(params) > 2 else None
         per_image = stepper(params[0], params[1], upper_param, active_observed, active_mask, active_targets)
+        bad_since = torch.where((bad_since < 0) & ~torch.isfinite(per_image.detach()), step + 1, bad_since)
         optimizer.zero_grad(set_to_none=True)
         total = per_image.sum()
         if scaler is not None:
@@ -334,6 +352,17 @@ def invert(
         done = step + 1
         if progress is not None and (done % progress_every == 0 or done == settings.iterations):
             progress(done, per_image.detach())
+        if done % check_every == 0 or done == settings.iterations:
+            diverged = bad_since >= 0
+            if bool(diverged.any()):  # take them out: rows are independent, the others go on
+                diverged_at[active[diverged].cpu()] = bad_since[diverged].cpu()
+                steps[active[diverged].cpu()] = bad_since[diverged].cpu()
+                keep = (~diverged).nonzero().flatten()
+                if keep.numel() == 0:
+                    active = active[:0]
+                    break
+                keep_only(keep)
+                per_image = per_image[keep]
         window = settings.early_stop_window
         if window and done % window == 0 and done < settings.iterations:
             current = per_image.detach()
@@ -346,11 +375,8 @@ def invert(
                     if keep.numel() == 0:
                         active = active[:0]
                         break
-                    params = _keep_rows(optimizer, keep)
-                    active, current = active[keep], current[keep]
-                    active_observed = active_observed[keep]
-                    active_mask = None if active_mask is None else active_mask[keep]
-                    active_targets = None if active_targets is None else active_targets[keep]
+                    keep_only(keep)
+                    current = current[keep]
             last_check = current
     if active.numel():
         store(torch.arange(active.numel(), device=params[0].device), params)
@@ -358,4 +384,4 @@ def invert(
         images = model(final_codes, final_alphas, final_upper).float()
         final = loss(degradation(images, mask), observed, target_features)
     return InversionResult(images=images, losses=final, codes=final_codes, alphas=final_alphas,
-                           upper_latent=final_upper, steps=steps)
+                           upper_latent=final_upper, steps=steps, diverged_at=diverged_at)

@@ -35,3 +35,14 @@ class ImageInputError(MganError):
 
 class ConfigurationError(MganError):
     """A combination of settings cannot work (e.g. a layer out of range, a scale that does not divide)."""
+
+
+class OutputError(MganError):
+    """The output folder (or a file in it, or the run store) cannot be created or written."""
+
+
+class UnknownNameError(MganError, KeyError):
+    """A name (a task, a generator, a metric, ...) is not registered; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

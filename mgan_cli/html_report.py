@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mgan_cli.atomic import write_atomic
 from mgan_cli.thumbnails import ROLES, thumbnail_name
 
 #: numeric columns in display order: (row key, heading, format, better: "up" | "down" | "")
@@ -283,11 +284,5 @@ def write_html(path: Path, title: str, header: dict[str, Any], summary: dict[str
                rows: Sequence[dict[str, Any]], thumb_dir: Path) -> Path:
     """Write the page for ``rows`` to ``path`` atomically; returns ``path``."""
     text = render_html(path.parent, title, header, summary, rows, thumb_dir)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    write_atomic(path, text)
     return path

@@ -14,12 +14,12 @@
   names the flag), ``crop`` (centre-crop to a square, then resize, like CelebA's aligned framing) or
   ``fit`` (resize the whole image, aspect ratio not kept). Resizing uses Pillow's bicubic filter and is
   always reported, never silent.
-* :func:`write_png` writes atomically (temporary name, then rename), never half-written files.
+* :func:`encode_png` encodes ``uint8 [3, H, W]``; files are written with :mod:`mgan_cli.atomic`.
 """
 
 from __future__ import annotations
 
-import os
+import io
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mgan_cli.atomic import write_atomic
 from mgan_cli.errors import ConfigurationError, ImageInputError
 
 #: image formats mgan opens (others, e.g. EPS, which runs Ghostscript, are refused)
@@ -248,24 +249,28 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
+def encode_png(pixels: torch.Tensor) -> bytes:
+    """``uint8 [3, H, W]`` as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.permute(1, 2, 0).cpu().numpy(), "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def write_png(pixels: torch.Tensor, path: Path) -> None:
-    """Write ``uint8 [3, H, W]`` to ``path`` atomically (``.<name>.tmp`` in the same folder, then rename)."""
-    array = pixels.permute(1, 2, 0).cpu().numpy()
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        Image.fromarray(array, "RGB").save(temporary, format="PNG")
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    """Write ``uint8 [3, H, W]`` to ``path`` atomically (:func:`mgan_cli.atomic.write_atomic`)."""
+    write_atomic(path, encode_png(pixels))
 
 
-def collect_inputs(items: Iterable[str], recursive: bool = False, stdin_lines: Iterable[str] = ()) -> list[Path]:
+def collect_inputs(items: Iterable[str], recursive: bool = False, stdin_lines: Iterable[str] = (),
+                   exclude: Path | None = None) -> list[Path]:
     """Expand INPUT arguments (files, directories, ``-`` for paths on stdin) into a sorted, de-duplicated list.
 
     Directories contribute their image files (by suffix; recursively with ``recursive``); files are
     taken as given, whatever their suffix, so that a bad file is reported rather than silently ignored.
+    A folder's files inside ``exclude`` (the output folder) are left out when ``exclude`` is a sub-folder
+    of it (a folder given as INPUT and as ``-o`` keeps its files: they are then reported, not overwritten).
     """
+    excluded = exclude.resolve() if exclude is not None else None
     paths: list[Path] = []
     for item in items:
         if item == "-":
@@ -274,13 +279,16 @@ def collect_inputs(items: Iterable[str], recursive: bool = False, stdin_lines: I
         path = Path(item)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            paths.extend(sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if excluded is not None and excluded != path.resolve():
+                found = [p for p in found if not p.resolve().is_relative_to(excluded)]
+            paths.extend(found)
         else:
             paths.append(path)
     seen: set[Path] = set()
     unique = []
     for path in paths:
-        key = path.resolve()
+        key = path if "\0" in str(path) else path.resolve()  # a NUL byte cannot be resolved; planning reports it
         if key not in seen:
             seen.add(key)
             unique.append(path)

@@ -6,6 +6,8 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from mgan_cli.errors import UnknownNameError
+
 T = TypeVar("T")
 
 
@@ -34,14 +36,15 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
-        """The item called ``name``; a miss raises ``KeyError`` listing what exists and the nearest match."""
+        """The item called ``name``; a miss raises :class:`UnknownNameError` (a ``KeyError``) listing what
+        exists and the nearest match."""
         try:
             return self._items[name]
         except KeyError:
             close = difflib.get_close_matches(name, self._items, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             known = ", ".join(sorted(self._items)) or "none"
-            raise KeyError(f"unknown {self.kind} {name!r}{hint}; known: {known}") from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}; known: {known}") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -1,7 +1,14 @@
-"""The run report: ``OUT/report.json`` (settings, weights, per-image records, summary) and ``OUT/report.csv``.
+"""Reports: the one writer of JSON and CSV reports, and the views of a run store.
 
-A rerun into the same folder keeps the earlier results: the runner fills records of skipped images
-(their outputs already exist) from the previous report (:func:`previous_records`).
+* :func:`write_json` / :func:`write_csv` write any report (``mgan metrics -o`` too), strict JSON
+  (non-finite floats as :mod:`mgan_cli.jsonsafe` says) and atomically (:mod:`mgan_cli.atomic`).
+* A *view* is a file of ``OUT`` written from the run store (:mod:`mgan_cli.run.store`) after every batch
+  and at the end of a run: ``report.json`` (the header of the latest run, every run's header under
+  ``runs``, a summary, and one row per image, each with the ``run`` that produced it) and
+  ``report.csv`` (the rows), and ``index.html`` (:mod:`mgan_cli.html_report`). Adding a view: register a function
+  ``(report: Report, output_dir: Path) -> None`` in :data:`VIEWS` and write the file with
+  :func:`mgan_cli.atomic.write_atomic`; :func:`write_views` calls it with the same :class:`Report` as the
+  others, inside the store's lock, so concurrent runs never interleave their views.
 """
 
 from __future__ import annotations
@@ -9,65 +16,49 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mgan_cli.atomic import write_atomic
 from mgan_cli.baselines import BASELINE_METRICS, baseline_summary
+from mgan_cli.errors import OutputError
 from mgan_cli.html_report import write_html
-from mgan_cli.run.records import ImageRecord
+from mgan_cli.jsonsafe import json_safe
+from mgan_cli.registry import Registry
+from mgan_cli.run.store import RunStore
 from mgan_cli.thumbnails import THUMB_DIR
 
 METRIC_COLUMNS = ("psnr", "ssim", "lpips", "niqe")
 BASELINE_COLUMNS = tuple(f"baseline_{name}" for name in BASELINE_METRICS)
 CSV_COLUMNS = ("input", "output", "status", "error", *METRIC_COLUMNS, "niqe_reason", *BASELINE_COLUMNS, "seconds",
-               "loss", "seed", "notes", "identity")  # identity: --align faces (mgan_cli/faces/identity.py)
+               "loss", "seed", "notes", "identity", "run")  # identity: mgan_cli/faces/identity.py
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no inf/nan: an infinite PSNR (identical images) becomes the string "inf", nan becomes null."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
+def write_json(path: Path, document: Any) -> None:
+    """``document`` as indented strict JSON (non-finite floats made safe), written atomically."""
+    write_atomic(path, json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n")
 
 
-def record_json(record: ImageRecord) -> dict[str, Any]:
-    """One record as JSON-safe data (the ``--json`` line and the report row)."""
-    return _clean(record.to_dict())
+def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str], extra_columns: bool = True) -> str:
+    """CSV of ``rows``: ``columns`` first, then (``extra_columns``) any other key the rows have, in order of
+    appearance. None is an empty cell, lists are joined with ``"; "``, ±inf is ``inf``/``-inf``."""
+    names = list(columns)
+    if extra_columns:
+        for row in rows:
+            names.extend(key for key in row if key not in names)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=names, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in json_safe(list(rows)):
+        writer.writerow({k: "; ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
+    return buffer.getvalue()
 
 
-PARTIAL_PATTERN = ".report-rank*.json"
-
-
-def previous_records(output_dir: Path) -> dict[str, dict[str, Any]]:
-    """Records of earlier runs in ``output_dir`` keyed by output path: ``report.json``, and the partial
-    reports of an interrupted ``torchrun`` job (empty if none or unreadable)."""
-    found: dict[str, dict[str, Any]] = {}
-    for path in [output_dir / "report.json", *sorted(output_dir.glob(PARTIAL_PATTERN))]:
-        try:
-            images = json.loads(path.read_text())["images"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        found.update({row["output"]: row for row in images if isinstance(row, dict) and row.get("output")})
-    return found
-
-
-def write_partial(output_dir: Path, rank: int, rows: list[dict[str, Any]]) -> None:
-    """One rank's rows so far (``.report-rank<R>.json``), merged by rank 0 at the end of the job."""
-    _atomic_write(output_dir / f".report-rank{rank}.json", json.dumps({"images": rows}) + "\n")
-
-
-def remove_partials(output_dir: Path) -> None:
-    for path in output_dir.glob(PARTIAL_PATTERN):
-        path.unlink(missing_ok=True)
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str], extra_columns: bool = True) -> None:
+    """:func:`csv_text` of ``rows``, written atomically."""
+    write_atomic(path, csv_text(rows, columns, extra_columns))
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -83,22 +74,54 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+@dataclass
+class Report:
+    """What every view shows: ``header`` (this run's), ``runs`` (every run's header by id), the ``rows``
+    (JSON-safe, each with its ``run``) and their ``summary``."""
+
+    header: dict[str, Any]
+    runs: dict[int, dict[str, Any]]
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        runs = [{"id": run_id, **header} for run_id, header in self.runs.items()]
+        return {**json_safe(self.header), "summary": self.summary, "runs": runs, "images": self.rows}
 
 
-def write_report(output_dir: Path, header: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write ``report.json`` and ``report.csv`` (rows from :func:`record_json`); returns the report as data."""
-    report = {**_clean(header), "summary": summarize(rows), "images": rows}
-    _atomic_write(output_dir / "report.json", json.dumps(report, indent=2) + "\n")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({**row, "notes": "; ".join(row.get("notes") or [])})
-    _atomic_write(output_dir / "report.csv", buffer.getvalue())
-    write_html(output_dir / "index.html", f"mgan {header.get('task', '')}: {output_dir.name}", header,
-               report["summary"], rows, output_dir / THUMB_DIR)
+View = Callable[[Report, Path], None]
+VIEWS: Registry[View] = Registry("report view")
+
+
+@VIEWS.register("report.json")
+def _json_view(report: Report, output_dir: Path) -> None:
+    write_json(output_dir / "report.json", report.to_json())
+
+
+@VIEWS.register("report.csv")
+def _csv_view(report: Report, output_dir: Path) -> None:
+    write_csv(output_dir / "report.csv", report.rows, CSV_COLUMNS)
+
+
+@VIEWS.register("index.html")
+def _html_view(report: Report, output_dir: Path) -> None:
+    write_html(output_dir / "index.html", f"mgan {report.header.get('task', '')}: {output_dir.name}", report.header,
+               report.summary, report.rows, output_dir / THUMB_DIR)
+
+
+def build_report(store: RunStore, header: dict[str, Any]) -> Report:
+    """The report of everything ``store`` holds, headed by ``header`` (this run's)."""
+    rows = [{**image.row, "run": image.run_id} for image in store.images()]
+    return Report(header, store.runs(), rows, summarize(rows))
+
+
+def write_views(store: RunStore, header: dict[str, Any]) -> Report:
+    """Write every registered view of ``store`` into its output folder (in the store's lock); returns the report."""
+    with store.transaction():
+        report = build_report(store, header)
+        for name in VIEWS.names():
+            try:
+                VIEWS.get(name)(report, store.output_dir)
+            except OSError as exc:
+                raise OutputError(f"{store.output_dir / name}: cannot write ({exc.strerror or exc})") from None
     return report

@@ -7,12 +7,12 @@ display. Files are written atomically, so a page never links a half-written imag
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from mgan_cli.atomic import write_atomic
 from mgan_cli.errors import ImageInputError
 from mgan_cli.imageio import read_image
 
@@ -32,13 +32,7 @@ def _save(image: Image.Image, path: Path) -> None:
     image = image.convert("RGB")
     image.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        image.save(temporary, format="JPEG", quality=90)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    write_atomic(path, lambda handle: image.save(handle, format="JPEG", quality=90))
 
 
 def write_thumbnail(pixels: torch.Tensor, path: Path) -> None:

@@ -112,7 +112,7 @@ def test_paths_from_stdin(faces, tmp_path) -> None:
 
 def test_outputs_never_overwrite_inputs(faces) -> None:
     result = CliRunner().invoke(main, ["invert", str(faces), "-o", str(faces), "--json", *FAST])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # nothing could run
     assert all(json.loads(line)["status"] == "failed" for line in result.stdout.splitlines())
     assert all("would overwrite an input" in json.loads(line)["error"] for line in result.stdout.splitlines())
 
@@ -173,7 +173,7 @@ def test_mask_of_the_wrong_size_is_reported(faces, tmp_path) -> None:
     Image.new("L", (32, 32), 255).save(mask)
     result = CliRunner().invoke(main, ["inpaint", str(faces), "-o", str(tmp_path / "o"), "--mask", str(mask),
                                        "--json", *FAST])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # no image could run
     errors = [json.loads(line)["error"] for line in result.stdout.splitlines()]
     assert all("mask" in e and "32x32" in e and "64x64" in e for e in errors)
 

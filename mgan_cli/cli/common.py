@@ -19,6 +19,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_UNUSABLE = 2
 #: exit status when the run finished but some images failed
 EXIT_SOME_FAILED = 1
+#: exit status after an interrupt (SIGINT, Ctrl-C): finished images are recorded, a rerun resumes
+EXIT_INTERRUPTED = 130
 
 stderr_console = Console(stderr=True, highlight=False)
 stdout_console = Console(highlight=False)
@@ -30,8 +32,16 @@ def fail(message: str) -> None:
     sys.exit(EXIT_UNUSABLE)
 
 
+def describe_os_error(exc: OSError) -> str:
+    """``PATH: cause`` for an operating-system error."""
+    cause = exc.strerror or str(exc)
+    return f"{exc.filename}: {cause}" if exc.filename is not None else cause
+
+
 def reports_errors(command: F) -> F:
-    """Turn the library's typed errors into one clear line on stderr and a non-zero exit."""
+    """Turn the project's own errors (:class:`MganError`) and problems of the environment (an
+    :class:`OSError`: a folder that cannot be written, a full disk) into one clear line on stderr and exit
+    status 2, and an interrupt into exit status 130. Anything else is a bug and keeps its traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -39,8 +49,11 @@ def reports_errors(command: F) -> F:
             return command(*args, **kwargs)
         except MganError as exc:
             fail(str(exc))
-        except KeyError as exc:  # registry misses carry a full sentence
-            fail(str(exc.args[0]) if exc.args else str(exc))
+        except OSError as exc:
+            fail(describe_os_error(exc))
+        except KeyboardInterrupt:
+            click.echo("mgan: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         return None
 
     return wrapper  # type: ignore[return-value]

@@ -8,11 +8,8 @@ mismatches are reported one per line on stderr and skipped; the exit status is t
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import os
 from pathlib import Path
 
 import click
@@ -23,8 +20,10 @@ from rich.table import Table
 
 from mgan_cli.errors import ImageInputError, MganError
 from mgan_cli.html_report import write_html
-from mgan_cli.imageio import IMAGE_SUFFIXES, collect_inputs, read_image
+from mgan_cli.imageio import collect_inputs, read_image
 from mgan_cli.metrics import DEFAULT_METRICS, compute_metrics, json_row, metric_spec, resolve_device
+from mgan_cli.pairing import StemIndex
+from mgan_cli.report import write_csv, write_json
 from mgan_cli.thumbnails import THUMB_DIR, thumbnail_from_file, thumbnail_name
 
 _FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}", "niqe": "{:.3f}"}
@@ -35,26 +34,6 @@ def load_rgb(path: Path) -> torch.Tensor:
     """The image at ``path`` as uint8 ``[1, 3, H, W]`` RGB (raises :class:`ImageInputError` if unreadable)."""
     array = np.array(read_image(path), dtype=np.uint8)
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
-
-
-def index_references(reference_dir: Path) -> dict[str, list[Path]]:
-    """The image files (by suffix) directly inside ``reference_dir``, grouped by file stem."""
-    index: dict[str, list[Path]] = {}
-    for path in sorted(reference_dir.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            index.setdefault(path.stem, []).append(path)
-    return index
-
-
-def find_reference(stem: str, index: dict[str, list[Path]], reference_dir: Path) -> Path:
-    """The single reference named ``stem`` (any image suffix); none or several is an :class:`ImageInputError`."""
-    matches = index.get(stem, [])
-    if not matches:
-        raise ImageInputError(f"no reference named {stem}.* in {reference_dir}")
-    if len(matches) > 1:
-        names = ", ".join(p.name for p in matches)
-        raise ImageInputError(f"several references for {stem} in {reference_dir} ({names})")
-    return matches[0]
 
 
 def _parse_metrics(value: str | None, has_reference: bool) -> tuple[str, ...]:
@@ -100,31 +79,12 @@ def _table(rows: list[Row], names: tuple[str, ...]) -> Table:
     return table
 
 
-def _csv_text(rows: list[Row], names: tuple[str, ...]) -> str:
-    columns = ["name", *names, *(f"{name}_reason" for name in names)]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: ("" if row.get(key) is None else row[key]) for key in columns})
-    return buffer.getvalue()
-
-
 def _write_report(path: Path, rows: list[Row], names: tuple[str, ...], settings: dict[str, object],
                   skipped: list[dict[str, str]]) -> None:
     if path.suffix.lower() == ".csv":
-        text = _csv_text(rows, names)
+        write_csv(path, rows, ["name", *names, *(f"{name}_reason" for name in names)], extra_columns=False)
     else:
-        document = {"metrics": list(names), "settings": settings, "images": [json_row(r) for r in rows],
-                    "skipped": skipped}
-        text = json.dumps(document, indent=1, allow_nan=False) + "\n"
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+        write_json(path, {"metrics": list(names), "settings": settings, "images": rows, "skipped": skipped})
 
 
 def _write_page(output: Path, rows: list[Row], sources: dict[str, tuple[Path, Path | None]],
@@ -190,7 +150,7 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
 
     stdin_lines = click.get_text_stream("stdin") if "-" in restored else ()
     paths = collect_inputs(restored, recursive=False, stdin_lines=stdin_lines)
-    references = index_references(reference_dir) if reference_dir is not None else {}
+    references = StemIndex(reference_dir) if reference_dir is not None else None
     skipped: list[dict[str, str]] = []
     rows: list[Row] = []
     seen: dict[str, Path] = {}
@@ -211,8 +171,8 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
         try:
             image = load_rgb(path)
             reference, reference_path = None, None
-            if reference_dir is not None:
-                reference_path = find_reference(stem, references, reference_dir)
+            if references is not None:
+                reference_path = references.require(stem)
                 reference = load_rgb(reference_path)
                 if reference.shape != image.shape:
                     raise ImageInputError(
@@ -245,4 +205,4 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
         click.get_current_context().exit(1)
 
 
-__all__ = ["find_reference", "index_references", "load_rgb", "metrics_command"]
+__all__ = ["load_rgb", "metrics_command"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -18,17 +19,29 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mgan_cli import __version__, distributed
-from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, resolve_device, stderr_console, stdout_console
+from mgan_cli.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_SOME_FAILED,
+    EXIT_UNUSABLE,
+    fail,
+    reports_errors,
+    resolve_device,
+    stderr_console,
+    stdout_console,
+)
 from mgan_cli.cli.options import override_option, override_options
 from mgan_cli.engine import COMPILE_MODES, PRECISIONS, EngineOptions
+from mgan_cli.errors import MganError
 from mgan_cli.faces.alignment import ALIGNMENTS, generator_alignment, is_face_generator
 from mgan_cli.faces.identity import IdentityRows
 from mgan_cli.faces.session import FaceSession
 from mgan_cli.family_defaults import choose_preset, generator_facts
 from mgan_cli.imageio import RESIZE_POLICIES, collect_inputs
 from mgan_cli.presets import Preset, apply_overrides
-from mgan_cli.report import METRIC_COLUMNS, record_json, remove_partials, write_partial, write_report
-from mgan_cli.run import ImageRecord, Job, RunEvents, Runner
+from mgan_cli.report import METRIC_COLUMNS, summarize, write_views
+from mgan_cli.run import ImageRecord, Job, RunEvents, Runner, Stage, open_output_folder
+from mgan_cli.run.failures import BEFORE_RESTORING
+from mgan_cli.run.store import RunStore
 from mgan_cli.tasks import TASKS, Task
 from mgan_cli.weight_import import generator_identity
 from mgan_cli.weight_store import default_store
@@ -42,10 +55,22 @@ EXAMPLES = {
 }
 
 
+class _OutputFolder(click.Path):
+    """A folder path that is not empty (``-o ""`` would otherwise mean the current folder)."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("must name a folder (it is empty)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.argument("inputs", nargs=-1, required=True, metavar="INPUT..."),
-        click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+        click.option("-o", "--output", "output_dir", required=True, type=_OutputFolder(),
                      help="Folder for the restored images (<input stem>.png) and report.json/report.csv."),
         click.option("--preset", help="Preset name (`mgan presets list`) or a YAML file. [default: the generator's "
                                       "built-in preset or per-family defaults, else the task's]"),
@@ -114,7 +139,7 @@ class _Display:
 
     def on_record(self, record: ImageRecord) -> None:
         if self.json_lines:
-            row = record_json(record)
+            row = record.to_json()
             keys = ("input", "output", "status", "error", *METRIC_COLUMNS, "seconds")
             line = {k: row.get(k) for k in keys} | {k: v for k, v in row.items() if k not in keys}
             sys.stdout.write(json.dumps(line) + "\n")
@@ -140,10 +165,9 @@ class _Display:
             self.progress.stop()
 
 
-def _summary_table(report: dict[str, Any]) -> Table:
-    rows = report["images"]
-    table = Table(title=f"mgan {report['task']}: {report['summary']['ok']} ok, {report['summary']['skipped']} "
-                        f"skipped, {report['summary']['failed']} failed", title_justify="left")
+def _summary_table(task: str, rows: list[dict[str, Any]], summary: dict[str, Any]) -> Table:
+    table = Table(title=f"mgan {task}: {summary['ok']} ok, {summary['skipped']} skipped, {summary['failed']} failed",
+                  title_justify="left")
     table.add_column("image")
     table.add_column("status")
     for name in (*METRIC_COLUMNS, "seconds"):
@@ -158,7 +182,6 @@ def _summary_table(report: dict[str, Any]) -> Table:
         table.add_row(Path(row["input"]).name, row["status"], *(fmt(row.get(n)) for n in (*METRIC_COLUMNS, "seconds")))
     if len(rows) > 50:
         table.add_row(f"… {len(rows) - 50} more in report.json", "", *[""] * 5)
-    summary = report["summary"]
     table.add_row("mean", "", *(fmt(summary.get(f"mean_{n}")) for n in (*METRIC_COLUMNS, "seconds")),
                   style="bold")
     return table
@@ -170,13 +193,14 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
              overwrite: bool, precision: str, compile_mode: str, channels_last: bool | None,
              mask: Path | None = None, align: str = "none", paste_back: bool = False,
              face_alignment: str | None = None, **overrides: Any) -> None:
-    """Resolve the preset and inputs, run, write the report, show the summary; exit 1 if an image failed."""
+    """Resolve the preset and inputs, run, write the report, show the summary. Exit status: 0 every image
+    ok or skipped, 1 some failed, 2 nothing could run, 130 interrupted (what finished is recorded)."""
     started = time.time()
     resolved = apply_overrides(choose_preset(task.name, preset, generator), **overrides)
     if resolved.task != task.name:
         raise click.UsageError(f"preset {resolved.name!r} is for `mgan {resolved.task}`, not `mgan {task.name}`")
     stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
-    paths = collect_inputs(inputs, recursive=recursive, stdin_lines=stdin_lines)
+    paths = collect_inputs(inputs, recursive=recursive, stdin_lines=stdin_lines, exclude=output_dir)
     if not paths:
         raise click.UsageError("no input images found (give files, folders, or - to read paths from stdin)")
     if paste_back and align != "faces":
@@ -190,12 +214,34 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
     options = EngineOptions.for_device(run_device, precision, compile_mode, channels_last)
     distributed.start(ranks, run_device)
     try:
-        failed = _run(task, resolved, distributed.shard(paths, ranks), ranks, output_dir, reference_dir, mask, resize,
-                      run_device, options, overwrite, json_lines, quiet, started, faces, paste_back)
+        records = _run(task, resolved, distributed.shard(paths, ranks), ranks, output_dir, reference_dir, mask,
+                       resize, run_device, options, overwrite, json_lines, quiet, started, faces, paste_back)
+        outcomes = distributed.gather([(r.status, r.failure.stage if r.failure else None) for r in records], ranks)
     finally:
         distributed.stop(ranks)
-    if failed:
-        sys.exit(EXIT_SOME_FAILED)
+    status = exit_status(outcomes)
+    if status == EXIT_UNUSABLE:
+        fail(f"nothing could run: every input failed before restoring ({len(outcomes)}; reasons above)")
+    sys.exit(status)
+
+
+def exit_status(outcomes: list[tuple[str, Stage | None]]) -> int:
+    """0 if every image is ok or skipped; 2 if every image failed before restoring (nothing could run);
+    1 otherwise (some failed)."""
+    failed = [stage for status, stage in outcomes if status == "failed"]
+    if not failed:
+        return 0
+    if len(failed) == len(outcomes) and all(stage in BEFORE_RESTORING for stage in failed):
+        return EXIT_UNUSABLE
+    return EXIT_SOME_FAILED
+
+
+def used_weights(preset: Preset) -> dict[str, str | None]:
+    """The sha256 of every weight file the run uses: the generator, and VGG16 only when λ > 0."""
+    weights = {preset.generator: generator_identity(preset.generator)[2]}
+    if preset.loss.perceptual_weight > 0:
+        weights["vgg16-imagenet"] = default_store().entry("vgg16-imagenet").sha256
+    return weights
 
 
 def _face_session(task: Task, preset: Preset, output_dir: Path, face_alignment: str | None) -> FaceSession:
@@ -211,12 +257,11 @@ def _face_session(task: Task, preset: Preset, output_dir: Path, face_alignment: 
 def _run(task: Task, preset: Preset, paths: list[Path], ranks: distributed.Ranks, output_dir: Path,
          reference_dir: Path | None, mask: Path | None, resize: str, device: torch.device, options: EngineOptions,
          overwrite: bool, json_lines: bool, quiet: bool, started: float, faces: FaceSession | None = None,
-         paste_back: bool = False) -> bool:
-    """Run this rank's share, keep the report current, merge it on rank 0; True if any image failed."""
+         paste_back: bool = False) -> list[ImageRecord]:
+    """Run this rank's share into the store of ``output_dir``, keep the report views current; this run's records."""
     job = Job(task=task, preset=preset, inputs=paths, output_dir=output_dir, reference_dir=reference_dir,
-              mask=mask, resize=resize, device=device, overwrite=overwrite, engine=options)
-    weights = {preset.generator: generator_identity(preset.generator)[2],
-               "vgg16-imagenet": default_store().entry("vgg16-imagenet").sha256}
+              mask=mask, resize=resize, device=device, overwrite=overwrite, engine=options,
+              weights_sha256=used_weights(preset))
 
     def header() -> dict[str, Any]:
         return {
@@ -228,53 +273,69 @@ def _run(task: Task, preset: Preset, paths: list[Path], ranks: distributed.Ranks
             "device": str(device),
             "engine": dataclasses.asdict(options),
             "processes": ranks.world_size,
-            "weights_sha256": weights,
+            "rank": ranks.rank,
+            "weights_sha256": job.weights_sha256,
             "torch": torch.__version__,
             "python": platform.python_version(),
             "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
             "elapsed_seconds": round(time.time() - started, 3),
         }
 
-    def save(records: list[ImageRecord]) -> None:  # after every batch: an interrupted run loses nothing
-        rows = [record_json(r) for r in records]
-        if ranks.distributed:
-            write_partial(output_dir, ranks.rank, rows)
-        else:
-            write_report(output_dir, header(), rows)
+    store = open_output_folder(job)
+    try:
+        return _run_into(store, job, ranks, header, json_lines, quiet, faces, paste_back)
+    finally:
+        store.close()
 
-    display = _Display(json_lines, quiet or not ranks.is_main, len(paths))
+
+def _run_into(store: RunStore, job: Job, ranks: distributed.Ranks, header: Callable[[], dict[str, Any]],
+              json_lines: bool, quiet: bool, faces: FaceSession | None, paste_back: bool) -> list[ImageRecord]:
+    output_dir = job.output_dir
+    run_id = store.begin_run(header())
+
+    def save(_: list[ImageRecord]) -> None:  # after every batch (records are stored as they finish)
+        store.update_run(run_id, header())
+        if ranks.is_main:
+            write_views(store, header())
+
+    display = _Display(json_lines, quiet or not ranks.is_main, len(job.inputs))
     events = display.events()
     events.on_batch_done = save
-    annotate: Callable[[ImageRecord], ImageRecord] | None = None
     if faces is not None:  # each face crop's record becomes its photo's, with the face and its identity
-        annotate = faces.annotate
-    elif is_face_generator(preset.generator):  # identity of the output's face in every row
-        annotate = IdentityRows(reference_dir, task.compare_to_input).annotate
-    if annotate is not None:
-        show, add = events.on_record, annotate
-        events.on_record = lambda record: show(add(record)) if show else add(record)
-    runner = Runner(job, events)
-    with display:
-        for record in faces.failed if faces is not None and ranks.is_main else []:
-            display.on_record(record)
-        records = runner.run()
-    if faces is not None:
-        if ranks.is_main:
-            records = [*faces.failed, *records]
-        if paste_back:
-            for photo, error in faces.paste_back(records, overwrite).items():
-                display.on_warning(error)
-                for record in records:
-                    if record.input == photo and record.status == "ok":
-                        record.notes.append(error)
-    rows = sorted(distributed.gather([record_json(r) for r in records], ranks), key=lambda row: row["input"])
+        events.annotate = faces.annotate
+    elif is_face_generator(job.preset.generator):  # identity of the output's face in every row
+        events.annotate = IdentityRows(job.reference_dir, job.task.compare_to_input).annotate
+    runner = Runner(job, events, store=store, run_id=run_id)
+    try:
+        with display:
+            if faces is not None and ranks.is_main:  # photos without a usable face
+                runner.sink.settle([(record, None, None) for record in faces.failed])
+            records = runner.run()
+    except (KeyboardInterrupt, MganError) as exc:
+        with contextlib.suppress(MganError):
+            store.update_run(run_id, header())
+            write_views(store, header())
+        if isinstance(exc, KeyboardInterrupt):
+            stderr_console.print(f"mgan: interrupted; {len(runner.sink.records)} finished images are recorded in "
+                                 f"{output_dir}: run the same command again to resume", soft_wrap=True)
+            sys.exit(EXIT_INTERRUPTED)
+        raise
+    if faces is not None and paste_back:
+        for photo, error in faces.paste_back(records, job.overwrite).items():
+            display.on_warning(error)
+            for record in records:
+                if record.input == photo and record.status == "ok":
+                    record.notes.append(error)
+    store.update_run(run_id, header())
+    distributed.barrier(ranks)
     if ranks.is_main:
-        report = write_report(output_dir, header(), rows)
-        remove_partials(output_dir)
+        report = write_views(store, header())
         if not (json_lines or quiet):
-            stdout_console.print(_summary_table(report))
-            stderr_console.print(f"wrote {output_dir / 'report.json'} and report.csv")
-    return any(row["status"] == "failed" for row in rows)
+            rows = [r.to_json() for r in records]
+            stdout_console.print(_summary_table(job.task.name, rows, summarize(rows)))
+            stderr_console.print(f"wrote {output_dir / 'report.json'} and report.csv "
+                                 f"({report.summary['images']} images recorded in {output_dir})")
+    return records
 
 
 def make_task_command(task: Task) -> click.Command:

@@ -26,8 +26,8 @@ from mgan_cli.faces.detection import DetectedFace, detect_faces
 from mgan_cli.faces.identity import SAME_PERSON_THRESHOLD, face_descriptor, identity_distance
 from mgan_cli.faces.paste import paste_back
 from mgan_cli.imageio import decode_image, decode_mask
+from mgan_cli.pairing import find_by_stem
 from mgan_cli.run.failures import Failure, Stage
-from mgan_cli.run.loading import find_by_stem
 from mgan_cli.run.records import ImageRecord
 
 STAGING = Path(".mgan") / "faces"

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from mgan_cli.errors import ConfigurationError, WeightsError
+from mgan_cli.jsonsafe import json_safe
 from mgan_cli.metrics._common import check_batch, check_crop_border, check_pair, resolve_device
 from mgan_cli.metrics.fidelity import SSIM_WINDOW, psnr, ssim
 from mgan_cli.metrics.naturalness import NIQE_BLOCK, niqe, niqe_blocks
@@ -224,15 +225,7 @@ def _first_sentence(exc: Exception) -> str:
 
 def json_row(row: dict[str, float | str | None]) -> dict[str, float | str | None]:
     """``row`` made strict-JSON safe: ``±inf`` → the strings ``"inf"``/``"-inf"``, NaN → ``None``."""
-    out: dict[str, float | str | None] = {}
-    for key, value in row.items():
-        if isinstance(value, float) and math.isnan(value):
-            out[key] = None
-        elif isinstance(value, float) and math.isinf(value):
-            out[key] = "inf" if value > 0 else "-inf"
-        else:
-            out[key] = value
-    return out
+    return json_safe(row)
 
 
 def metric_names() -> list[str]:

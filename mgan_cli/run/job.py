@@ -22,7 +22,9 @@ class RunEvents:
     on_step: Callable[[int, int, float], None] | None = None  # (step, iterations, mean loss of the batch)
     on_record: Callable[[ImageRecord], None] | None = None  # an image finished (ok, failed or skipped)
     on_warning: Callable[[str], None] | None = None
-    on_batch_done: Callable[[list[ImageRecord]], None] | None = None  # records so far (to save the report)
+    on_batch_done: Callable[[list[ImageRecord]], None] | None = None  # records so far (all stored already)
+    #: adds per-row fields to a finished record (its output file is in place) before it is stored and emitted
+    annotate: Callable[[ImageRecord], ImageRecord] | None = None
 
     def warn(self, message: str) -> None:
         if self.on_warning is not None:
@@ -48,6 +50,7 @@ class Job:
     overwrite: bool = False
     metrics: tuple[str, ...] = ("psnr", "ssim", "lpips", "niqe")
     engine: EngineOptions = field(default_factory=EngineOptions)
+    weights_sha256: dict[str, str | None] = field(default_factory=dict)  # the weights used, by name
 
 
 def image_seed(seed: int, name: str) -> int:

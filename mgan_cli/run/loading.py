@@ -10,24 +10,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from mgan_cli.errors import ImageInputError, MganError
-from mgan_cli.imageio import IMAGE_SUFFIXES, decode_image, decode_mask, fit_to_size, to_tensor, to_uint8
+from mgan_cli.imageio import decode_image, decode_mask, fit_to_size, to_tensor, to_uint8
+from mgan_cli.pairing import StemIndex
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job
-from mgan_cli.run.planning import WorkItem
 from mgan_cli.run.records import ImageRecord
 
-
-def find_by_stem(directory: Path, stem: str) -> Path | None:
-    """The image file ``stem.<image suffix>`` in ``directory`` (None if there is none)."""
-    for suffix in IMAGE_SUFFIXES:
-        for candidate in (directory / f"{stem}{suffix}", directory / f"{stem}{suffix.upper()}"):
-            if candidate.is_file():
-                return candidate
-    return None
+if TYPE_CHECKING:
+    from mgan_cli.run.planning import WorkItem
 
 
 @dataclass
@@ -40,6 +35,7 @@ class LoadedImage:
     mask: torch.Tensor | None
     reference: torch.Tensor | None
     load_seconds: float
+    reference_missing: str | None = None  # why a --reference was given but there is none for this image
 
 
 class Loader:
@@ -50,6 +46,7 @@ class Loader:
         self.resolution = resolution
         self.observed_size = observed_size
         self.needs_mask = needs_mask
+        self.references = StemIndex(job.reference_dir) if job.reference_dir is not None else None
 
     def load(self, item: WorkItem) -> LoadedImage:
         """Raises :class:`MganError` (e.g. :class:`ImageInputError`) for an input that cannot be used."""
@@ -61,31 +58,40 @@ class Loader:
         image, note = fit_to_size(decoded.image, self.observed_size, job.resize, path)
         if note:
             record.notes.append(note)
-        mask = self._mask(path, record) if self.needs_mask else None
-        reference = None
-        if job.reference_dir is not None:
-            reference_path = find_by_stem(job.reference_dir, path.stem)
-            if reference_path is None:
-                record.notes.append(f"no reference named {path.stem}.* in {job.reference_dir}")
-            else:
-                ref_decoded = decode_image(reference_path)
-                record.notes.extend(f"reference {n}" for n in ref_decoded.notes)
-                ref_image, ref_note = fit_to_size(ref_decoded.image, self.resolution, job.resize,
-                                                  reference_path, what="reference")
-                if ref_note:
-                    record.notes.append(f"reference {ref_note}")
-                reference = to_uint8(to_tensor(ref_image)[None])[0]
+        mask = self._mask(path, item.mask, record) if self.needs_mask else None
+        reference, reference_missing = None, None
+        if self.references is not None:
+            reference, reference_missing = self._reference(path.stem, record)
+            if reference_missing is not None:
+                record.notes.append(reference_missing)
         elif job.task.compare_to_input and self.observed_size == self.resolution:
             reference = to_uint8(to_tensor(image)[None])[0]
-        return LoadedImage(item, record, to_tensor(image), mask, reference, time.perf_counter() - started)
+        return LoadedImage(item, record, to_tensor(image), mask, reference, time.perf_counter() - started,
+                           reference_missing)
 
-    def _mask(self, path: Path, record: ImageRecord) -> torch.Tensor:
-        mask_path = self.job.mask
-        if mask_path is not None and mask_path.is_dir():
-            mask_path = find_by_stem(mask_path, path.stem)
-            if mask_path is None:
-                raise ImageInputError(f"{path}: no mask named {path.stem}.* in {self.job.mask}")
-        assert mask_path is not None
+    def _reference(self, stem: str, record: ImageRecord) -> tuple[torch.Tensor | None, str | None]:
+        """The reference named ``stem`` as uint8 ``[3, R, R]``, or None and why. A reference that is missing,
+        ambiguous, unreadable or (under ``--resize error``) of the wrong size only makes the full-reference
+        metrics null: the image itself is still restored."""
+        assert self.references is not None
+        try:
+            path = self.references.require(stem)
+            decoded = decode_image(path)
+        except ImageInputError as exc:
+            return None, f"{exc}: full-reference metrics are null"
+        record.notes.extend(f"reference {n}" for n in decoded.notes)
+        image = decoded.image
+        if image.size != (self.resolution, self.resolution) and self.job.resize == "error":
+            return None, (f"reference {path} is {image.size[0]}x{image.size[1]}, not {self.resolution}x"
+                          f"{self.resolution}: full-reference metrics are null (or pass --resize crop|fit)")
+        fitted, note = fit_to_size(image, self.resolution, self.job.resize, path, what="reference")
+        if note:
+            record.notes.append(f"reference {note}")
+        return to_uint8(to_tensor(fitted)[None])[0], None
+
+    def _mask(self, path: Path, mask_path: Path | None, record: ImageRecord) -> torch.Tensor:
+        if mask_path is None:
+            raise ImageInputError(f"{path}: no mask named {path.stem}.* in {self.job.mask}")
         decoded = decode_mask(mask_path)
         record.notes.extend(f"mask {n}" for n in decoded.notes)
         mask_image = decoded.image
@@ -95,13 +101,13 @@ class Loader:
                 f"{self.resolution}x{self.resolution} (the generator's resolution)")
         return to_tensor(mask_image)
 
-    def load_batch(self, items: list[WorkItem]) -> tuple[list[LoadedImage], list[ImageRecord]]:
-        """Load ``items``; those that cannot be used become failed records."""
+    def load_batch(self, items: list[WorkItem]) -> tuple[list[LoadedImage], list[tuple[ImageRecord, WorkItem]]]:
+        """Load ``items``; those that cannot be used become failed records (with their item)."""
         loaded: list[LoadedImage] = []
-        failed: list[ImageRecord] = []
+        failed: list[tuple[ImageRecord, WorkItem]] = []
         for item in items:
             try:
                 loaded.append(self.load(item))
             except MganError as exc:
-                failed.append(ImageRecord(input=str(item.input)).fail(Failure(Stage.INPUT, str(exc))))
+                failed.append((ImageRecord(input=str(item.input)).fail(Failure(Stage.INPUT, str(exc))), item))
         return loaded, failed

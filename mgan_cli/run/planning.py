@@ -1,57 +1,167 @@
-"""Planning: the job's inputs -> work items (what to restore) and settled records (what not to)."""
+"""Planning: the job's inputs -> work items (what to restore) and settled records (what not to).
+
+An output ``OUT/<stem>.png`` belongs to the input that produced it: the run store records, per output,
+the sha256 of the input file's bytes and of the effective settings (:func:`settings_fingerprint`). An
+existing output made from the same input and settings is skipped and keeps its own earlier results; one
+made from another input or other settings (or that no run recorded) is redone with ``--overwrite`` and is
+otherwise a clash, reported as a failure with the reason.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mgan_cli.errors import MganError
+from mgan_cli.pairing import StemIndex
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job, image_seed
 from mgan_cli.run.records import ImageRecord
+from mgan_cli.run.store import Identity, RunStore, StoredImage, input_key
 
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One input to restore into ``output`` with its per-image ``seed``."""
+    """One input to restore into ``output`` with its per-image ``seed``, its mask file (None: none, or not
+    found; loading then says so) and its :class:`Identity`."""
 
     input: Path
     output: Path
     seed: int
+    mask: Path | None = None
+    identity: Identity | None = None
+
+    @property
+    def output_name(self) -> str:
+        return self.output.name
+
+    @property
+    def input_key(self) -> str:
+        return input_key(self.input)
 
 
 @dataclass
 class Plan:
-    """``todo`` in input order; ``settled`` are records already final (skipped, or failed before loading)."""
+    """``todo`` in input order; ``settled`` are records already final (skipped, or failed before loading),
+    each with the key of its row in the store and the run that produced it."""
 
     todo: list[WorkItem]
-    settled: list[ImageRecord]
+    settled: list[tuple[ImageRecord, WorkItem | None, int | None]]
 
 
-def plan_work(job: Job, previous: dict[str, dict[str, Any]]) -> Plan:
-    """Split the job's inputs into work and settled records: an input whose output would overwrite an
-    input or another input's output fails; an existing output is skipped (keeping its ``previous`` row)
-    unless ``job.overwrite``."""
-    todo: list[WorkItem] = []
-    settled: list[ImageRecord] = []
-    claimed: dict[Path, Path] = {}
-    inputs = {p.resolve() for p in job.inputs}
-    for path in job.inputs:
-        output = job.output_dir / f"{path.stem}.png"
-        record = ImageRecord(input=str(path), output=str(output))
-        if output.resolve() in inputs:
-            settled.append(record.fail(Failure(Stage.PLAN, (
-                f"{path}: its output {output} would overwrite an input; choose another -o folder"))))
-        elif output in claimed:
-            settled.append(record.fail(Failure(Stage.PLAN, (
-                f"{path}: same file name as {claimed[output]}, both would write {output}; rename one"))))
-        elif output.exists() and not job.overwrite:
-            record.status = "skipped"
-            record.restore_results(previous.get(str(output), {}))
-            record.notes.append("output exists (use --overwrite to redo)")
-            settled.append(record)
-            claimed[output] = path
+def settings_fingerprint(job: Job) -> dict[str, Any]:
+    """The settings that decide an output's pixels (the preset after overrides, the weights' sha256,
+    the task, degradation, seed, resize policy and precision), as plain data."""
+    preset = job.preset.to_dict()
+    return {"task": job.task.name, "generator": preset["generator"], "degradation": preset["degradation"],
+            "inversion": preset["inversion"], "loss": preset["loss"], "seed": preset["seed"],
+            "weights_sha256": dict(sorted(job.weights_sha256.items())), "resize": job.resize,
+            "precision": job.engine.precision}
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Planner:
+    """Turns the job's inputs into a :class:`Plan` against what ``store`` recorded in ``OUT``."""
+
+    def __init__(self, job: Job, store: RunStore) -> None:
+        self.job = job
+        self.store = store
+        self._settings = json.dumps(settings_fingerprint(job), sort_keys=True, default=str)
+        self._masks = StemIndex(job.mask, "mask") if job.mask is not None and job.mask.is_dir() else None
+
+    def mask_for(self, path: Path) -> Path | None:
+        """The mask file of ``path`` (None: no mask, or none of its name; loading then fails it).
+        Raises :class:`ImageInputError` when several masks have its name."""
+        if self._masks is not None:
+            return self._masks.find(path.stem)
+        return self.job.mask
+
+    def identity(self, path: Path, seed: int, mask: Path | None) -> Identity:
+        """Raises :class:`OSError` if the input (or its mask) cannot be read."""
+        mask_sha = _sha256_file(mask) if mask is not None and mask.is_file() else None
+        settings = _sha256_text(f"{self._settings}|seed={seed}|mask={mask_sha}")
+        return Identity(_sha256_file(path), settings)
+
+    def plan(self) -> Plan:
+        job = self.job
+        todo: list[WorkItem] = []
+        settled: list[tuple[ImageRecord, WorkItem | None, int | None]] = []
+        claimed: dict[str, Path] = {}
+        inputs = {input_key(p) for p in job.inputs}
+
+        def fail(record: ImageRecord, item: WorkItem | None, stage: Stage, message: str) -> None:
+            settled.append((record.fail(Failure(stage, message)), item, None))
+
+        for path in job.inputs:
+            output = job.output_dir / f"{path.stem}.png"
+            record = ImageRecord(input=str(path), output=str(output))
+            if "\0" in str(path):
+                fail(record, None, Stage.INPUT, f"{input_key(path)}: the path contains a NUL byte")
+                continue
+            try:
+                mask = self.mask_for(path)
+            except MganError as exc:
+                fail(record, None, Stage.INPUT, str(exc))
+                continue
+            item = WorkItem(path, output, image_seed(job.preset.seed, path.name), mask)
+            if input_key(output) in inputs:
+                fail(record, item, Stage.PLAN,
+                     f"{path}: its output {output} would overwrite an input; choose another -o folder")
+                continue
+            if output.name in claimed:
+                fail(record, item, Stage.PLAN,
+                     f"{path}: same file name as {claimed[output.name]}, both would write {output}; rename one")
+                continue
+            claimed[output.name] = path
+            try:
+                item = dataclasses.replace(item, identity=self.identity(path, item.seed, item.mask))
+            except FileNotFoundError:
+                fail(record, item, Stage.INPUT, f"{path}: no such file")
+                continue
+            except OSError as exc:
+                fail(record, item, Stage.INPUT, f"{path}: cannot read ({exc.strerror or exc})")
+                continue
+            if not os.path.lexists(output):
+                todo.append(item)
+                continue
+            owner = self.store.owner(output.name)
+            if owner is not None and owner.identity == item.identity and not job.overwrite:
+                settled.append((self._skipped(owner, path, output), item, owner.run_id))
+            elif job.overwrite:
+                todo.append(item)
+            else:
+                fail(record, item, Stage.PLAN, self._clash(path, output, owner, item))
+        return Plan(todo, settled)
+
+    def _skipped(self, owner: StoredImage, path: Path, output: Path) -> ImageRecord:
+        record = ImageRecord.from_row(owner.row, self.job.metrics)
+        record.input, record.output, record.status, record.error = str(path), str(output), "skipped", None
+        note = "output exists, made from this input with these settings (use --overwrite to redo)"
+        record.notes = [n for n in record.notes if not n.startswith("output exists")] + [note]
+        return record
+
+    def _clash(self, path: Path, output: Path, owner: StoredImage | None, item: WorkItem) -> str:
+        assert item.identity is not None
+        if owner is None:
+            why = "no run recorded what made it"
+        elif owner.identity is None or owner.identity.input_sha256 != item.identity.input_sha256:
+            why = f"it was made from another input ({owner.input})"
         else:
-            claimed[output] = path
-            todo.append(WorkItem(path, output, image_seed(job.preset.seed, path.name)))
-    return Plan(todo, settled)
+            why = "it was made with other settings"
+        return f"{path}: {output} already exists and {why}; pass --overwrite to replace it, or choose another -o"

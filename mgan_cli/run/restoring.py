@@ -8,6 +8,7 @@ or ``None``; restored ``images`` uint8 ``[B, 3, R, R]`` on the CPU.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,11 @@ from mgan_cli.run.job import Job
 
 OUT_OF_MEMORY = ("out of memory for a single image; lower --codes, or use --precision bf16 or a device with "
                  "more memory")
+
+
+def diverged_failure(step: int) -> Failure:
+    """The failure of an image whose loss became inf or NaN at ``step``."""
+    return Failure(Stage.RESTORE, f"the optimisation diverged at step {step}; lower --lr")
 
 
 def fitting_batch_size(free_bytes: int, per_image_bytes: int, limit: int, headroom: float = 0.85) -> int:
@@ -143,14 +149,19 @@ class BatchRestorer:
 
         def on_progress(step: int, losses: torch.Tensor) -> None:
             if self.on_step:
-                self.on_step(step, iterations, float(losses.mean()))
+                finite = losses[torch.isfinite(losses)]
+                self.on_step(step, iterations, float(finite.mean()) if finite.numel() else math.nan)
 
         result: InversionResult = invert(self.generator, observed, self.degradation, self.loss, self.settings,
                                          list(seeds), mask=masks, progress=on_progress, options=self.job.engine,
                                          warn=self.on_warning)
         images = self.degradation.finalize(result.images, self._observed_full(observed), masks)
         steps = result.steps.tolist() if result.steps is not None else [iterations] * len(seeds)
-        return RestoredBatch(to_uint8(images).cpu(), [float(v) for v in result.losses], steps, [None] * len(seeds))
+        losses = [float(v) for v in result.losses]
+        diverged = result.diverged_at.tolist() if result.diverged_at is not None else [-1] * len(seeds)
+        failures = [diverged_failure(at if at >= 0 else iterations) if at >= 0 or not math.isfinite(loss) else None
+                    for at, loss in zip(diverged, losses, strict=True)]
+        return RestoredBatch(to_uint8(images).cpu(), losses, steps, failures)
 
     def _observed_full(self, observed: torch.Tensor) -> torch.Tensor:
         """The observed images at the generator's resolution (what ``finalize`` blends with)."""

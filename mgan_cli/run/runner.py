@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
-from mgan_cli.errors import MganError
+from mgan_cli.errors import MganError, OutputError
 from mgan_cli.generator_loading import load_generator
 from mgan_cli.generators import Generator
 from mgan_cli.run.job import Job, RunEvents
 from mgan_cli.run.loading import Loader
-from mgan_cli.run.planning import Plan, WorkItem, plan_work
+from mgan_cli.run.planning import Plan, Planner
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.restoring import BatchRestorer
 from mgan_cli.run.sink import Sink
+from mgan_cli.run.store import RunStore
+
+
+def open_output_folder(job: Job) -> RunStore:
+    """Create ``OUT`` (one clear :class:`OutputError` if it cannot be) and open its run store."""
+    try:
+        job.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{job.output_dir}: cannot create the output folder ({exc.strerror or exc})") from None
+    return RunStore(job.output_dir)
 
 
 class Runner:
-    """Executes a :class:`Job` (see :mod:`mgan_cli.run`)."""
+    """Executes a :class:`Job` (see :mod:`mgan_cli.run`), recording into ``store`` (default: the output
+    folder's) as run ``run_id`` (default: a new run with a minimal header)."""
 
-    def __init__(self, job: Job, events: RunEvents | None = None, generator: Generator | None = None) -> None:
+    def __init__(self, job: Job, events: RunEvents | None = None, generator: Generator | None = None,
+                 store: RunStore | None = None, run_id: int | None = None) -> None:
         self.job = job
         self.events = events or RunEvents()
         self.restorer = BatchRestorer(job, generator or load_generator(job.preset.generator),
@@ -27,22 +38,23 @@ class Runner:
         if self.restorer.needs_mask and job.mask is None:
             raise MganError(f"{job.task.name} needs --mask FILE_OR_DIR (white = missing pixels)")
         self.loader = Loader(job, self.restorer.resolution, self.restorer.observed_size, self.restorer.needs_mask)
-        self.sink = Sink(job, self.events)
+        self.store = store or open_output_folder(job)
+        if run_id is None:
+            run_id = self.store.begin_run({"task": job.task.name, "preset": job.preset.to_dict()})
+        self.sink = Sink(job, self.events, self.store, run_id)
 
-    def plan(self, previous: dict[str, dict[str, Any]] | None = None) -> Plan:
-        from mgan_cli.report import previous_records
-
-        return plan_work(self.job, previous_records(self.job.output_dir) if previous is None else previous)
+    def plan(self) -> Plan:
+        return Planner(self.job, self.store).plan()
 
     def run(self) -> list[ImageRecord]:
         """Process every input; returns one record per input, in input order.
 
         Three stages overlap: a loader thread decodes batch i+1 while the main thread optimises batch i,
-        and a writer thread encodes, measures and records batch i-1.
+        and a writer thread encodes, measures and records batch i-1. An interrupt (or an error of the
+        output folder) stops the optimisation; batches already optimised are still written and recorded.
         """
         plan = self.plan()
         self.sink.settle(plan.settled)
-        self.job.output_dir.mkdir(parents=True, exist_ok=True)
         if plan.todo:
             self.restorer.fit_batch_to_memory()
         limit = self.restorer.batch_limit
@@ -58,6 +70,7 @@ class Runner:
                     loading = loader.submit(self.loader.load_batch, batches[index + 1])
                 chunks = self.restorer.restore_all([p.observed for p in loaded], [p.mask for p in loaded],
                                                    [p.item.seed for p in loaded])
+                _raise_first_error(finishing)
                 finishing.append(writer.submit(self.sink.finish, failed, loaded, chunks))
             for future in finishing:
                 future.result()
@@ -68,4 +81,8 @@ class Runner:
         return sorted(records, key=lambda r: order.get(r.input, len(order)))
 
 
-__all__ = ["Runner", "WorkItem"]
+def _raise_first_error(futures: list[Future[None]]) -> None:
+    """Stop early when the writer failed (e.g. the output folder is full)."""
+    for future in futures:
+        if future.done() and future.exception() is not None:
+            future.result()

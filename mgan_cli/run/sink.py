@@ -1,37 +1,57 @@
-"""The sink: restored tensors -> PNG files, metrics, records and events (runs on the writer thread)."""
+"""The sink: restored tensors -> PNG files, metrics, stored records and events (runs on the writer thread).
+
+Each image is one transaction of the run store: its PNG is encoded to a temporary file, then renamed into
+place and its record committed together (:meth:`RunStore.put`). A problem of the output folder itself
+(full, read-only) is an :class:`OutputError` that stops the run: every image finished before it stays
+recorded.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from mgan_cli.atomic import StagedFile, stage
 from mgan_cli.baselines import score_baselines
-from mgan_cli.imageio import to_uint8, write_png
+from mgan_cli.errors import OutputError
+from mgan_cli.imageio import encode_png, to_uint8
 from mgan_cli.measure import measure
-from mgan_cli.run.failures import Failure, Stage
+from mgan_cli.metrics.api import NO_REFERENCE
+from mgan_cli.run.failures import Failure
 from mgan_cli.run.job import Job, RunEvents
 from mgan_cli.run.loading import LoadedImage
+from mgan_cli.run.planning import WorkItem
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.restoring import Chunk, RestoredBatch
+from mgan_cli.run.store import RunStore, input_key
 from mgan_cli.thumbnails import THUMB_DIR, write_thumbnails
 
 
 class Sink:
-    """Finishes images: writes each restored one, measures it, completes its record and emits it."""
+    """Finishes images: writes each restored one, measures it, completes, stores and emits its record."""
 
-    def __init__(self, job: Job, events: RunEvents) -> None:
+    def __init__(self, job: Job, events: RunEvents, store: RunStore, run_id: int) -> None:
         self.job = job
         self.events = events
+        self.store = store
+        self.run_id = run_id
         self.records: list[ImageRecord] = []
 
-    def settle(self, records: list[ImageRecord]) -> None:
-        """Records that are final already (skipped, failed while planning or loading)."""
-        for record in records:
+    def settle(self, entries: list[tuple[ImageRecord, WorkItem | None, int | None]]) -> None:
+        """Records that are final already (skipped, failed before restoring), with their work item and the
+        run that produced their output (None: this run)."""
+        for record, item, producer in entries:
+            if self.events.annotate is not None:
+                record = self.events.annotate(record)
+            self._store(record, item, producer)
             self.events.record(record)
-        self.records.extend(records)
+            self.records.append(record)
 
-    def finish(self, failed: list[ImageRecord], loaded: list[LoadedImage], chunks: list[Chunk]) -> None:
+    def finish(self, failed: list[tuple[ImageRecord, WorkItem]], loaded: list[LoadedImage],
+               chunks: list[Chunk]) -> None:
         """Write, measure and record the restored ``chunks`` of ``loaded``, then report the batch done."""
-        self.settle(failed)
+        self.settle([(record, item, None) for record, item in failed])
         for chunk in chunks:
             items = loaded[chunk.start:chunk.start + chunk.count]
             if isinstance(chunk.outcome, Failure):
@@ -56,20 +76,24 @@ class Sink:
             if failure is not None:
                 self._done(record.fail(failure), item, seconds)
                 continue
+            output = item.item.output
             try:
-                write_png(batch.images[index], item.item.output)
+                staged = stage(output, encode_png(batch.images[index]))
             except OSError as exc:
-                record.fail(Failure(Stage.OUTPUT, f"{item.item.output}: cannot write ({exc})"))
-            else:
-                record.status = "ok"
-                record.metrics = {**metrics[index], **baseline_scores[index]}
-                self._thumbnails(item, batch.images[index], None if baselines is None else baselines[index])
-                record.loss = batch.losses[index]
-                if batch.steps[index] < iterations:
-                    record.notes.append(f"stopped early after {batch.steps[index]} steps")
-                if item.reference is None and not self.job.task.compare_to_input:
-                    record.notes.append("no --reference: full-reference metrics are null")
-            self._done(record, item, seconds)
+                raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None
+            record.status = "ok"
+            record.metrics = {**metrics[index], **baseline_scores[index]}
+            if item.reference_missing is not None:
+                for key, value in list(record.metrics.items()):
+                    if key.endswith("_reason") and value == NO_REFERENCE:
+                        record.metrics[key] = item.reference_missing
+            self._thumbnails(item, batch.images[index], None if baselines is None else baselines[index])
+            record.loss = batch.losses[index]
+            if batch.steps[index] < iterations:
+                record.notes.append(f"stopped early after {batch.steps[index]} steps")
+            if item.reference is None and not self.job.task.compare_to_input:
+                record.notes.append("no --reference: full-reference metrics are null")
+            self._done(record, item, seconds, staged)
 
     def _thumbnails(self, item: LoadedImage, output: torch.Tensor, baseline: torch.Tensor | None) -> None:
         """Thumbnails for the HTML report; failing to write them is a warning, never a failed image."""
@@ -80,7 +104,24 @@ class Sink:
         except OSError as exc:
             self.events.warn(f"cannot write thumbnails for {item.item.output.name} ({exc})")
 
-    def _done(self, record: ImageRecord, item: LoadedImage, seconds: float) -> None:
+    def _done(self, record: ImageRecord, item: LoadedImage, seconds: float, staged: StagedFile | None = None) -> None:
         record.seconds = round(seconds + item.load_seconds, 3)
+        try:
+            self._store(record, item.item, None, staged)
+        finally:
+            if staged is not None:
+                staged.discard()
+        if self.events.annotate is not None:  # after the rename: annotations may read the output file
+            record = self.events.annotate(record)
+            self._store(record, item.item, None)
         self.events.record(record)
         self.records.append(record)
+
+    def _store(self, record: ImageRecord, item: WorkItem | None, producer: int | None,
+               staged: StagedFile | None = None) -> None:
+        if item is not None:
+            output_name, key, identity = item.output_name, item.input_key, item.identity
+        else:
+            path = Path(record.input)
+            output_name, key, identity = f"{path.stem}.png", input_key(path), None
+        self.store.put(record, output_name, key, identity, self.run_id if producer is None else producer, staged)
