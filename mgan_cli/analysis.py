@@ -10,7 +10,8 @@ grid. After every pair, ``OUT/analysis.json`` and ``OUT/analysis.csv`` are rewri
 Resumable like every run: a pair's finished images are skipped (their results kept in its run store,
 ``OUT/runs/…/.mgan/``), so an interrupted analysis continues where it stopped. Different N are not
 merged into one pass: padding every image to the largest N wastes the lower layers' work (Σ N versus
-|N| · max N codes) and needs a step size of α per image (the engine steps α at ``lr / N``); different ℓ split the generator differently.
+|N| · max N codes) and needs a step size of α per image (the engine steps α at ``lr / N``); different ℓ
+split the generator differently.
 """
 
 from __future__ import annotations

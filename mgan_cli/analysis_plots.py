@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mgan_cli.atomic import write_atomic
+
 PANELS = (("psnr", "PSNR (dB) ↑"), ("ssim", "SSIM ↑"), ("lpips", "LPIPS ↓"))
 
 
@@ -34,9 +36,7 @@ def _figure(means: Sequence[dict[str, Any]], x_key: str, line_key: str, x_label:
     if handles:
         figure.legend(handles, labels, loc="outside right upper")
     figure.suptitle(title)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=100)
-    temporary.replace(path)
+    write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
     return path
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mgan_cli.atomic import write_atomic
 from mgan_cli.generators.base import Generator
 
 
@@ -84,7 +85,5 @@ def write_figure(path: Path, observed: np.ndarray, restored: np.ndarray, shares:
     axes[3].set_ylabel("mean share of the composed feature")
     figure.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=90)
-    temporary.replace(path)
+    write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=90))
     return path
