@@ -326,6 +326,7 @@ def _run_into(store: RunStore, job: Job, ranks: distributed.Ranks, header: Calla
             for record in records:
                 if record.input == photo and record.status == "ok":
                     record.notes.append(error)
+        runner.sink.update(records)  # paste-back adds the composite to each face's row
     store.update_run(run_id, header())
     distributed.barrier(ranks)
     if ranks.is_main:

@@ -24,7 +24,7 @@ from mgan_cli.run.loading import LoadedImage
 from mgan_cli.run.planning import WorkItem
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.restoring import Chunk, RestoredBatch
-from mgan_cli.run.store import RunStore, input_key
+from mgan_cli.run.store import Identity, RunStore, input_key
 from mgan_cli.thumbnails import THUMB_DIR, write_thumbnails
 
 
@@ -37,6 +37,7 @@ class Sink:
         self.store = store
         self.run_id = run_id
         self.records: list[ImageRecord] = []
+        self._stored_as: dict[int, tuple[str, str, Identity | None, int]] = {}
 
     def settle(self, entries: list[tuple[ImageRecord, WorkItem | None, int | None]]) -> None:
         """Records that are final already (skipped, failed before restoring), with their work item and the
@@ -117,6 +118,13 @@ class Sink:
         self.events.record(record)
         self.records.append(record)
 
+    def update(self, records: list[ImageRecord]) -> None:
+        """Store again records this sink finished that were changed since (e.g. notes added at the end)."""
+        for record in records:
+            where = self._stored_as.get(id(record))
+            if where is not None:
+                self.store.put(record, *where)
+
     def _store(self, record: ImageRecord, item: WorkItem | None, producer: int | None,
                staged: StagedFile | None = None) -> None:
         if item is not None:
@@ -124,4 +132,6 @@ class Sink:
         else:
             path = Path(record.input)
             output_name, key, identity = f"{path.stem}.png", input_key(path), None
-        self.store.put(record, output_name, key, identity, self.run_id if producer is None else producer, staged)
+        run_id = self.run_id if producer is None else producer
+        self.store.put(record, output_name, key, identity, run_id, staged)
+        self._stored_as[id(record)] = (output_name, key, identity, run_id)
