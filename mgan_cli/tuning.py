@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mgan_cli.composition import compose
 from mgan_cli.degradations import Degradation
 from mgan_cli.editing import Inversion
 from mgan_cli.engine import MultiCodeModel
@@ -72,9 +73,12 @@ def upper_parameter_names(generator: Generator, inversion: Inversion) -> set[str
 def tune(generator: Generator, inversion: Inversion, observed: torch.Tensor, degradation: Degradation,
          loss: ReconstructionLoss, settings: TuningSettings, seed: int, *, mask: torch.Tensor | None = None,
          autocast_dtype: torch.dtype | None = None,
-         progress: Callable[[int, float], None] | None = None) -> Generator:
+         progress: Callable[[int, float], None] | None = None,
+         snapshot: Callable[[int, Generator], None] | None = None) -> Generator:
     """A tuned private copy of ``generator`` for one image (``observed`` ``[3, r, r]`` in [-1, 1],
-    ``mask`` ``[1, R, R]``); ``seed`` makes the locality codes reproducible. ``generator`` is not modified."""
+    ``mask`` ``[1, R, R]``); ``seed`` makes the locality codes reproducible. ``generator`` is not modified.
+    ``progress(step, loss)`` and ``snapshot(step, tuned)`` are called after every step (``tuned`` is the copy
+    being tuned: a snapshot at step k is what ``steps=k`` would return)."""
     tuned = copy.deepcopy(generator).eval()
     tuned.requires_grad_(False)
     names = (upper_parameter_names(generator, inversion) if settings.layers == "upper"
@@ -91,24 +95,43 @@ def tune(generator: Generator, inversion: Inversion, observed: torch.Tensor, deg
     observed, mask = observed[None], None if mask is None else mask[None]
     with torch.no_grad():
         target_features = loss.prepare(observed)
+    # tuning only above ℓ: the composed features below are fixed, so they are computed once
+    upper_only = settings.layers == "upper"
+
+    def composed(model: MultiCodeModel, at: torch.Tensor) -> torch.Tensor:
+        features = model.lower(at.flatten(0, 1)).unflatten(0, at.shape[:2])
+        return compose(features, alphas, model.composition)
+
+    if upper_only:
+        with torch.no_grad():
+            pivot_features = composed(tuned_model, codes)
     rng = torch.Generator().manual_seed(int(seed))
     enabled = autocast_dtype is not None
     for step in range(settings.steps):
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=enabled):
-            image = tuned_model(codes, alphas, upper).float()
+            if upper_only:
+                image = tuned_model.upper(pivot_features, upper).float()
+            else:
+                image = tuned_model(codes, alphas, upper).float()
             total = loss(degradation(image, mask), observed, target_features).sum()
             if settings.locality_weight > 0 and step % settings.locality_every == 0:
                 move = torch.randn(codes.shape[2:], generator=rng).to(device)
                 nearby = codes + settings.locality_radius * move / move.norm()
                 with torch.no_grad():
                     expected = frozen_model(nearby, alphas, upper).float()
-                rendered = tuned_model(nearby, alphas, upper).float()
+                    nearby_features = composed(tuned_model, nearby) if upper_only else None
+                if nearby_features is not None:
+                    rendered = tuned_model.upper(nearby_features, upper).float()
+                else:
+                    rendered = tuned_model(nearby, alphas, upper).float()
                 total = total + settings.locality_weight * (rendered - expected).square().mean()
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
         if progress is not None:
             progress(step + 1, float(total.detach()))
+        if snapshot is not None:
+            snapshot(step + 1, tuned)
     return tuned.requires_grad_(False)
 
 
