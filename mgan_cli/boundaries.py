@@ -18,7 +18,7 @@ manipulation: remove from ``d`` its components along the given boundaries, then 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -99,14 +99,16 @@ def computed_direction(spec: str, generator: Generator) -> Direction:
     return Direction(found.vectors[index], found.space, spec)
 
 
-def resolve(spec: str, generator: Generator, generator_name: str, store: WeightStore | None = None) -> Direction:
-    """The direction named by ``spec`` (see the module docstring) for ``generator`` (registry name
-    ``generator_name``)."""
+def resolve(spec: str, generator_name: str, default_space: str, generator: Callable[[], Generator],
+            store: WeightStore | None = None) -> Direction:
+    """The direction named by ``spec`` (see the module docstring) for the generator ``generator_name``;
+    ``default_space`` (z or w) is that of a bare ``.npy`` file; ``generator()`` loads the generator (only
+    ``sefa:K`` / ``pca:K`` need it)."""
     method = spec.partition(":")[0]
     if method in directions.METHODS and ":" in spec:
-        return computed_direction(spec, generator)
+        return computed_direction(spec, generator())
     if spec.partition(".npy")[1] or Path(spec).is_file():
-        return load_direction_file(spec, generator_name, directions.edit_space(generator))
+        return load_direction_file(spec, generator_name, default_space)
     return load_boundary(spec, generator_name, store)
 
 

@@ -127,6 +127,14 @@ def shift(generator: Generator, inversion: Inversion, direction: Direction, stre
 
 
 @torch.no_grad()
+def render_inversion(generator: Generator, inversion: Inversion) -> torch.Tensor:
+    """The image ``[3, R, R]`` of one inversion, rendered alone (fp32): what strength 0 and saved latents give."""
+    model = MultiCodeModel(generator, inversion.layer, inversion.space, inversion.composition)
+    upper = None if inversion.upper_latent is None else inversion.upper_latent[None]
+    return model(inversion.codes[None], inversion.alphas[None], upper).float()[0]
+
+
+@torch.no_grad()
 def render_frames(generator: Generator, inversion: Inversion, direction: Direction, strengths: Sequence[float],
                   rows: range | None = None) -> torch.Tensor:
     """The frames ``[S, 3, R, R]`` of ``inversion`` edited at each strength (see the module docstring)."""
@@ -154,9 +162,13 @@ def render_samples(generator: Generator, codes: torch.Tensor, space: str) -> tor
 
 def strip(frames: torch.Tensor, gap: int = 2) -> torch.Tensor:
     """Frames ``[S, 3, R, R]`` in [-1, 1] side by side on white: ``uint8 [3, R, S·R + (S-1)·gap]``."""
-    count, _, size, _ = frames.shape
+    return strip_uint8(((frames.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu(), gap)
+
+
+def strip_uint8(pixels: torch.Tensor, gap: int = 2) -> torch.Tensor:
+    """uint8 frames ``[S, 3, R, R]`` side by side on white (see :func:`strip`)."""
+    count, _, size, _ = pixels.shape
     canvas = torch.full((3, size, count * size + (count - 1) * gap), 255, dtype=torch.uint8)
-    pixels = ((frames.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
     for i in range(count):
         canvas[:, :, i * (size + gap):i * (size + gap) + size] = pixels[i]
     return canvas

@@ -141,6 +141,13 @@ def tuned_state(tuned: Generator, names: set[str] | None = None) -> dict[str, to
             if names is None or name in names}
 
 
+def tuned_parameters(tuned: Generator, original: Generator) -> dict[str, torch.Tensor]:
+    """The parameters of ``tuned`` that differ from ``original`` (what a tuning run changed), on the CPU."""
+    before = dict(original.named_parameters())
+    return {name: p.detach().cpu().contiguous() for name, p in tuned.named_parameters()
+            if not torch.equal(p, before[name])}
+
+
 def apply_tuned_state(generator: Generator, state: dict[str, torch.Tensor]) -> Generator:
     """A copy of ``generator`` with the parameters in ``state`` replaced (the inverse of :func:`tuned_state`)."""
     copied = copy.deepcopy(generator)

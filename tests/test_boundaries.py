@@ -80,24 +80,24 @@ def test_npy_files_and_their_sidecar(tmp_path: Path) -> None:
     dcgan = load_generator("dcgan32-celeba")
     single = tmp_path / "one.npy"
     np.save(single, np.full((1, 100), 3.0))
-    direction = boundaries.resolve(str(single), dcgan, "dcgan32-celeba")
+    direction = boundaries.resolve(str(single), "dcgan32-celeba", "z", lambda: dcgan)
     assert torch.allclose(direction.vector, torch.full((100,), 0.1)) and direction.space == "z"
     many = tmp_path / "sefa.npy"
     rows = np.eye(4, 100)
     np.save(many, rows)
-    assert torch.equal(boundaries.resolve(f"{many}:2", dcgan, "dcgan32-celeba").vector, torch.eye(100)[2])
+    assert torch.equal(boundaries.resolve(f"{many}:2", "dcgan32-celeba", "z", lambda: dcgan).vector, torch.eye(100)[2])
     with pytest.raises(ConfigurationError, match=r"FILE\.npy:K"):
-        boundaries.resolve(str(many), dcgan, "dcgan32-celeba")
+        boundaries.resolve(str(many), "dcgan32-celeba", "z", lambda: dcgan)
     (tmp_path / "sefa.json").write_text(json.dumps({"generator": "dcgan64-digiface", "space": "z"}))
     with pytest.raises(ConfigurationError, match="made for dcgan64-digiface"):
-        boundaries.resolve(f"{many}:1", dcgan, "dcgan32-celeba")
+        boundaries.resolve(f"{many}:1", "dcgan32-celeba", "z", lambda: dcgan)
 
 
 def test_computed_directions_are_the_kth_of_their_method() -> None:
     from mgan_cli import directions
 
     dcgan = load_generator("dcgan32-celeba")
-    direction = boundaries.resolve("sefa:3", dcgan, "dcgan32-celeba")
+    direction = boundaries.resolve("sefa:3", "dcgan32-celeba", "z", lambda: dcgan)
     assert torch.equal(direction.vector, directions.sefa(dcgan, 4).vectors[3])
     with pytest.raises(ConfigurationError, match="sefa:K"):
-        boundaries.resolve("sefa:x", dcgan, "dcgan32-celeba")
+        boundaries.resolve("sefa:x", "dcgan32-celeba", "z", lambda: dcgan)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -36,3 +37,73 @@ def test_directions_writes_vectors_metadata_and_a_preview(tmp_path: Path) -> Non
 def test_directions_reports_bad_requests_in_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["directions", "dcgan32-celeba", "--method", "pca", "-o", str(tmp_path)])
     assert result.exit_code == 2 and "--layer" in result.output and "Traceback" not in result.output
+
+
+def _fast(extra: list[str]) -> list[str]:
+    return ["--codes", "3", "--iterations", "4", "--perceptual-weight", "0", "--quiet", "--precision", "fp32", *extra]
+
+
+def _faces(shared_dir: Path) -> list[str]:
+    return [str(shared_dir / "data" / "celeba64" / name) for name in ("182660.jpg", "182661.jpg")]
+
+
+def test_edit_from_saved_latents_reproduces_the_inversion_bit_for_bit(shared_dir: Path, tmp_path: Path) -> None:
+    inverted = CliRunner().invoke(main, ["invert", *_faces(shared_dir), "-o", str(tmp_path / "inv"), "--resize",
+                                         "crop", "--save-latents", *_fast([])])
+    assert inverted.exit_code == 0, inverted.output
+    report = json.loads((tmp_path / "inv" / "report.json").read_text())
+    assert all(Path(row["latents"]).is_file() for row in report["images"])
+    edited = CliRunner().invoke(main, ["edit", "--from-latents", str(tmp_path / "inv" / "latents"), "-o",
+                                       str(tmp_path / "edit"), "--direction", "sefa:1", "--strengths", "-2,0,2"])
+    assert edited.exit_code == 0, edited.output
+    for row in json.loads((tmp_path / "edit" / "report.json").read_text())["images"]:
+        stem = Path(row["input"]).name.removesuffix(".safetensors")
+        frames = {frame["strength"]: np.array(Image.open(frame["path"])) for frame in row["frames"]}
+        assert np.array_equal(frames[0.0], np.array(Image.open(tmp_path / "inv" / f"{stem}.png")))
+        assert not np.array_equal(frames[2.0], frames[0.0])
+        with Image.open(row["strip"]) as strip:
+            assert strip.size == (3 * 64 + 2 * 2, 64)
+    refused = CliRunner().invoke(main, ["edit", "--from-latents", str(tmp_path / "inv" / "latents"), "-o",
+                                        str(tmp_path / "other"), "--direction", "sefa:0", "--generator",
+                                        "dcgan32-celeba"])
+    assert refused.exit_code == 2 and "inverted with dcgan64-digiface" in refused.output
+
+
+def test_edit_inverts_then_renders_frames_and_refuses_foreign_boundaries(shared_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "edit"
+    result = CliRunner().invoke(main, ["edit", *_faces(shared_dir)[:1], "-o", str(out), "--resize", "crop",
+                                       "--direction", "sefa:0", "--strengths", "0,3", *_fast([])])
+    assert result.exit_code == 0, result.output
+    row = json.loads((out / "report.json").read_text())["images"][0]
+    assert [f["strength"] for f in row["frames"]] == [0.0, 3.0] and row["psnr"] is not None
+    assert np.array_equal(np.array(Image.open(row["frames"][0]["path"])), np.array(Image.open(row["output"])))
+    foreign = CliRunner().invoke(main, ["edit", *_faces(shared_dir)[:1], "-o", str(tmp_path / "x"), "--resize",
+                                        "crop", "--direction", "pggan-celebahq1024-smile", *_fast([])])
+    assert foreign.exit_code == 2 and "made for pggan-celebahq1024" in foreign.output
+    layered = CliRunner().invoke(main, ["edit", *_faces(shared_dir)[:1], "-o", str(tmp_path / "y"), "--resize",
+                                        "crop", "--direction", "sefa:0", "--edit-layers", "0-1", *_fast([])])
+    assert layered.exit_code == 2 and "w or w+" in layered.output
+
+
+def test_tuning_in_a_run_never_changes_the_shared_generator(shared_dir: Path, tmp_path: Path) -> None:
+    from mgan_cli.presets import apply_overrides, load_preset
+    from mgan_cli.run import Job, Runner
+    from mgan_cli.run.extras import RunExtras
+    from mgan_cli.tasks import TASKS
+    from mgan_cli.tuning import TuningSettings
+    from mgan_cli.weight_store import default_store, sha256_of
+
+    generator = load_generator("dcgan64-digiface")
+    before = {k: v.clone() for k, v in generator.state_dict().items()}
+    file_sha = sha256_of(default_store().path("dcgan64-digiface"))
+    preset = apply_overrides(load_preset("dcgan64-invert"), codes=3, iterations=3, perceptual_weight=0.0)
+    job = Job(task=TASKS.get("invert"), preset=preset, inputs=[Path(p) for p in _faces(shared_dir)],
+              output_dir=tmp_path, resize="crop", extras=RunExtras(TuningSettings(steps=3, lr=1e-3), True))
+    records = Runner(job, generator=generator).run()
+    assert [r.status for r in records] == ["ok", "ok"] and all(r.fields["tuned_steps"] == 3 for r in records)
+    assert all(torch.equal(before[k], v) for k, v in generator.state_dict().items())
+    assert sha256_of(default_store().path("dcgan64-digiface")) == file_sha
+    from mgan_cli import latents
+
+    saved = latents.load(Path(records[0].fields["latents"]), "dcgan64-digiface")
+    assert saved.tuned and all(not torch.equal(before[k], v) for k, v in saved.tuned.items())

@@ -42,3 +42,7 @@ main.add_command(analyze_command)
 from mgan_cli.cli.directions_cmd import directions_command  # noqa: E402 - after the group it joins
 
 main.add_command(directions_command)
+
+from mgan_cli.cli.edit_cmd import edit_command  # noqa: E402 - after the group it joins
+
+main.add_command(edit_command)

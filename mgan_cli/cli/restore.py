@@ -40,9 +40,11 @@ from mgan_cli.imageio import RESIZE_POLICIES, collect_inputs
 from mgan_cli.presets import Preset, apply_overrides
 from mgan_cli.report import METRIC_COLUMNS, summarize, write_views
 from mgan_cli.run import ImageRecord, Job, RunEvents, Runner, Stage, open_output_folder
+from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.failures import BEFORE_RESTORING
 from mgan_cli.run.store import RunStore
 from mgan_cli.tasks import TASKS, Task
+from mgan_cli.tuning import TUNE_LAYERS, TuningSettings
 from mgan_cli.weight_import import generator_identity
 from mgan_cli.weight_store import default_store
 
@@ -192,11 +194,15 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
              reference_dir: Path | None, resize: str, recursive: bool, json_lines: bool, quiet: bool,
              overwrite: bool, precision: str, compile_mode: str, channels_last: bool | None,
              mask: Path | None = None, align: str = "none", paste_back: bool = False,
-             face_alignment: str | None = None, **overrides: Any) -> None:
+             face_alignment: str | None = None, extras: RunExtras | None = None,
+             make_extras: Callable[[Preset], RunExtras] | None = None, **overrides: Any) -> None:
     """Resolve the preset and inputs, run, write the report, show the summary. Exit status: 0 every image
-    ok or skipped, 1 some failed, 2 nothing could run, 130 interrupted (what finished is recorded)."""
+    ok or skipped, 1 some failed, 2 nothing could run, 130 interrupted (what finished is recorded).
+    ``extras`` (or ``make_extras(preset)``, once the preset is known) adds tuning, latents and edits."""
     started = time.time()
     resolved = apply_overrides(choose_preset(task.name, preset, generator), **overrides)
+    if make_extras is not None:
+        extras = make_extras(resolved)
     if resolved.task != task.name:
         raise click.UsageError(f"preset {resolved.name!r} is for `mgan {resolved.task}`, not `mgan {task.name}`")
     stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
@@ -215,7 +221,8 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
     distributed.start(ranks, run_device)
     try:
         records = _run(task, resolved, distributed.shard(paths, ranks), ranks, output_dir, reference_dir, mask,
-                       resize, run_device, options, overwrite, json_lines, quiet, started, faces, paste_back)
+                       resize, run_device, options, overwrite, json_lines, quiet, started, faces, paste_back,
+                       extras or RunExtras())
         outcomes = distributed.gather([(r.status, r.failure.stage if r.failure else None) for r in records], ranks)
     finally:
         distributed.stop(ranks)
@@ -257,11 +264,11 @@ def _face_session(task: Task, preset: Preset, output_dir: Path, face_alignment: 
 def _run(task: Task, preset: Preset, paths: list[Path], ranks: distributed.Ranks, output_dir: Path,
          reference_dir: Path | None, mask: Path | None, resize: str, device: torch.device, options: EngineOptions,
          overwrite: bool, json_lines: bool, quiet: bool, started: float, faces: FaceSession | None = None,
-         paste_back: bool = False) -> list[ImageRecord]:
+         paste_back: bool = False, extras: RunExtras | None = None) -> list[ImageRecord]:
     """Run this rank's share into the store of ``output_dir``, keep the report views current; this run's records."""
     job = Job(task=task, preset=preset, inputs=paths, output_dir=output_dir, reference_dir=reference_dir,
               mask=mask, resize=resize, device=device, overwrite=overwrite, engine=options,
-              weights_sha256=used_weights(preset))
+              weights_sha256=used_weights(preset), extras=extras or RunExtras())
 
     def header() -> dict[str, Any]:
         return {
@@ -275,6 +282,7 @@ def _run(task: Task, preset: Preset, paths: list[Path], ranks: distributed.Ranks
             "processes": ranks.world_size,
             "rank": ranks.rank,
             "weights_sha256": job.weights_sha256,
+            **extras_header(job.extras),
             "torch": torch.__version__,
             "python": platform.python_version(),
             "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
@@ -343,8 +351,9 @@ def make_task_command(task: Task) -> click.Command:
     """Build the click command of ``task`` (task-specific options added here)."""
 
     @reports_errors
-    def command(**kwargs: Any) -> None:
-        run_task(task, **kwargs)
+    def command(tune_generator: int, tune_layers: str, save_latents: bool, **kwargs: Any) -> None:
+        extras = RunExtras(TuningSettings(steps=tune_generator, layers=tune_layers), save_latents)
+        run_task(task, extras=extras, **kwargs)
 
     command.__doc__ = (
         f"{task.summary}\n\n"
@@ -354,7 +363,7 @@ def make_task_command(task: Task) -> click.Command:
         f"defaults; with neither, the task's default ({task.default_preset}). Flags override it.\n\n"
         f"\b\nExamples:\n  {EXAMPLES.get(task.name, '')}"
     )
-    decorated: Callable[..., Any] = _common_options(command)
+    decorated: Callable[..., Any] = extras_options(_common_options(command))
     if task.needs_scale:
         decorated = override_option("scale")(decorated)
     if task.needs_mask:
@@ -363,6 +372,39 @@ def make_task_command(task: Task) -> click.Command:
                                       "(white = missing).")(decorated)
         decorated = override_option("paste_known")(decorated)
     return click.command(task.name, help=command.__doc__)(decorated)
+
+
+def extras_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--tune-generator``, ``--tune-layers`` and ``--save-latents`` (every task and ``mgan edit``)."""
+    options = [
+        click.option("--tune-generator", type=click.IntRange(min=0), default=0, show_default=True, metavar="STEPS",
+                     help="After the inversion, tune a private copy of the generator for STEPS Adam steps on the "
+                          "task's loss with the codes fixed (PTI, with its locality term); the shared weights are "
+                          "never changed. Fits the input more closely; on noisy inputs it fits the noise too."),
+        click.option("--tune-layers", type=click.Choice(TUNE_LAYERS), default="all", show_default=True,
+                     help="Which weights --tune-generator changes: all, or only those above the layer ℓ."),
+        click.option("--save-latents", is_flag=True,
+                     help="Write OUT/latents/<stem>.safetensors (codes, importances, upper latent, layer, space, "
+                          "generator name and sha256; tuned weights too) for `mgan edit --from-latents OUT/latents`."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def extras_header(extras: RunExtras) -> dict[str, Any]:
+    """What the report header says about tuning, latents and edits (nothing when none was asked for)."""
+    header: dict[str, Any] = {}
+    if extras.tuning.steps:
+        header["tuning"] = dataclasses.asdict(extras.tuning)
+    if extras.save_latents:
+        header["save_latents"] = True
+    if extras.edit is not None:
+        header["edit"] = {"direction": extras.edit.direction.name, "space": extras.edit.direction.space,
+                          "strengths": list(extras.edit.strengths),
+                          "edit_layers": None if extras.edit.rows is None else
+                          f"{extras.edit.rows.start}-{extras.edit.rows.stop - 1}"}
+    return header
 
 
 def task_commands() -> list[click.Command]:

@@ -11,6 +11,7 @@ import torch
 
 from mgan_cli.engine import EngineOptions
 from mgan_cli.presets import Preset
+from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.tasks import Task
 
@@ -51,6 +52,7 @@ class Job:
     metrics: tuple[str, ...] = ("psnr", "ssim", "lpips", "niqe")
     engine: EngineOptions = field(default_factory=EngineOptions)
     weights_sha256: dict[str, str | None] = field(default_factory=dict)  # the weights used, by name
+    extras: RunExtras = field(default_factory=RunExtras)  # tuning, saved latents, edits (run/extras.py)
 
 
 def image_seed(seed: int, name: str) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from mgan_cli.degradations import Degradation, build_degradation
+from mgan_cli.editing import Inversion, render_frames, render_inversion
 from mgan_cli.engine import InversionResult, check_settings, invert
 from mgan_cli.generators import Generator
 from mgan_cli.imageio import to_uint8
@@ -23,6 +24,7 @@ from mgan_cli.losses import ReconstructionLoss
 from mgan_cli.presets import Preset
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job
+from mgan_cli.tuning import tune, tuned_parameters
 
 OUT_OF_MEMORY = ("out of memory for a single image; lower --codes, or use --precision bf16 or a device with "
                  "more memory")
@@ -53,6 +55,16 @@ class RestoredBatch:
     losses: list[float]
     steps: list[int]
     failures: list[Failure | None]
+    after: list[AfterInversion] | None = None  # with job.extras: each image's inversion, tuning, frames
+
+
+@dataclass
+class AfterInversion:
+    """One image's inversion, its tuned parameters (``None`` untuned) and edit frames (uint8 ``[S, 3, R, R]``)."""
+
+    inversion: Inversion
+    tuned: dict[str, torch.Tensor] | None = None
+    frames: torch.Tensor | None = None
 
 
 @dataclass
@@ -155,13 +167,45 @@ class BatchRestorer:
         result: InversionResult = invert(self.generator, observed, self.degradation, self.loss, self.settings,
                                          list(seeds), mask=masks, progress=on_progress, options=self.job.engine,
                                          warn=self.on_warning)
+        after = self._after_inversion(result, observed, masks, seeds) if self.job.extras.needed else None
         images = self.degradation.finalize(result.images, self._observed_full(observed), masks)
         steps = result.steps.tolist() if result.steps is not None else [iterations] * len(seeds)
         losses = [float(v) for v in result.losses]
         diverged = result.diverged_at.tolist() if result.diverged_at is not None else [-1] * len(seeds)
         failures = [diverged_failure(at if at >= 0 else iterations) if at >= 0 or not math.isfinite(loss) else None
                     for at, loss in zip(diverged, losses, strict=True)]
-        return RestoredBatch(to_uint8(images).cpu(), losses, steps, failures)
+        return RestoredBatch(to_uint8(images).cpu(), losses, steps, failures, after)
+
+    def _after_inversion(self, result: InversionResult, observed: torch.Tensor, masks: torch.Tensor | None,
+                         seeds: Sequence[int]) -> list[AfterInversion]:
+        """Per image: tune a private copy of the generator (re-rendering the image and its loss in
+        ``result``), and render the edit frames; see :mod:`mgan_cli.run.extras`."""
+        extras, settings = self.job.extras, self.settings
+        autocast = torch.bfloat16 if self.job.engine.precision == "bf16" else None  # fp16 would need a scaler
+        done = []
+        for b, seed in enumerate(seeds):
+            inversion = Inversion(result.codes[b], result.alphas[b],
+                                  None if result.upper_latent is None else result.upper_latent[b],
+                                  settings.layer, settings.space, settings.composition)
+            generator, tuned_state = self.generator, None
+            mask = None if masks is None else masks[b]
+            if extras.tuning.steps > 0:
+                generator = tune(self.generator, inversion, observed[b], self.degradation, self.loss,
+                                 extras.tuning, seed, mask=mask, autocast_dtype=autocast)
+                tuned_state = tuned_parameters(generator, self.generator)
+            # each image rendered alone, exactly as strength 0 and `mgan edit --from-latents` render it
+            image = render_inversion(generator, inversion)[None]
+            result.images[b] = image[0]
+            if tuned_state is not None:
+                with torch.no_grad():
+                    result.losses[b] = self.loss(self.degradation(image, None if mask is None else mask[None]),
+                                                 observed[b:b + 1])[0]
+            frames = None
+            if extras.edit is not None:
+                frames = to_uint8(render_frames(generator, inversion, extras.edit.direction, extras.edit.strengths,
+                                                extras.edit.rows)).cpu()
+            done.append(AfterInversion(inversion, tuned_state, frames))
+        return done
 
     def _observed_full(self, observed: torch.Tensor) -> torch.Tensor:
         """The observed images at the generator's resolution (what ``finalize`` blends with)."""

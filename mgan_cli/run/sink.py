@@ -12,18 +12,20 @@ from pathlib import Path
 
 import torch
 
+from mgan_cli import editing, latents
 from mgan_cli.atomic import StagedFile, stage
 from mgan_cli.baselines import score_baselines
 from mgan_cli.errors import OutputError
-from mgan_cli.imageio import encode_png, to_uint8
+from mgan_cli.imageio import encode_png, to_uint8, write_png
 from mgan_cli.measure import measure
 from mgan_cli.metrics.api import NO_REFERENCE
+from mgan_cli.run.extras import frame_paths, strip_path
 from mgan_cli.run.failures import Failure
 from mgan_cli.run.job import Job, RunEvents
 from mgan_cli.run.loading import LoadedImage
 from mgan_cli.run.planning import WorkItem
 from mgan_cli.run.records import ImageRecord
-from mgan_cli.run.restoring import Chunk, RestoredBatch
+from mgan_cli.run.restoring import AfterInversion, Chunk, RestoredBatch
 from mgan_cli.run.store import Identity, RunStore, input_key
 from mgan_cli.thumbnails import THUMB_DIR, write_thumbnails
 
@@ -90,11 +92,39 @@ class Sink:
                         record.metrics[key] = item.reference_missing
             self._thumbnails(item, batch.images[index], None if baselines is None else baselines[index])
             record.loss = batch.losses[index]
+            if batch.after is not None:
+                self._write_after(record, item, batch.after[index])
             if batch.steps[index] < iterations:
                 record.notes.append(f"stopped early after {batch.steps[index]} steps")
             if item.reference is None and not self.job.task.compare_to_input:
                 record.notes.append("no --reference: full-reference metrics are null")
             self._done(record, item, seconds, staged)
+
+    def _write_after(self, record: ImageRecord, item: LoadedImage, after: AfterInversion) -> None:
+        """Saved latents, edit frames and strip of one image (see :mod:`mgan_cli.run.extras`)."""
+        extras, output_dir, stem = self.job.extras, self.job.output_dir, item.item.output.stem
+        try:
+            if extras.save_latents:
+                path = latents.latents_path(output_dir, stem)
+                latents.save(path, after.inversion, self.job.preset.generator,
+                             self.job.weights_sha256.get(self.job.preset.generator), after.tuned)
+                record.fields["latents"] = str(path)
+            if extras.edit is not None and after.frames is not None:
+                paths = frame_paths(output_dir, stem, extras.edit.strengths)
+                strip = strip_path(output_dir, stem)
+                for folder in {paths[0].parent, strip.parent}:
+                    folder.mkdir(parents=True, exist_ok=True)
+                for frame, path in zip(after.frames, paths, strict=True):
+                    write_png(frame, path)
+                write_png(editing.strip_uint8(after.frames), strip)
+                record.fields["frames"] = [{"strength": s, "path": str(p)}
+                                           for s, p in zip(extras.edit.strengths, paths, strict=True)]
+                record.fields["strip"] = str(strip)
+        except OSError as exc:
+            raise OutputError(f"{output_dir}: cannot write the latents or frames of {stem} "
+                              f"({exc.strerror or exc})") from None
+        if extras.tuning.steps > 0:
+            record.fields["tuned_steps"] = extras.tuning.steps
 
     def _thumbnails(self, item: LoadedImage, output: torch.Tensor, baseline: torch.Tensor | None) -> None:
         """Thumbnails for the HTML report; failing to write them is a warning, never a failed image."""
