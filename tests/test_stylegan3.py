@@ -99,10 +99,11 @@ def test_images_w_and_every_layer(golden: dict) -> None:
 def test_truncation_transforms_and_conv_clamp(golden: dict) -> None:
     model, inputs, outputs = golden["model"], golden["inputs"], golden["outputs"]
     config, state = golden["config"], golden["state"]
+    z = inputs["z"][:2]  # two of the four samples: each comparison below is a full forward
     with torch.no_grad():
         truncated = _variant(config, state, truncation_psi=0.7, truncation_layers=8)
         assert _maxdiff(truncated.to_wplus(inputs["z"]), inputs["ws_trunc"]) < ATOL
-        assert _maxdiff(truncated(inputs["z"]), outputs["image_trunc"]) < ATOL
+        assert _maxdiff(truncated(z), outputs["image_trunc"][:2]) < ATOL
         everywhere = _variant(config, state, truncation_psi=0.7)  # NVlabs: cutoff None = every row
         w = model.to_wplus(inputs["z"])
         w_avg = state["truncation.w_avg"]
@@ -110,11 +111,11 @@ def test_truncation_transforms_and_conv_clamp(golden: dict) -> None:
         for key in ("transform", "transform_zoom"):
             model.synthesis.input.transform.copy_(inputs[key])
             try:
-                assert _maxdiff(model(inputs["z"]), outputs[f"image_{key}"]) < ATOL, key
+                assert _maxdiff(model(z), outputs[f"image_{key}"][:2]) < ATOL, key
             finally:
                 model.synthesis.input.transform.copy_(torch.eye(3))
         clamped = _variant(config, state, conv_clamp=1.0)
-        assert _maxdiff(clamped(inputs["z"]), outputs["image_conv_clamp1"]) < ATOL
+        assert _maxdiff(clamped(z), outputs["image_conv_clamp1"][:2]) < ATOL
 
 
 def test_transformed_input_features(golden: dict) -> None:
