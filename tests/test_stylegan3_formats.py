@@ -146,6 +146,7 @@ FAST = ["--iterations", "2", "--codes", "2", "--device", "cpu", "--json"]
 def test_every_task_runs_an_imported_stylegan3(tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                official_modules: types.SimpleNamespace) -> None:  # noqa: F811
     """A small random 64x64 StyleGAN3-r pickle, imported, then every task by --generator (per-family defaults)."""
+    import numpy as np
     from PIL import Image
 
     from mgan_cli.formats.nvlabs import mgan_to_nvlabs3
@@ -181,6 +182,15 @@ def test_every_task_runs_an_imported_stylegan3(tmp_path: Path, shared_dir: Path,
         assert line["status"] == "ok" and Image.open(line["output"]).size == (64, 64)
         report = json.loads((out / "report.json").read_text())
         assert report["preset"]["inversion"]["space"] == "w"
+    # editing along a SeFa direction of this generator (w space: the upper latent's rows move too)
+    out = tmp_path / "edit"
+    result = CliRunner().invoke(main, ["edit", str(face), "-o", str(out), "--generator", "sg3r64", "--direction",
+                                       "sefa:0", "--strengths", "-2,0,2", *FAST], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    frames = sorted((out / "frames").glob("*.png"))
+    assert len(frames) == 3
+    pixels = [np.asarray(Image.open(frame), dtype=np.float64) for frame in frames]
+    assert np.abs(pixels[0] - pixels[-1]).mean() > 0.5  # the edit changes the image
     # the layer analysis: pairs at the Fourier input and at a rate-32 layer, with contribution maps
     out = tmp_path / "analysis"
     result = CliRunner().invoke(main, ["analyze", str(face), "-o", str(out), "--generator", "sg3r64", "--layers", "1,7",
