@@ -168,13 +168,20 @@ def downsample_filter(x: torch.Tensor, taps: torch.Tensor | None, down: int) -> 
 
 
 def activate(x: torch.Tensor, gain: float, slope: float, clamp: float | None) -> torch.Tensor:
-    """Step 3: leaky ReLU (``slope``; 1 = linear), × ``gain``, clamp to ±``clamp`` (after the gain)."""
+    """Step 3: leaky ReLU (``slope``; 1 = linear), × ``gain``, clamp to ±``clamp`` (after the gain).
+
+    The clamp runs only when a value exceeds it (one read-only pass decides): the result and its gradient are
+    the same, but the clamp's forward and backward passes at the high rate (the usual case with
+    ``conv_clamp`` 256) are skipped.
+    """
     if slope != 1.0:
         x = F.leaky_relu(x, slope)
     if gain != 1.0:
         x = x * gain
     if clamp is not None:
-        x = x.clamp(-clamp, clamp)
+        low, high = torch.aminmax(x.detach())
+        if bool(high > clamp) or bool(low < -clamp):
+            x = x.clamp(-clamp, clamp)
     return x
 
 
@@ -209,7 +216,8 @@ def reference_filtered_lrelu(x: torch.Tensor, bias: torch.Tensor | None, up_filt
     x_lo, x_hi, y_lo, y_hi = padding
     x = F.pad(inserted, (x_lo, x_hi, y_lo, y_hi))
     x = _full_rate_filter(x, up_filter, gain=float(up * up))
-    x = activate(x, gain, slope, clamp)
+    x = F.leaky_relu(x, slope) * gain
+    x = x if clamp is None else x.clamp(-clamp, clamp)
     x = _full_rate_filter(x, down_filter, gain=1.0)
     return x[:, :, ::down, ::down]
 
