@@ -216,6 +216,8 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
         faces = _face_session(task, resolved, output_dir, face_alignment)
         paths, reference_dir, mask = faces.stage(paths, reference_dir, mask)
     ranks = distributed.from_environment()
+    if paste_back and ranks.distributed:  # a photo's faces may land on different ranks
+        raise click.UsageError("--paste-back does not work under torchrun yet; run it in one process")
     run_device = distributed.device_for(ranks, resolve_device(device))
     options = EngineOptions.for_device(run_device, precision, compile_mode, channels_last)
     distributed.start(ranks, run_device)

@@ -13,6 +13,7 @@ crops are the photo's own. A photo with no face is reported (failed) and skipped
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ class FaceSession:
             stem = f"{photo.stem}_face{index}"
             transform = face_transform(self.alignment, face.landmarks, self.observed_size, self.alignment_options)
             crop_path = self.staging / "input" / f"{stem}.png"
-            Image.fromarray(warp_to_crop(pixels, transform)).save(crop_path)
+            _save(warp_to_crop(pixels, transform), crop_path)
             staged = StagedFace(photo, index, face, transform, crop_path, self.output_dir / f"{stem}.png")
             if reference is not None:
                 factor = reference.shape[1] / pixels.shape[1]  # reference pixels per photo pixel
@@ -112,12 +113,12 @@ class FaceSession:
                              to_reference.matrix), self.resolution)
                 (self.staging / "reference").mkdir(parents=True, exist_ok=True)
                 staged.reference_crop = self.staging / "reference" / f"{stem}.png"
-                Image.fromarray(warp_to_crop(reference, ref_transform)).save(staged.reference_crop)
+                _save(warp_to_crop(reference, ref_transform), staged.reference_crop)
             if mask_image is not None:
                 (self.staging / "mask").mkdir(parents=True, exist_ok=True)
                 big = scaled(transform, self.resolution / self.observed_size, self.resolution)
                 warped = warp_to_crop(np.repeat(mask_image[:, :, None], 3, axis=2), big)[:, :, 0]
-                Image.fromarray(warped).save(self.staging / "mask" / f"{stem}.png")
+                _save(warped, self.staging / "mask" / f"{stem}.png")
             self.faces[str(crop_path)] = staged
             crops.append(crop_path)
         return crops
@@ -206,6 +207,13 @@ class FaceSession:
             except (OSError, MganError) as exc:
                 errors[photo] = f"{target}: cannot write the composite ({exc})"
         return errors
+
+
+def _save(pixels: np.ndarray, path: Path) -> None:
+    """Write a staged PNG atomically (a temporary file renamed into place: readers never see half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    Image.fromarray(pixels).save(tmp, format="PNG")
+    os.replace(tmp, path)
 
 
 def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
