@@ -47,7 +47,9 @@ def run_bounded(code: str, timeout: float = 60.0, max_rss_mb: int = 1500) -> tup
 
     repo = Path(__file__).resolve().parents[1]
     script = _WATCHDOG.format(limit=max_rss_mb * 2**20) + code + (
-        "\nimport resource, sys\nprint('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+        # the child's own peak (VmHWM): getrusage's ru_maxrss keeps the parent's peak across fork + exec on Linux
+        "\nhwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')]\n"
+        "print('PEAK_RSS_KB', hwm[0])\n")
     env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     started = time.perf_counter()
     try:
