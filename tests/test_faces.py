@@ -313,3 +313,31 @@ def test_identity_in_every_row_of_a_face_generator(face_models: None, shared_dir
     unfetched.available = False
     record = type("R", (), {"status": "ok", "output": rows[0]["output"], "input": rows[0]["input"], "metrics": {}})()
     assert unfetched.annotate(record).metrics == {"identity": None, "identity_reason": MODELS_HINT}
+
+
+def test_superres_pastes_faces_into_the_upsampled_photo(face_models: None, shared_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from mgan_cli.cli import main
+
+    low = Image.fromarray(_two_faces(shared_dir)).resize((260, 150), Image.Resampling.BICUBIC)
+    low.save(tmp_path / "low.png")
+    out = tmp_path / "sr"
+    result = CliRunner().invoke(main, ["superres", str(tmp_path / "low.png"), "-o", str(out), "--scale", "2",
+                                       "--align", "faces", "--paste-back", "--iterations", "1", "--codes", "1",
+                                       "--device", "cpu", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 2 and all(Image.open(r["output"]).size == (64, 64) for r in rows)
+    composite = np.asarray(Image.open(out / "low.png"))
+    assert composite.shape == (300, 520, 3)  # the photo's size x scale
+    canvas = np.asarray(low.resize((520, 300), Image.Resampling.BICUBIC))
+    covered = np.zeros((300, 520), bool)
+    for row in rows:
+        matrix = np.array(row["face"]["transform"]["matrix"])
+        matrix[:, 2] *= 2  # photo x2 -> the 64x64 output crop
+        covered |= warp_to_photo(np.ones((64, 64, 1), np.float32), FaceTransform(matrix, 64), (520, 300))[:, :, 0] > 0
+    assert 2000 < covered.sum() < covered.size
+    assert np.array_equal(composite[~covered], canvas[~covered])
