@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mgan_cli.atomic import write_atomic
+
 _STYLE = """body{font:14px/1.4 system-ui,sans-serif;margin:1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:right}
 img.plot{max-width:100%}img.map{max-width:100%;display:block;margin:.3em 0}h2{font-size:1.1em;margin-top:1.2em}"""
@@ -52,7 +54,5 @@ def write_analysis_page(output_dir: Path, document: dict[str, Any], pair_dirs: d
                      for f in figures)
     parts.append("</body></html>\n")
     path = output_dir / "index.html"
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(parts), encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomic(path, "".join(parts))
     return path

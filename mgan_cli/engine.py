@@ -281,8 +281,9 @@ def invert(
     ``settings.early_stop_window`` > 0, an image whose loss improved by less than
     ``early_stop_tolerance`` (relative) over the last window stops there, and the batch shrinks.
     An image whose loss becomes inf or NaN (a learning rate far too high) is taken out of the batch at the
-    next check (every ``progress_every`` steps, and at the last; every step with fp16's gradient scaler, which
-    would otherwise skip every image's step) and its step is reported in ``diverged_at``; the others go on.
+    next check (with ``progress``: every ``progress_every`` steps; always at the last step; every step with
+    fp16's gradient scaler, which would otherwise skip every image's step) and its first non-finite step is
+    reported in ``diverged_at``; the others go on, unaffected (rows never interact).
     """
     if len(seeds) != observed.shape[0]:
         raise ValueError(f"need one seed per image: {len(seeds)} seeds for {observed.shape[0]} images")
@@ -332,7 +333,10 @@ def invert(
         active_targets = None if active_targets is None else active_targets[keep]
         last_check = None if last_check is None else last_check[keep]
 
-    check_every = 1 if scaler is not None else max(1, progress_every)
+    # divergence checks cost a device sync: every step under fp16's scaler (which syncs anyway), with the
+    # progress callback (which syncs anyway), else only at the end
+    check_every = 1 if scaler is not None else max(1, progress_every) if progress is not None \
+        else max(1, settings.iterations)
     for step in range(settings.iterations):
         factor = lr_factor(step, settings.iterations, settings.schedule, settings.warmup)
         for group in optimizer.param_groups:

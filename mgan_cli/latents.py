@@ -12,14 +12,14 @@ generator whose latent space they do not belong to.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
+from mgan_cli.atomic import write_atomic
 from mgan_cli.editing import Inversion
 from mgan_cli.errors import ConfigurationError, ImageInputError
 
@@ -44,7 +44,7 @@ def latents_path(output_dir: Path, stem: str) -> Path:
 
 def save(path: Path, inversion: Inversion, generator: str, generator_sha256: str | None,
          tuned: dict[str, Tensor] | None = None) -> None:
-    """Write ``inversion`` (and ``tuned`` parameters) to ``path`` atomically (hidden temporary file, rename)."""
+    """Write ``inversion`` (and ``tuned`` parameters) to ``path`` atomically (:mod:`mgan_cli.atomic`)."""
     tensors = {"codes": inversion.codes, "alphas": inversion.alphas}
     if inversion.upper_latent is not None:
         tensors["upper_latent"] = inversion.upper_latent
@@ -53,13 +53,7 @@ def save(path: Path, inversion: Inversion, generator: str, generator_sha256: str
     metadata = {"format": FORMAT, "generator": generator, "generator_sha256": generator_sha256 or "",
                 "layer": str(inversion.layer), "space": inversion.space, "composition": inversion.composition}
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(tensors, str(temporary), metadata=metadata)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    write_atomic(path, safetensors_bytes(tensors, metadata=metadata))
 
 
 def load(path: Path, generator: str | None = None, generator_sha256: str | None = None) -> SavedLatents:
