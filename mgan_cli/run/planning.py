@@ -56,12 +56,15 @@ class Plan:
 
 def settings_fingerprint(job: Job) -> dict[str, Any]:
     """The settings that decide an output's pixels (the preset after overrides, the weights' sha256,
-    the task, degradation, seed, resize policy and precision), as plain data."""
+    the task, degradation, seed, resize policy, precision and generator tuning), as plain data."""
     preset = job.preset.to_dict()
-    return {"task": job.task.name, "generator": preset["generator"], "degradation": preset["degradation"],
-            "inversion": preset["inversion"], "loss": preset["loss"], "seed": preset["seed"],
-            "weights_sha256": dict(sorted(job.weights_sha256.items())), "resize": job.resize,
-            "precision": job.engine.precision}
+    settings = {"task": job.task.name, "generator": preset["generator"], "degradation": preset["degradation"],
+                "inversion": preset["inversion"], "loss": preset["loss"], "seed": preset["seed"],
+                "weights_sha256": dict(sorted(job.weights_sha256.items())), "resize": job.resize,
+                "precision": job.engine.precision}
+    if job.extras.tuning.steps > 0:  # a tuned generator renders other pixels
+        settings["tuning"] = dataclasses.asdict(job.extras.tuning)
+    return settings
 
 
 def _sha256_file(path: Path) -> str:
