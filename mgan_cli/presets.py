@@ -12,7 +12,11 @@ A preset file (``presets/<name>.yaml``) has these blocks, each checked for unkno
     batch_size: 16
 
 Command-line flags override single values (:func:`apply_overrides`); ``mgan presets show`` prints the
-resolved result.
+resolved result. Every value is checked on load by its setting's
+:class:`~mgan_cli.settings_schema.ValueSpec`, the same check its flag's type makes (:mod:`mgan_cli.cli.options`);
+a refusal names the file, the key, the value and what is allowed. Files that cannot be presets (over
+:data:`MAX_PRESET_BYTES`, not UTF-8, nested or alias-expanded past :data:`MAX_PRESET_DEPTH` /
+:data:`MAX_PRESET_VALUES`) are refused before their values are looked at.
 """
 
 from __future__ import annotations

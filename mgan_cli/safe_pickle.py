@@ -188,7 +188,7 @@ def _raise_unsafe(what: str) -> Any:
 
 def _numpy_frombuffer(buffer: bytes, dtype: np.dtype, shape: tuple[int, ...], order: str = "C") -> np.ndarray:
     """numpy ≥ 1.25's protocol-5 array pickling: a copy of the buffer's bytes as an array."""
-    charge(2 * len(buffer), "an ndarray")
+    charge(len(buffer), "an ndarray")
     array = np.frombuffer(bytes(buffer), dtype=dtype)
     return array.reshape(shape, order="F" if order == "F" else "C").copy()
 

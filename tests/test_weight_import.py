@@ -380,3 +380,23 @@ def test_torch_refusals_are_in_mgans_words(tmp_path: Path, reader: str) -> None:
     message = str(info.value)
     assert "refused to load: the file names 'posix.system'" in message or "'nt.system'" in message
     assert "weights_only" not in message and "\n" not in message
+
+
+def test_torch_file_tensor_larger_than_its_storage_is_refused(tmp_path: Path) -> None:
+    from tests.helpers import run_bounded
+
+    state = dict(_random("pggan", 10, **PGGAN_SMALL).state_dict())
+    state["layer0.conv.weight"] = torch.zeros(1).expand(64, 2_000_000, 4, 4)  # 2 GB seen through 4 bytes
+    path = tmp_path / "stride0.pth"
+    torch.save(state, path)
+    assert path.stat().st_size < 2_000_000
+    code = f"""
+from mgan_cli.formats import READERS
+from mgan_cli.errors import UnsafePickleError
+try:
+    READERS.get('genforce-pggan')({str(path)!r})
+except UnsafePickleError as exc:
+    print('refused', exc)
+"""
+    status, output, _, _ = run_bounded(code, timeout=120, max_rss_mb=1500)
+    assert status == 0 and "refused" in output and "claims more elements than its storage" in output, output

@@ -492,8 +492,8 @@ def read_nvlabs_pickle(path: Path) -> GeneratorWeights:
     alias-free generators (recognised by their ``synthesis.input`` Fourier features)."""
     try:
         data = safe_load(path, allowed=ALLOWED, inert_modules=INERT_MODULES)
-    except UnsafePickleError:
-        raise
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{path}: {exc}") from None
     except Exception as exc:  # truncated or non-pickle files raise many types
         raise UnknownFormatError(f"{path}: not an NVlabs network pickle ({exc.__class__.__name__}: {exc})") from exc
     if not isinstance(data, dict) or "G_ema" not in data:

@@ -4,7 +4,9 @@ torch's weights-only unpickler admits tensors, storages and plain containers (pl
 reader names); a file naming anything else is refused. torch's own message for that advises re-running with
 ``weights_only=False``, which would run whatever the file names: mgan never says that. :func:`load_torch_file`
 raises :class:`~mgan_cli.errors.UnsafePickleError` naming the refused global, and
-:class:`~mgan_cli.errors.UnknownFormatError` saying why a file is not a torch archive at all.
+:class:`~mgan_cli.errors.UnknownFormatError` saying why a file is not a torch archive at all. What was loaded
+is then held to the same bounds as :mod:`mgan_cli.safe_pickle`'s (:func:`~mgan_cli.safe_pickle.check_structure`:
+depth, self-reference, expanded size, and no tensor larger than the storage behind it).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
+from mgan_cli.safe_pickle import Limits, check_structure
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_PROTO = b"\x80"  # a pickle's PROTO opcode (torch's legacy format starts with one)
@@ -41,7 +44,7 @@ def load_torch_file(path: Path, safe_globals: Iterable[Any] = ()) -> Any:
         raise UnknownFormatError(f"{path}: not a torch weights file (neither a zip archive nor a pickle)")
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         name = refused_global(str(exc))
         if name is not None:
@@ -53,6 +56,11 @@ def load_torch_file(path: Path, safe_globals: Iterable[Any] = ()) -> Any:
         raise UnsafePickleError(f"{path}: refused to load: nested too deeply to be a weight file") from None
     except Exception as exc:  # torch raises several types for files that are not torch archives
         raise UnknownFormatError(f"{path}: not a torch weights file ({_first_line(exc)})") from None
+    try:  # what a tiny file may stand for is bounded as for mgan's own unpickler (no stride-0 giants)
+        check_structure(data, Limits.for_size(Path(path).stat().st_size))
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{path}: {exc}") from None
+    return data
 
 
 def _first_line(exc: BaseException) -> str:
