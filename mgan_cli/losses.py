@@ -54,6 +54,14 @@ def vgg16_features(depth: int) -> nn.Sequential:
     return features.eval().requires_grad_(False)
 
 
+def smallest_input(perceptual_weight: float, vgg_layer: int, perceptual_resolution: int | None) -> int:
+    """The smallest image side the loss with these settings can compare: VGG16's max-pools need
+    ``2 ** pools`` pixels, unless the images are resized to ``perceptual_resolution`` first or λ = 0."""
+    if perceptual_weight <= 0 or perceptual_resolution is not None:
+        return 1
+    return min_input_size(vgg_layer)
+
+
 class PerceptualDistance(nn.Module):
     """Mean L1/L2 distance between VGG16 features of two image batches ``[B, 3, H, W]`` in [-1, 1] -> ``[B]``."""
 
@@ -99,10 +107,10 @@ class ReconstructionLoss(nn.Module):
         )
 
     def smallest_input(self) -> int:
-        """The smallest image side this loss can compare (VGG16's max-pools need 2 ** pools pixels)."""
-        if self.perceptual is None or self.perceptual.resolution is not None:
+        """The smallest image side this loss can compare (see :func:`smallest_input`)."""
+        if self.perceptual is None:
             return 1
-        return min_input_size(len(self.perceptual.features))
+        return smallest_input(self.perceptual_weight, len(self.perceptual.features), self.perceptual.resolution)
 
     def prepare(self, targets: torch.Tensor) -> torch.Tensor | None:
         """Target features (or ``None`` without a perceptual term), computed once per batch."""

@@ -37,6 +37,7 @@ from mgan_cli.faces.identity import IdentityRows
 from mgan_cli.faces.session import FaceSession
 from mgan_cli.family_defaults import choose_preset, generator_facts
 from mgan_cli.imageio import RESIZE_POLICIES, collect_inputs
+from mgan_cli.preflight import check_preset_fits
 from mgan_cli.presets import Preset, apply_overrides
 from mgan_cli.report import METRIC_COLUMNS, summarize, write_views
 from mgan_cli.run import ImageRecord, Job, RunEvents, Runner, Stage, open_output_folder
@@ -205,6 +206,7 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
         extras = make_extras(resolved)
     if resolved.task != task.name:
         raise click.UsageError(f"preset {resolved.name!r} is for `mgan {resolved.task}`, not `mgan {task.name}`")
+    check_preset_fits(resolved)  # layer, space, scale: refused before anything is written
     stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
     paths = collect_inputs(inputs, recursive=recursive, stdin_lines=stdin_lines, exclude=output_dir)
     if not paths:

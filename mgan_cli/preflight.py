@@ -1,0 +1,29 @@
+"""Checks of a resolved preset against its generator that need no weights and write nothing.
+
+Run before an output folder is created, so that a layer the generator does not have, a latent space it lacks,
+a ``--scale`` that does not divide its resolution or leaves inputs too small for the perceptual loss, each
+give one line and exit 2 with nothing on disk. The generator is built on the meta device from its registry
+or imported config (no weights read, no memory used).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mgan_cli.degradations import build_degradation
+from mgan_cli.engine import check_settings
+from mgan_cli.generators import ARCHITECTURES
+from mgan_cli.losses import smallest_input
+from mgan_cli.presets import Preset
+from mgan_cli.weight_import import generator_identity
+
+
+def check_preset_fits(preset: Preset) -> None:
+    """Raise :class:`~mgan_cli.errors.ConfigurationError` (or the registry's error) unless ``preset`` can run."""
+    architecture, config, _ = generator_identity(preset.generator)
+    with torch.device("meta"):
+        generator = ARCHITECTURES.get(architecture)(**config)
+    check_settings(generator, preset.inversion)
+    loss = preset.loss
+    build_degradation(preset.degradation).observed_size(
+        generator.resolution, smallest_input(loss.perceptual_weight, loss.vgg_layer, loss.perceptual_resolution))
