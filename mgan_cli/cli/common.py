@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-import torch
 from rich.console import Console
 
+from mgan_cli.devices import resolve_device  # noqa: F401  (the one device parser, used by the commands)
 from mgan_cli.errors import MganError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,21 +57,3 @@ def reports_errors(command: F) -> F:
         return None
 
     return wrapper  # type: ignore[return-value]
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise MganError(f"--device must be auto, cpu, cuda or cuda:N, got {spec!r}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise MganError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise MganError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here")
-    elif device.type != "cpu":
-        raise MganError(f"--device must be auto, cpu, cuda or cuda:N, got {spec!r}")
-    return device

@@ -18,10 +18,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from mgan_cli.devices import DEVICE_CHOICES, resolve_device
 from mgan_cli.errors import ImageInputError, MganError
 from mgan_cli.html_report import write_html
 from mgan_cli.imageio import collect_inputs, read_image
-from mgan_cli.metrics import DEFAULT_METRICS, compute_metrics, json_row, metric_spec, resolve_device
+from mgan_cli.metrics import DEFAULT_METRICS, compute_metrics, json_row, metric_spec
 from mgan_cli.pairing import StemIndex
 from mgan_cli.report import write_csv, write_json
 from mgan_cli.thumbnails import THUMB_DIR, thumbnail_from_file, thumbnail_name
@@ -129,7 +130,7 @@ def _write_page(output: Path, rows: list[Row], sources: dict[str, tuple[Path, Pa
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write all rows to a .json or .csv file (format by suffix), and an HTML page of them "
                    "with thumbnails beside it (same name, .html).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help=f"{DEVICE_CHOICES} (auto: CUDA when available).")
 def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metric_list: str | None,
                     y_channel: bool, crop_border: int, lpips_net: str, as_json: bool, output: Path | None,
                     device: str) -> None:

@@ -15,7 +15,8 @@ Undefined values (image too small for the window, for NIQE's two 96×96 blocks, 
 functions and ``None`` with a ``"<name>_reason"`` in :func:`compute_metrics`'s rows.
 """
 
-from mgan_cli.metrics._common import BT601_Y_WEIGHTS, DATA_RANGE, resolve_device, rgb_to_y
+from mgan_cli.devices import resolve_device
+from mgan_cli.metrics._common import BT601_Y_WEIGHTS, DATA_RANGE, rgb_to_y
 from mgan_cli.metrics.api import (
     DEFAULT_METRICS,
     METRICS,

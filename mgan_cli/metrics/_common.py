@@ -22,19 +22,6 @@ BT601_Y_WEIGHTS = (65.481, 128.553, 24.966)
 BT601_Y_OFFSET = 16.0
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/``None`` → CUDA when available, else CPU; ``"cuda"`` without CUDA is a ConfigurationError."""
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigurationError(f"unknown device {device!r}: use auto, cpu or cuda") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigurationError(f"device {device!r} requested but CUDA is not available")
-    return resolved
-
-
 def check_batch(images: Tensor, what: str = "images") -> None:
     """Raise :class:`ImageInputError` unless ``images`` is ``[N, 1|3, H, W]`` uint8 or floating point."""
     if not isinstance(images, Tensor):
