@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from mgan_cli.errors import ConfigurationError
+from mgan_cli.shapes import check_shape
 
 COMPOSITIONS = ("sum", "mean")
 
@@ -29,11 +30,8 @@ def compose(features: torch.Tensor, alphas: torch.Tensor, convention: str = "sum
     >>> compose(torch.ones(2, 3, 4, 5, 5), torch.full((2, 3, 4), 1 / 3)).shape
     torch.Size([2, 4, 5, 5])
     """
-    if features.dim() != 5 or alphas.shape != features.shape[:3]:
-        raise ValueError(
-            f"expected features [B, N, C, H, W] and alphas [B, N, C]; got {tuple(features.shape)} and "
-            f"{tuple(alphas.shape)}"
-        )
+    dims = check_shape(features, "B N C H W", "features")
+    check_shape(alphas, "B N C", "alphas", B=dims["B"], N=dims["N"], C=dims["C"])
     composed = (features * alphas[..., None, None]).sum(dim=1)
     if convention == "sum":
         return composed

@@ -25,6 +25,7 @@ from torch import nn
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.registry import Registry
 from mgan_cli.settings_schema import SpecError, ValueSpec
+from mgan_cli.shapes import check_shape
 
 DEGRADATIONS: Registry[type[Degradation]] = Registry("degradation")
 
@@ -44,6 +45,13 @@ class Degradation(nn.Module):
         """Side length of the observed image for a generator of ``resolution`` (at least ``smallest``, the
         loss's minimum: :class:`ConfigurationError` otherwise)."""
         return resolution
+
+    def __call__(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Check the shapes (images ``[B, 3, H, W]``, mask ``[B, 1, H, W]``), then apply :meth:`forward`."""
+        dims = check_shape(images, "B 3 H W", "images")
+        if mask is not None:
+            check_shape(mask, "B 1 H W", "mask", **dims)
+        return super().__call__(images, mask)
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError

@@ -26,6 +26,7 @@ from mgan_cli.generators.base import Generator
 from mgan_cli.losses import ReconstructionLoss
 from mgan_cli.registry import Registry
 from mgan_cli.settings_schema import ValueSpec, check_fields, setting
+from mgan_cli.shapes import check_shape
 
 #: optimisers by name: ``OPTIMIZERS.get(name)(param_groups, lr=...)``
 OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer")
@@ -285,8 +286,11 @@ def invert(
     fp16's gradient scaler, which would otherwise skip every image's step) and its first non-finite step is
     reported in ``diverged_at``; the others go on, unaffected (rows never interact).
     """
-    if len(seeds) != observed.shape[0]:
-        raise ValueError(f"need one seed per image: {len(seeds)} seeds for {observed.shape[0]} images")
+    batch = check_shape(observed, "B 3 H W", "observed")["B"]
+    if mask is not None:
+        check_shape(mask, "B 1 R R", "mask", B=batch, R=generator.resolution)
+    if len(seeds) != batch:
+        raise ValueError(f"need one seed per image: {len(seeds)} seeds for {batch} images")
     options = options or EngineOptions()
     device = observed.device
     model = MultiCodeModel(generator, settings.layer, settings.space, settings.composition)

@@ -138,9 +138,9 @@ def test_upper_latent_defaults_and_errors(golden: dict) -> None:
     assert torch.equal(start, model.truncation.w_avg.expand(2, rows, -1))
     lower, upper = model.split(3, "w+")
     features = lower(golden["inputs"]["wp_mix"])
-    with pytest.raises(ConfigurationError, match="upper latent"):
+    with pytest.raises(ValueError, match="upper latent"):
         upper(features)
-    with pytest.raises(ConfigurationError, match="upper latent"):
+    with pytest.raises(ValueError, match=rf"upper latent must be \[M=\d+, {rows}, {model.w_dim}\], got"):
         upper(features, golden["inputs"]["wp_mix"])  # full w+ instead of the rows above layer 3
     with pytest.raises(ConfigurationError, match="no latent space"):
         model.split(3, "s")

@@ -183,7 +183,7 @@ def test_upper_latent_initialisation_and_checks(genforce_golden: tuple) -> None:
     with torch.no_grad():
         image = upper(lower(inputs["z"][:2]), init)
     assert image.shape == (2, 3, 32, 32)
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ValueError, match="needs an upper latent"):
         upper(lower(inputs["z"][:2]), None)
 
 

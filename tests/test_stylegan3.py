@@ -239,7 +239,7 @@ def test_layers_and_exact_splits(golden: dict) -> None:
         z = inputs["z"][:2]
         lower, upper = model.split(4, "z")
         assert torch.equal(upper(lower(z), model.to_wplus(z)[:, 4:]), model(z))
-        with pytest.raises(ConfigurationError):
+        with pytest.raises(ValueError, match="needs an upper latent"):
             upper(lower(z), None)
     with pytest.raises(ConfigurationError):
         model.split(16)

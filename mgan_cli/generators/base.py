@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from mgan_cli.errors import ConfigurationError
+from mgan_cli.shapes import check_shape
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,32 @@ class Generator(nn.Module):
             )
 
 
-class SequentialUpper(nn.Module):
-    """Upper part built from a slice of blocks; ignores ``upper_latent`` (families that read none)."""
+def check_upper_inputs(what: str, features: torch.Tensor, feature_shape: tuple[int, int, int] | None,
+                       upper_latent: torch.Tensor | None = None,
+                       latent_shape: tuple[int, ...] | None = None) -> None:
+    """The inputs of an upper part: features ``[M, C, H, W]`` with ``(C, H, W) == feature_shape`` (unchecked when
+    ``None``) and, for families that read one, the upper latent ``[M, *latent_shape]``. ``ValueError`` if not."""
+    if feature_shape is None:
+        batch = {}
+    else:
+        channels, height, width = feature_shape
+        batch = {"M": check_shape(features, "M C H W", f"{what}'s features", C=channels, H=height, W=width)["M"]}
+    if latent_shape is not None:
+        spec = " ".join(["M", *map(str, latent_shape)])
+        if upper_latent is None:
+            raise ValueError(f"{what} needs an upper latent [{spec.replace(' ', ', ')}], got None")
+        check_shape(upper_latent, spec, f"{what}'s upper latent", **batch)
 
-    def __init__(self, blocks: nn.Module) -> None:
+
+class SequentialUpper(nn.Module):
+    """Upper part built from a slice of blocks; ignores ``upper_latent`` (families that read none).
+    ``feature_shape`` ``(C, H, W)``: what the first block reads (checked on every call)."""
+
+    def __init__(self, blocks: nn.Module, feature_shape: tuple[int, int, int] | None = None) -> None:
         super().__init__()
         self.blocks = blocks
+        self.feature_shape = feature_shape
 
     def forward(self, features: torch.Tensor, upper_latent: torch.Tensor | None = None) -> torch.Tensor:
+        check_upper_inputs("upper part", features, self.feature_shape)
         return self.blocks(features)

@@ -42,9 +42,9 @@ class DCGAN(Generator):
 
     def split(self, layer: int, space: str = "z") -> tuple[nn.Module, nn.Module]:
         self._check_space(space)
-        self.layer(layer)
+        shape = self.layer(layer).shape
         lower = nn.Sequential(self.to_code, *self.blocks[:layer])
-        upper = SequentialUpper(nn.Sequential(*self.blocks[layer:]))
+        upper = SequentialUpper(nn.Sequential(*self.blocks[layer:]), shape)
         return lower, upper
 
 

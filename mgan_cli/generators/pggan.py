@@ -129,9 +129,9 @@ class PGGAN(Generator):
 
     def split(self, layer: int, space: str = "z") -> tuple[nn.Module, nn.Module]:
         self._check_space(space)
-        self.layer(layer)
+        shape = self.layer(layer).shape
         units = self.units()
         lower = nn.Sequential(self.to_feature_map, *units[:layer])
-        upper = SequentialUpper(nn.Sequential(*units[layer:], self.to_rgb()))
+        upper = SequentialUpper(nn.Sequential(*units[layer:], self.to_rgb()), shape)
         return lower, upper
 

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.generators.base import LayerInfo
+from mgan_cli.generators.base import LayerInfo, check_upper_inputs
 from mgan_cli.generators.layers import (
     EPS,
     LRELU_SLOPE,
@@ -295,9 +295,7 @@ class StyleUpper(nn.Module):
     def forward(self, features: torch.Tensor, upper_latent: torch.Tensor | None = None) -> torch.Tensor:
         synthesis = self.generator.synthesis
         rows = synthesis.num_layers - self.layer
-        if upper_latent is None or upper_latent.shape[1:] != (rows, self.generator.w_dim):
-            got = None if upper_latent is None else tuple(upper_latent.shape)
-            raise ConfigurationError(f"StyleGAN upper part above layer {self.layer} needs an upper latent "
-                                     f"[M, {rows}, {self.generator.w_dim}], got {got}")
+        check_upper_inputs(f"StyleGAN upper part above layer {self.layer}", features,
+                           self.generator.layer(self.layer).shape, upper_latent, (rows, self.generator.w_dim))
         return synthesis.to_rgb(synthesis.run(features, upper_latent, self.layer, synthesis.num_layers))
 

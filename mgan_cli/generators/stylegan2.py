@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.generators.base import LayerInfo
+from mgan_cli.generators.base import LayerInfo, check_upper_inputs
 from mgan_cli.generators.layers import EPS, LRELU_SLOPE, PixelNorm, channels_at
 from mgan_cli.generators.registry import ARCHITECTURES
 from mgan_cli.generators.style_base import StyleFamilyGenerator, Truncation
@@ -339,10 +339,8 @@ class StyleGAN2Upper(nn.Module):
     def forward(self, features: torch.Tensor, upper_latent: torch.Tensor | None = None) -> torch.Tensor:
         synthesis = self.generator.synthesis
         rows = synthesis.num_layers - self.layer
-        if upper_latent is None or upper_latent.shape[1:] != (rows, self.generator.w_dim):
-            got = None if upper_latent is None else tuple(upper_latent.shape)
-            raise ConfigurationError(f"StyleGAN2 upper part above layer {self.layer} needs an upper latent "
-                                     f"[M, {rows}, {self.generator.w_dim}], got {got}")
+        check_upper_inputs(f"StyleGAN2 upper part above layer {self.layer}", features,
+                           self.generator.layer(self.layer).shape, upper_latent, (rows, self.generator.w_dim))
         channels = features.shape[1] - synthesis.image_channels
         x = features[:, :channels].contiguous()
         skip = None if self.layer == 1 else features[:, channels:].contiguous()

@@ -56,15 +56,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.generators.base import LayerInfo
+from mgan_cli.generators.base import LayerInfo, check_upper_inputs
 from mgan_cli.generators.filtered_lrelu import design_lowpass_filter, filtered_lrelu
+from mgan_cli.generators.layers import EPS, LRELU_SLOPE
 from mgan_cli.generators.registry import ARCHITECTURES
 from mgan_cli.generators.style_base import StyleFamilyGenerator, Truncation
 from mgan_cli.generators.stylegan2 import MappingNetwork
 
 ACT_GAIN = math.sqrt(2.0)
-LRELU_SLOPE = 0.2
-EPS = 1e-8
 
 
 # ---- the per-layer schedule -----------------------------------------------------------------------------
@@ -365,10 +364,8 @@ class StyleGAN3Upper(nn.Module):
     def forward(self, features: torch.Tensor, upper_latent: torch.Tensor | None = None) -> torch.Tensor:
         synthesis = self.generator.synthesis
         rows = synthesis.num_ws - self.layer
-        if upper_latent is None or upper_latent.shape[1:] != (rows, self.generator.w_dim):
-            got = None if upper_latent is None else tuple(upper_latent.shape)
-            raise ConfigurationError(f"StyleGAN3 upper part above layer {self.layer} needs an upper latent "
-                                     f"[M, {rows}, {self.generator.w_dim}], got {got}")
+        check_upper_inputs(f"StyleGAN3 upper part above layer {self.layer}", features, None, upper_latent,
+                           (rows, self.generator.w_dim))
         x = synthesis.run(features, upper_latent, self.layer, synthesis.num_ws, self.layer)
         return synthesis.finish(x)
 
