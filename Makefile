@@ -1,6 +1,8 @@
 # mgan — the two commands a new user types:
 #   make demo   set up .venv, fetch the default weights, restore the bundled example faces into demo-output/
 #   make test   set up .venv and run the test suite
+#   make gpu-check   on a CUDA machine: cuda tests, an example inversion and the benchmark, results appended to
+#                    BENCHMARKS.md (without CUDA it says so and exits 0)
 # Both are idempotent: the environment is rebuilt only when requirements.lock or pyproject.toml change.
 
 PYTHON ?= python3
@@ -8,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all demo test lint bench clean
+.PHONY: all demo test lint bench gpu-check clean
 
 all: test
 
@@ -30,6 +32,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+gpu-check: $(STAMP)
+	$(BIN)/python -m bench.gpu_check
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
