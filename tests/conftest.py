@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,17 +20,16 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def mgan_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """For the whole session: weights come from ``shared/weights`` (``MGAN_WEIGHTS_MIRROR``) and the cache
-    (``MGAN_HOME``) is a fresh temporary folder, so tests never touch ``~/.cache/mgan`` or the network."""
+    """For the whole session: unless the caller set them, weights come from ``shared/weights``
+    (``MGAN_WEIGHTS_MIRROR``) and the cache (``MGAN_HOME``) is a fresh temporary folder, so tests never touch
+    ``~/.cache/mgan`` or the network. A caller's own ``MGAN_WEIGHTS_MIRROR`` / ``MGAN_HOME`` are kept."""
     from mgan_cli import weight_store
 
-    mirror = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
+    mirror = os.environ.get("MGAN_WEIGHTS_MIRROR") or str(Path(__file__).resolve().parents[1].parent / "shared"
+                                                          / "weights")
+    home = os.environ.get("MGAN_HOME") or str(tmp_path_factory.mktemp("mgan-home"))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MGAN_WEIGHTS_MIRROR", str(mirror))
-        patch.setenv("MGAN_HOME", str(tmp_path_factory.mktemp("mgan-home")))
+        patch.setenv("MGAN_WEIGHTS_MIRROR", mirror)
+        patch.setenv("MGAN_HOME", home)
         patch.setattr(weight_store, "_default_store", None)  # rebuilt from the variables above
         yield
-
-# Scripts under tests/fixtures/ regenerate fixture files by hand from published sources; they are not tests and
-# must not be imported by `pytest --doctest-modules`.
-collect_ignore_glob = ["fixtures/*.py"]

@@ -43,8 +43,6 @@ OFFICIAL_PARAMETERS = {
     "stylegan3-t-metfaces1024": 22_313_167,
     "stylegan3-r-metfaces1024": 15_093_151,
 }
-#: TensorFlow pickle readers written in parallel (mgan_cli/formats/tf_*.py)
-PENDING_READERS = {"tf-pggan", "tf-stylegan", "tf-stylegan2"}
 #: docs/PAPER.md, "Reference implementation defaults": (task, generator, layer, N, iterations, lambda)
 REFERENCE_TABLE = {
     "pggan-bedroom256-invert-reference": ("invert", "pggan-bedroom256", 8, 20, 3000, 1.0),
@@ -80,7 +78,7 @@ def test_generator_entries_are_consistent() -> None:
             continue
         model = _meta_model(entry.architecture or "", entry.config)
         assert (model.resolution, model.latent_size) == (entry.resolution, entry.latent_size), name
-        assert entry.format in READERS or entry.format in PENDING_READERS, name
+        assert entry.format in READERS, name
         assert entry.sources, name
         if entry.sha256 is None:
             assert entry.verify == "structure", name
