@@ -24,12 +24,12 @@ def mgan_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
     (``MGAN_WEIGHTS_MIRROR``) and the cache (``MGAN_HOME``) is a fresh temporary folder, so tests never touch
     ``~/.cache/mgan`` or the network. A caller's own ``MGAN_WEIGHTS_MIRROR`` / ``MGAN_HOME`` are kept."""
     from mgan_cli import weight_store
+    from tests.helpers import session_environment
 
-    mirror = os.environ.get("MGAN_WEIGHTS_MIRROR") or str(Path(__file__).resolve().parents[1].parent / "shared"
-                                                          / "weights")
-    home = os.environ.get("MGAN_HOME") or str(tmp_path_factory.mktemp("mgan-home"))
+    repo = Path(__file__).resolve().parents[1]
+    variables = session_environment(dict(os.environ), tmp_path_factory.mktemp("mgan-home"), repo)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MGAN_WEIGHTS_MIRROR", mirror)
-        patch.setenv("MGAN_HOME", home)
+        for name, value in variables.items():
+            patch.setenv(name, value)
         patch.setattr(weight_store, "_default_store", None)  # rebuilt from the variables above
         yield

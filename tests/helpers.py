@@ -78,3 +78,10 @@ def tiny_generator(seed: int = 0):
         for param in generator.parameters():
             param.copy_(torch.randn(param.shape, generator=rng))
     return generator
+
+
+def session_environment(environ: dict[str, str], fresh_home: Path, repo: Path) -> dict[str, str]:
+    """``MGAN_WEIGHTS_MIRROR`` and ``MGAN_HOME`` for a test session: the caller's when set, else the shared weight
+    mirror beside the checkout and ``fresh_home`` (so tests never touch ``~/.cache/mgan`` or the network)."""
+    return {"MGAN_WEIGHTS_MIRROR": environ.get("MGAN_WEIGHTS_MIRROR") or str(repo.parent / "shared" / "weights"),
+            "MGAN_HOME": environ.get("MGAN_HOME") or str(fresh_home)}

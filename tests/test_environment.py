@@ -1,33 +1,26 @@
-"""The test session's weight mirror and cache: defaults for a bare run, the caller's when set."""
+"""The test session's weight mirror and cache (tests/conftest.py): defaults for a bare run, the caller's when set."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from tests.helpers import session_environment
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_a_bare_run_uses_the_shared_mirror_and_a_temporary_home() -> None:
-    if os.environ.get("MGAN_PROBE_EXPECT"):
-        expected = json.loads(os.environ["MGAN_PROBE_EXPECT"])
-        assert {k: os.environ[k] for k in expected} == expected
-        return
+def test_a_bare_run_uses_the_shared_mirror_and_a_fresh_home(tmp_path: Path) -> None:
+    env = session_environment({"PATH": "/bin"}, tmp_path / "home", REPO)
+    assert env == {"MGAN_WEIGHTS_MIRROR": str(REPO.parent / "shared" / "weights"), "MGAN_HOME": str(tmp_path / "home")}
+
+
+def test_the_callers_mirror_and_home_are_kept(tmp_path: Path) -> None:
+    caller = {"MGAN_WEIGHTS_MIRROR": "/data/mirror", "MGAN_HOME": "/data/home"}
+    assert session_environment(caller, tmp_path / "home", REPO) == caller
+
+
+def test_this_session_runs_with_them() -> None:
+    """The fixture applied them: the cache is never the user's own."""
     assert Path(os.environ["MGAN_HOME"]) != Path.home() / ".cache" / "mgan"
     assert os.environ["MGAN_WEIGHTS_MIRROR"]
-
-
-@pytest.mark.skipif(bool(os.environ.get("MGAN_PROBE_EXPECT")), reason="inside the probe run")
-def test_the_callers_mirror_and_home_are_kept(tmp_path: Path) -> None:
-    """A pytest run started with its own MGAN_WEIGHTS_MIRROR and MGAN_HOME sees exactly those."""
-    wanted = {"MGAN_WEIGHTS_MIRROR": str(tmp_path / "mirror"), "MGAN_HOME": str(tmp_path / "home")}
-    env = {**os.environ, **wanted, "MGAN_PROBE_EXPECT": json.dumps(wanted)}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             f"{Path(__file__).name}::test_a_bare_run_uses_the_shared_mirror_and_a_temporary_home"],
-                            cwd=REPO / "tests", env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout + result.stderr
