@@ -194,7 +194,7 @@ def test_malicious_pickle_is_never_run(tmp_path: Path) -> None:
                        + pickle.dumps({}, protocol=2) + pickle.dumps({"layer0.conv.weight": _Exploit(marker)},
                                                                      protocol=2))
     assert sniff_format(legacy) == "genforce-pggan"  # sniffing reads opcodes only
-    with pytest.raises(UnsafePickleError, match=rf"refused to unpickle .*GLOBAL {system}"):
+    with pytest.raises(UnsafePickleError, match=rf"refused to (unpickle|load).*{system}"):
         import_generator(legacy, "evil2", store=store)
     assert not marker.exists()
     assert list_imported(store) == []
