@@ -156,17 +156,19 @@ def test_fewer_inputs_and_another_spelling_of_out_keep_every_row(photos, tmp_pat
 
 def test_two_processes_into_one_out_both_finish_and_record_every_image_once(photos, tmp_path) -> None:
     out = tmp_path / "out"
-    args = ["invert", *map(str, photos[:3]), "-o", str(out), "--json", "--batch-size", "1", "--perceptual-weight", "0",
-            *FAST]
-    first, second = mgan_process(*args), mgan_process(*args)
+    common = ["-o", str(out), "--json", "--batch-size", "1", "--perceptual-weight", "0", *FAST]
+    first = mgan_process("invert", *map(str, photos[:3]), *common)  # overlapping shares: 1 and 2 in both
+    second = mgan_process("invert", *map(str, photos[1:]), *common)
     results = [process.communicate(timeout=300) for process in (first, second)]
     for process, (_, stderr) in zip((first, second), results, strict=True):
         assert process.returncode == 0, stderr[-2000:]
         assert "Traceback" not in stderr
     rows = report_rows(out)
-    assert sorted(Path(r["input"]).name for r in rows) == sorted(p.name for p in photos[:3])
+    assert sorted(Path(r["input"]).name for r in rows) == sorted(p.name for p in photos)  # each once
     assert {r["status"] for r in rows} <= {"ok", "skipped"}
     assert len(json.loads((out / "report.json").read_text())["runs"]) == 2
+    for row in rows:
+        assert Image.open(out / f"{Path(row['input']).stem}.png").size == (64, 64)
 
 
 def test_sigint_flushes_what_finished_exits_130_and_a_rerun_resumes(photos, tmp_path) -> None:
@@ -299,6 +301,32 @@ def test_read_only_and_full_output_folders_are_one_line(photos, small_tmpfs) -> 
     assert read_only.exit_code == 2
     message = read_only.stderr.strip()
     assert len(message.splitlines()) == 1 and str(small_tmpfs / "o2") in message and "Read-only" in message
+
+
+@pytest.fixture()
+def few_inodes(tmp_path):
+    """A tmpfs with room for OUT, its store and one more file (the first PNG), then none."""
+    target = tmp_path / "mnt"
+    _mount_tmpfs(target, "size=4m,nr_inodes=7")
+    yield target
+    subprocess.run(["umount", "--lazy", str(target)], check=False)
+
+
+def test_a_disk_that_fills_mid_run_keeps_what_finished(photos, few_inodes) -> None:
+    out = few_inodes / "out"
+    args = ["invert", str(photos[0]), str(photos[1]), "-o", str(out), "--json", "--batch-size", "1", *FAST]
+    full = CliRunner().invoke(main, args)
+    assert full.exit_code == 2
+    message = full.stderr.strip().splitlines()[-1]
+    assert message.startswith("mgan: error:") and str(out) in message and "No space left" in message
+    assert "Traceback" not in full.stderr
+    (finished,) = lines(full)  # the first image was written and recorded before the disk filled
+    assert finished["status"] == "ok" and Path(finished["output"]).is_file()
+    subprocess.run(["mount", "-o", "remount,nr_inodes=200", str(few_inodes)], check=True)
+    resumed = run(*args)
+    assert resumed.exit_code == 0, resumed.output
+    assert [line["status"] for line in lines(resumed)] == ["skipped", "ok"]
+    assert lines(resumed)[0]["psnr"] == finished["psnr"]
 
 
 def test_only_the_projects_errors_become_one_line() -> None:
