@@ -400,3 +400,24 @@ except UnsafePickleError as exc:
 """
     status, output, _, _ = run_bounded(code, timeout=120, max_rss_mb=1500)
     assert status == 0 and "refused" in output and "claims more elements than its storage" in output, output
+
+
+def test_hostile_mgan_json_and_header_are_one_line(tmp_path: Path) -> None:
+    from mgan_cli.formats.safetensors_format import read_info
+
+    deep = tmp_path / "deep" / "mgan.json"
+    deep.parent.mkdir()
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UnknownFormatError, match=r"mgan\.json: unreadable"):
+        read_info(deep)
+    huge = tmp_path / "huge" / "mgan.json"
+    huge.parent.mkdir()
+    huge.write_text(" " * (2 << 20) + "{}")
+    with pytest.raises(UnknownFormatError, match=r"too large for an mgan\.json"):
+        read_info(huge)
+    nested = _tiny_safetensors(tmp_path / "nested.safetensors", "dcgan64", {})
+    from safetensors.torch import save_file
+
+    save_file({}, str(nested), metadata={"mgan": "[" * 100_000 + "]" * 100_000})
+    with pytest.raises(UnknownFormatError, match="bad 'mgan' header metadata"):
+        READERS.get("mgan-safetensors")(nested)

@@ -31,6 +31,8 @@ WEIGHTS_FILE = "weights.safetensors"
 INFO_FILE = "mgan.json"
 #: key of the safetensors header metadata that holds ``{"architecture", "config"}`` as JSON
 HEADER_KEY = "mgan"
+#: an mgan.json is a few hundred bytes; a larger one is not one
+MAX_INFO_BYTES = 1 << 20
 
 
 def locate(path: Path) -> tuple[Path, Path | None]:
@@ -51,8 +53,11 @@ def locate(path: Path) -> tuple[Path, Path | None]:
 def read_info(info_file: Path) -> dict[str, Any]:
     """The ``mgan.json`` record (a JSON object)."""
     try:
+        if info_file.stat().st_size > MAX_INFO_BYTES:
+            raise UnknownFormatError(f"{info_file}: {info_file.stat().st_size} bytes is too large for an "
+                                     f"{INFO_FILE} (at most {MAX_INFO_BYTES})")
         info = json.loads(info_file.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise UnknownFormatError(f"{info_file}: unreadable ({exc})") from exc
     if not isinstance(info, dict):
         raise UnknownFormatError(f"{info_file}: expected a JSON object")
@@ -67,7 +72,7 @@ def _header(weights_file: Path) -> dict[str, Any]:
         raise UnknownFormatError(f"{weights_file}: not a safetensors file ({exc})") from exc
     try:
         return json.loads(meta[HEADER_KEY]) if HEADER_KEY in meta else {}
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise UnknownFormatError(f"{weights_file}: bad '{HEADER_KEY}' header metadata ({exc})") from exc
 
 
