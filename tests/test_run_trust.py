@@ -87,6 +87,17 @@ def test_a_planted_store_link_is_refused(photos, tmp_path) -> None:
     assert list(elsewhere.iterdir()) == []
 
 
+def test_a_planted_folder_link_is_refused(photos, tmp_path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    (out / ".mgan").mkdir(parents=True)
+    (out / ".mgan" / "thumbs").symlink_to(elsewhere)
+    result = CliRunner().invoke(main, ["invert", str(photos[0]), "-o", str(out), *FAST])
+    assert result.exit_code == 2 and "link to a folder" in result.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_names_of_250_bytes_work(photos, tmp_path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()

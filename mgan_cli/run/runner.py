@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from mgan_cli.errors import MganError, OutputError
@@ -17,12 +18,21 @@ from mgan_cli.run.store import RunStore
 
 
 def open_output_folder(job: Job) -> RunStore:
-    """Create ``OUT`` (one clear :class:`OutputError` if it cannot be) and open its run store."""
+    """Create ``OUT`` (one clear :class:`OutputError` if it cannot be) and open its run store. A link to a
+    folder inside ``OUT`` (or ``OUT/.mgan``) is refused: files written into it (thumbnails, latents, frames)
+    would land outside ``OUT``."""
     try:
         job.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{job.output_dir}: cannot create the output folder ({exc.strerror or exc})") from None
-    return RunStore(job.output_dir)
+    store = RunStore(job.output_dir)
+    for folder in (job.output_dir, store.folder):
+        for entry in os.scandir(folder):
+            if entry.is_symlink() and entry.is_dir():
+                store.close()
+                raise OutputError(f"{entry.path} is a link to a folder; mgan writes only inside the output folder "
+                                  "(remove the link)")
+    return store
 
 
 class Runner:
