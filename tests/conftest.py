@@ -33,3 +33,7 @@ def mgan_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
             patch.setenv(name, value)
         patch.setattr(weight_store, "_default_store", None)  # rebuilt from the variables above
         yield
+
+# Scripts under tests/fixtures/ regenerate fixture files by hand from published sources; they are not tests and
+# must not be imported by `pytest --doctest-modules` (restored: ddaa963 dropped it).
+collect_ignore_glob = ["fixtures/*.py"]
