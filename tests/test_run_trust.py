@@ -184,7 +184,9 @@ def test_two_processes_into_one_out_both_finish_and_record_every_image_once(phot
 
 def test_sigint_flushes_what_finished_exits_130_and_a_rerun_resumes(photos, tmp_path) -> None:
     out = tmp_path / "out"
-    args = ["invert", *map(str, photos), "-o", str(out), "--json", "--batch-size", "1", "--iterations", "40",
+    # 300 steps an image: after the first one finishes, the other three take seconds, so the interrupt lands
+    # mid-run even on a loaded machine.
+    args = ["invert", *map(str, photos), "-o", str(out), "--json", "--batch-size", "1", "--iterations", "300",
             "--codes", "2", "--perceptual-weight", "0", "--device", "cpu"]
     process = mgan_process(*args)
     assert process.stdout is not None
