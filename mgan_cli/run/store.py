@@ -121,18 +121,33 @@ class RunStore:
         except sqlite3.Error as exc:
             raise OutputError(f"{self.path}: cannot open the run store ({exc})") from None
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            with self.transaction() as db:
-                for statement in _statements():
-                    db.execute(statement)
+            self._set_up_with_retries()
         except sqlite3.Error as exc:
             self._db.close()
             raise OutputError(f"{self.path}: cannot open the run store ({exc})") from None
         except BaseException:
             self._db.close()
             raise
+
+    def _set_up_with_retries(self) -> None:
+        """WAL mode and the schema. Two processes creating the same store at once can make SQLite answer
+        "database is locked" to the journal-mode switch without waiting for its busy timeout, so a busy
+        answer is retried until ``BUSY_TIMEOUT_SECONDS`` have passed."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                with self.transaction() as db:
+                    for statement in _statements():
+                        db.execute(statement)
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     # -- transactions -----------------------------------------------------------------------------
     @contextlib.contextmanager
