@@ -5,11 +5,14 @@ One image's inversion is its N codes ``[N, *code_shape]`` (in the inversion's la
 renders ``upper(compose(lower(code_n + s·d)), upper')``:
 
 * z codes (DCGAN, PGGAN, StyleGAN-z): ``d`` must be a z direction; the upper latent (if any) is kept.
-* w / w+ codes: ``d`` must be a w direction. The upper latent is the W+ tail that plays the role of the
-  codes' own rows above ℓ, so a W edit moves its rows too (otherwise a W edit could only reach the rows
-  below ℓ and, e.g., a smile direction living in the middle rows would do nothing at a low ℓ).
-  ``rows`` (``--edit-layers a-b``, inclusive, counted from 0 as w+ rows) limits the edit to those rows;
-  w codes are then rendered as the identical w+ codes (each row a copy) so that single rows can move.
+* w / w+ codes: ``d`` must be a w direction. The codes render the style rows below ℓ; the rows from ℓ up
+  come from the upper latent (one W+ tail per image), which an edit keeps, as the paper moves only the codes.
+  So a W edit reaches rows ``0 … ℓ-1``; ``move_upper`` (``--edit-upper``) moves the upper latent's rows by
+  the same step, so that the whole W+ stack moves (what a single-code W edit does; needed when the attribute
+  lives in rows at or above ℓ). ``rows`` (``--edit-layers a-b``, inclusive, counted from 0 as w+ rows)
+  limits the edit to those rows; w codes are then rendered as the identical w+ codes (each row a copy) so
+  that single rows can move. Rows at or above ℓ are refused unless the upper latent moves (they would
+  silently do nothing).
 
 Importances never change, and strength 0 renders the inversion unchanged, bit for bit. Frames are
 ``[S, 3, R, R]`` in ~[-1, 1] (unclamped, as the generator renders).
@@ -101,7 +104,7 @@ def check_compatible(direction: Direction, space: str, code_size: int) -> None:
 
 
 def shift(generator: Generator, inversion: Inversion, direction: Direction, strength: float,
-          rows: range | None = None) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+          rows: range | None = None, move_upper: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, str]:
     """Codes, upper latent and render space of ``inversion`` moved by ``strength · direction``."""
     codes, upper, space = inversion.codes, inversion.upper_latent, inversion.space
     size = codes.shape[-1]
@@ -110,18 +113,25 @@ def shift(generator: Generator, inversion: Inversion, direction: Direction, stre
     if space == "z":
         if rows is not None:
             raise ConfigurationError("--edit-layers needs codes in w or w+ (style rows); these are z codes")
+        if move_upper:
+            raise ConfigurationError("--edit-upper needs codes in w or w+: a z direction cannot move w+ rows")
         return codes + step, upper, space
     total = int(getattr(generator, "num_layers", 0))
     if rows is None:
         rows = range(total)
-    if rows.stop > total:
+    elif rows.stop > total:
         raise ConfigurationError(f"--edit-layers {rows.start}-{rows.stop - 1}: the generator has w+ rows 0-{total - 1}")
+    elif rows.stop > inversion.layer and not move_upper and upper is not None:
+        raise ConfigurationError(
+            f"--edit-layers {rows.start}-{rows.stop - 1}: rows {max(rows.start, inversion.layer)}-{rows.stop - 1} "
+            f"are at or above the composing layer {inversion.layer}, where the upper latent (kept by an edit) "
+            f"renders them; add --edit-upper to move it too, or choose rows below {inversion.layer}")
     mask = torch.zeros(total, 1, dtype=codes.dtype, device=codes.device)
     mask[rows.start:rows.stop] = 1.0
     if space == "w" and rows != range(total):
         codes, space = codes[:, None, :].repeat(1, total, 1), "w+"
     codes = codes + step if space == "w" else codes + mask * step  # w: every row (rows not limited)
-    if upper is not None:
+    if upper is not None and move_upper:
         upper = upper + mask[inversion.layer:] * step
     return codes, upper, space
 
@@ -136,7 +146,7 @@ def render_inversion(generator: Generator, inversion: Inversion) -> torch.Tensor
 
 @torch.no_grad()
 def render_frames(generator: Generator, inversion: Inversion, direction: Direction, strengths: Sequence[float],
-                  rows: range | None = None) -> torch.Tensor:
+                  rows: range | None = None, move_upper: bool = False) -> torch.Tensor:
     """The frames ``[S, 3, R, R]`` of ``inversion`` edited at each strength (see the module docstring)."""
     models: dict[str, MultiCodeModel] = {}
     frames = []
@@ -144,7 +154,7 @@ def render_frames(generator: Generator, inversion: Inversion, direction: Directi
         if strength == 0:
             codes, upper, space = inversion.codes, inversion.upper_latent, inversion.space
         else:
-            codes, upper, space = shift(generator, inversion, direction, strength, rows)
+            codes, upper, space = shift(generator, inversion, direction, strength, rows, move_upper)
         if space not in models:
             models[space] = MultiCodeModel(generator, inversion.layer, space, inversion.composition)
         batch_upper = None if upper is None else upper[None]

@@ -83,6 +83,30 @@ def test_edit_inverts_then_renders_frames_and_refuses_foreign_boundaries(shared_
     layered = CliRunner().invoke(main, ["edit", *_faces(shared_dir)[:1], "-o", str(tmp_path / "y"), "--resize",
                                         "crop", "--direction", "sefa:0", "--edit-layers", "0-1", *_fast([])])
     assert layered.exit_code == 2 and "w or w+" in layered.output
+    upper = CliRunner().invoke(main, ["edit", *_faces(shared_dir)[:1], "-o", str(tmp_path / "z"), "--resize",
+                                      "crop", "--direction", "sefa:0", "--edit-upper", *_fast([])])
+    assert upper.exit_code == 2 and "--edit-upper needs codes in w" in upper.output
+
+
+def test_another_edit_into_the_same_out_is_a_clash_not_a_silent_skip(shared_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "edit"
+
+    def edit(direction: str, *extra: str) -> list[dict]:
+        result = CliRunner().invoke(main, ["edit", *_faces(shared_dir)[:1], "-o", str(out), "--resize", "crop",
+                                           "--direction", direction, "--strengths", "0,3", "--json",
+                                           *_fast(list(extra))])
+        return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+    def frame_at_3() -> bytes:
+        return next((out / "frames").glob("*_3.png")).read_bytes()
+
+    assert edit("sefa:0")[0]["status"] == "ok"
+    first = frame_at_3()
+    assert edit("sefa:0")[0]["status"] == "skipped"  # the same request: already done
+    (clash,) = edit("sefa:1")  # frames of another direction: not the ones on disk
+    assert clash["status"] == "failed" and "other settings" in clash["error"] and frame_at_3() == first
+    (redone,) = edit("sefa:1", "--overwrite")
+    assert redone["status"] == "ok" and frame_at_3() != first
 
 
 def test_tuning_in_a_run_never_changes_the_shared_generator(shared_dir: Path, tmp_path: Path) -> None:

@@ -69,35 +69,55 @@ def test_a_single_code_edit_is_exactly_g_of_z_plus_sd(dcgan) -> None:
     assert torch.allclose(frames, expected, atol=1e-5)
 
 
-def test_w_edits_move_the_upper_latent_and_rows_limit_them() -> None:
+def test_w_edits_keep_the_upper_latent_unless_asked_and_rows_limit_them() -> None:
     generator = _stylegan()
     total, layer = generator.num_layers, 3
     w = generator.sample_codes(1, torch.Generator().manual_seed(0), "w")
     upper = w.repeat(total - layer, 1)  # the upper latent a single unsplit w would have
     inversion = Inversion(w, torch.ones(1, generator.layer(layer).shape[0]), upper, layer, "w")
     direction = Direction(torch.nn.functional.normalize(torch.randn(24), dim=0), "w", "random")
+
+    def rendered_wplus(moved_rows: range) -> torch.Tensor:
+        wplus = generator.to_wplus(w, "w").clone()
+        wplus[:, moved_rows.start:moved_rows.stop] += 1.5 * direction.vector
+        return generator.render(wplus, "w+")[0]
+
     with torch.no_grad():
-        frames = editing.render_frames(generator, inversion, direction, (1.5,))
+        # the default (the issue's): codes move, the upper latent is kept, so only rows 0 … ℓ-1 move
+        codes, kept_upper, _ = editing.shift(generator, inversion, direction, 1.5)
+        assert kept_upper is upper
+        kept = editing.render_frames(generator, inversion, direction, (1.5,))
+        assert torch.allclose(kept[0], rendered_wplus(range(0, layer)), atol=1e-5)
+        assert not torch.allclose(kept[0], rendered_wplus(range(0, total)), atol=1e-3)
+        # --edit-upper: the whole W+ stack moves, i.e. the edit of the single unsplit w
+        frames = editing.render_frames(generator, inversion, direction, (1.5,), move_upper=True)
         assert torch.allclose(frames[0], generator.render(w + 1.5 * direction.vector, "w")[0], atol=1e-5)
         # every row listed explicitly renders the same as no limit (w codes become identical w+ rows)
-        everything = editing.render_frames(generator, inversion, direction, (1.5,), rows=range(total))
+        everything = editing.render_frames(generator, inversion, direction, (1.5,), rows=range(total),
+                                           move_upper=True)
         assert torch.allclose(everything, frames, atol=1e-5)
-        codes, new_upper, space = editing.shift(generator, inversion, direction, 1.5, rows=range(1, 5))
+        codes, new_upper, space = editing.shift(generator, inversion, direction, 1.5, rows=range(1, 5),
+                                                move_upper=True)
         assert space == "w+" and codes.shape == (1, total, 24)
         moved = (codes[0] - w).norm(dim=1) > 1e-6
         assert moved.tolist() == [r in range(1, 5) for r in range(total)]
         upper_moved = (new_upper - upper).norm(dim=1) > 1e-6
         assert upper_moved.tolist() == [r in range(1, 5) for r in range(layer, total)]
-        wplus = generator.to_wplus(w, "w").clone()
-        wplus[:, 1:5] += 1.5 * direction.vector
-        limited = editing.render_frames(generator, inversion, direction, (1.5,), rows=range(1, 5))
-        assert torch.allclose(limited[0], generator.render(wplus, "w+")[0], atol=1e-5)
+        limited = editing.render_frames(generator, inversion, direction, (1.5,), rows=range(1, 5), move_upper=True)
+        assert torch.allclose(limited[0], rendered_wplus(range(1, 5)), atol=1e-5)
+        # rows below ℓ need no upper move; rows at or above ℓ without it would do nothing: refused
+        below = editing.render_frames(generator, inversion, direction, (1.5,), rows=range(1, 3))
+        assert torch.allclose(below[0], rendered_wplus(range(1, 3)), atol=1e-5)
+        with pytest.raises(ConfigurationError, match="--edit-upper"):
+            editing.shift(generator, inversion, direction, 1.5, rows=range(1, 5))
 
 
 def test_bad_edits_are_refused(dcgan) -> None:
     inversion = Inversion(torch.zeros(2, 100), torch.ones(2, 256), None, 2, "z")
     with pytest.raises(ConfigurationError, match="w or w\\+"):
         editing.shift(dcgan, inversion, Direction(torch.ones(100), "z", "d"), 1.0, rows=range(0, 2))
+    with pytest.raises(ConfigurationError, match="w or w\\+"):
+        editing.shift(dcgan, inversion, Direction(torch.ones(100), "z", "d"), 1.0, move_upper=True)
     with pytest.raises(ConfigurationError, match="has 512 entries"):
         editing.shift(dcgan, inversion, Direction(torch.ones(512), "z", "d"), 1.0)
     with pytest.raises(ConfigurationError):

@@ -35,8 +35,10 @@ from mgan_cli.tuning import TuningSettings, apply_tuned_state
 from mgan_cli.weight_import import generator_identity
 
 HELP = """Semantic editing: invert each INPUT with the multi-code prior, then render one frame per strength s
-with every code moved by s·d in the codes' latent space (z for DCGAN/PGGAN, w for StyleGANs; for W edits the
-upper latent's rows move too), importances kept. Strength 0 is the inversion itself.
+with every code moved by s·d in the codes' latent space (z for DCGAN/PGGAN, w for StyleGANs), importances and
+the upper latent kept. Strength 0 is the inversion itself. For StyleGANs the codes render the style rows below
+the composing layer ℓ and the upper latent the rows from ℓ up, so a W edit reaches rows 0 … ℓ-1; --edit-upper
+moves the upper latent's rows too (the whole W+ stack), for attributes that live in rows at or above ℓ.
 
 Writes OUT/<stem>.png (the inversion), OUT/frames/<stem>_<s>.png per strength, OUT/strips/<stem>.png (the
 frames side by side) and OUT/report.json whose rows list their frames ([{strength, path}]) and the metrics of
@@ -67,6 +69,8 @@ def _edit_options(command: Any) -> Any:
                      help="Comma-separated strengths s, one frame each."),
         click.option("--condition", "conditions", multiple=True, help="Remove the component along this direction."),
         click.option("--edit-layers", help="W/W+ codes only: move only these w+ rows (from 0), e.g. 4-7."),
+        click.option("--edit-upper", is_flag=True,
+                     help="W/W+ codes only: move the upper latent's rows (at and above ℓ) as well as the codes."),
         click.option("--from-latents", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      help="Edit saved latents (--save-latents) instead of inverting INPUTs."),
     ]
@@ -76,7 +80,7 @@ def _edit_options(command: Any) -> Any:
 
 
 def resolve_edit(generator_name: str, space: str, direction: str, conditions: tuple[str, ...], strengths: str,
-                 edit_layers: str | None) -> EditRequest:
+                 edit_layers: str | None, edit_upper: bool = False) -> EditRequest:
     """The edit request for codes of ``generator_name`` in ``space``; refuses what cannot work."""
     default_space = "z" if space == "z" else "w"
     cache: dict[str, Any] = {}
@@ -93,7 +97,9 @@ def resolve_edit(generator_name: str, space: str, direction: str, conditions: tu
     rows = parse_rows(edit_layers) if edit_layers else None
     if rows is not None and space == "z":
         raise ConfigurationError("--edit-layers needs codes in w or w+ (--space w); these are z codes")
-    return EditRequest(resolved, parse_strengths(strengths), rows)
+    if edit_upper and space == "z":
+        raise ConfigurationError("--edit-upper needs codes in w or w+ (--space w); these are z codes")
+    return EditRequest(resolved, parse_strengths(strengths), rows, edit_upper)
 
 
 @click.command("edit", help=HELP)
@@ -102,15 +108,16 @@ def resolve_edit(generator_name: str, space: str, direction: str, conditions: tu
 @_common_options
 @reports_errors
 def edit_command(direction: str, strengths: str, conditions: tuple[str, ...], edit_layers: str | None,
-                 from_latents: Path | None, tune_generator: int, tune_layers: str, save_latents: bool,
-                 **kwargs: Any) -> None:
+                 edit_upper: bool, from_latents: Path | None, tune_generator: int, tune_layers: str,
+                 save_latents: bool, **kwargs: Any) -> None:
     if from_latents is not None:
-        _edit_saved(from_latents, direction, strengths, conditions, edit_layers, kwargs)
+        _edit_saved(from_latents, direction, strengths, conditions, edit_layers, edit_upper, kwargs)
         return
     tuning = TuningSettings(steps=tune_generator, layers=tune_layers)
 
     def make_extras(preset: Preset) -> RunExtras:
-        edit = resolve_edit(preset.generator, preset.inversion.space, direction, conditions, strengths, edit_layers)
+        edit = resolve_edit(preset.generator, preset.inversion.space, direction, conditions, strengths, edit_layers,
+                            edit_upper)
         return RunExtras(tuning, save_latents, edit)
 
     run_task(TASKS.get("invert"), make_extras=make_extras, **kwargs)
@@ -123,7 +130,7 @@ for _param in edit_command.params:
 
 
 def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tuple[str, ...],
-                edit_layers: str | None, options: dict[str, Any]) -> None:
+                edit_layers: str | None, edit_upper: bool, options: dict[str, Any]) -> None:
     """Render the saved latents in ``directory`` (no inversion); one report row per file."""
     if options.get("inputs"):
         raise click.UsageError("give either INPUT images or --from-latents DIR, not both")
@@ -150,13 +157,15 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
                 models[name] = (model, sha)
             model, sha = models[name]
             saved = latents.load(path, name, sha)  # the weights present must be the ones inverted with
-            edit = edit or resolve_edit(name, saved.inversion.space, direction, conditions, strengths, edit_layers)
+            edit = edit or resolve_edit(name, saved.inversion.space, direction, conditions, strengths, edit_layers,
+                                        edit_upper)
             generator = apply_tuned_state(model, saved.tuned) if saved.tuned else model
             inversion = saved.inversion
             inversion = type(inversion)(inversion.codes.to(device), inversion.alphas.to(device),
                                         None if inversion.upper_latent is None else inversion.upper_latent.to(device),
                                         inversion.layer, inversion.space, inversion.composition)
-            frames = to_uint8(render_frames(generator, inversion, edit.direction, edit.strengths, edit.rows)).cpu()
+            frames = to_uint8(render_frames(generator, inversion, edit.direction, edit.strengths, edit.rows,
+                                            edit.move_upper)).cpu()
             stem = path.name[:-len(latents.SUFFIX)]
             paths = frame_paths(output_dir, stem, edit.strengths)
             existing = [p for p in paths if p.exists()]

@@ -407,7 +407,8 @@ def extras_header(extras: RunExtras) -> dict[str, Any]:
         header["edit"] = {"direction": extras.edit.direction.name, "space": extras.edit.direction.space,
                           "strengths": list(extras.edit.strengths),
                           "edit_layers": None if extras.edit.rows is None else
-                          f"{extras.edit.rows.start}-{extras.edit.rows.stop - 1}"}
+                          f"{extras.edit.rows.start}-{extras.edit.rows.stop - 1}",
+                          "edit_upper": extras.edit.move_upper}
     return header
 
 

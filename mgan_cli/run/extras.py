@@ -18,11 +18,13 @@ from mgan_cli.tuning import TuningSettings
 
 @dataclass(frozen=True)
 class EditRequest:
-    """Render frames moved by ``strength · direction`` for each of ``strengths``; ``rows``: w+ rows only."""
+    """Render frames moved by ``strength · direction`` for each of ``strengths``; ``rows``: w+ rows only;
+    ``move_upper``: the upper latent's rows move too (see :mod:`mgan_cli.editing`)."""
 
     direction: Direction
     strengths: tuple[float, ...]
     rows: range | None = None
+    move_upper: bool = False
 
 
 @dataclass(frozen=True)

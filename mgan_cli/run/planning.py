@@ -56,7 +56,8 @@ class Plan:
 
 def settings_fingerprint(job: Job) -> dict[str, Any]:
     """The settings that decide an output's pixels (the preset after overrides, the weights' sha256,
-    the task, degradation, seed, resize policy, precision and generator tuning), as plain data."""
+    the task, degradation, seed, resize policy, precision, generator tuning, and what else the run writes:
+    saved latents, edit frames), as plain data."""
     preset = job.preset.to_dict()
     settings = {"task": job.task.name, "generator": preset["generator"], "degradation": preset["degradation"],
                 "inversion": preset["inversion"], "loss": preset["loss"], "seed": preset["seed"],
@@ -64,6 +65,15 @@ def settings_fingerprint(job: Job) -> dict[str, Any]:
                 "precision": job.engine.precision}
     if job.extras.tuning.steps > 0:  # a tuned generator renders other pixels
         settings["tuning"] = dataclasses.asdict(job.extras.tuning)
+    if job.extras.save_latents:  # an output the run writes
+        settings["save_latents"] = True
+    edit = job.extras.edit
+    if edit is not None:  # the frames' pixels
+        vector = edit.direction.vector.detach().float().cpu().contiguous().numpy().tobytes()
+        settings["edit"] = {"direction": edit.direction.name, "space": edit.direction.space,
+                            "vector_sha256": hashlib.sha256(vector).hexdigest(), "strengths": list(edit.strengths),
+                            "rows": None if edit.rows is None else [edit.rows.start, edit.rows.stop],
+                            "move_upper": edit.move_upper}
     return settings
 
 

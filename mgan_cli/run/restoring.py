@@ -202,8 +202,9 @@ class BatchRestorer:
                                                  observed[b:b + 1])[0]
             frames = None
             if extras.edit is not None:
-                frames = to_uint8(render_frames(generator, inversion, extras.edit.direction, extras.edit.strengths,
-                                                extras.edit.rows)).cpu()
+                edit = extras.edit
+                frames = to_uint8(render_frames(generator, inversion, edit.direction, edit.strengths, edit.rows,
+                                                edit.move_upper)).cpu()
             done.append(AfterInversion(inversion, tuned_state, frames))
         return done
 
