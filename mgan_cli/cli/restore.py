@@ -384,7 +384,9 @@ def extras_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tune-generator", type=click.IntRange(min=0), default=0, show_default=True, metavar="STEPS",
                      help="After the inversion, tune a private copy of the generator for STEPS Adam steps on the "
                           "task's loss with the codes fixed (PTI, with its locality term); the shared weights are "
-                          "never changed. Fits the input more closely; on noisy inputs it fits the noise too."),
+                          "never changed. Off for every task by default (measured, BENCHMARKS.md): it adds pixel "
+                          "fidelity to invert and edit (~1 dB at equal time), does not help colorize/inpaint, and "
+                          "beyond ~200 steps it fits the noise of denoise inputs."),
         click.option("--tune-layers", type=click.Choice(TUNE_LAYERS), default="all", show_default=True,
                      help="Which weights --tune-generator changes: all, or only those above the layer ℓ."),
         click.option("--save-latents", is_flag=True,
