@@ -132,3 +132,12 @@ def test_analyze_reports_bad_arguments_in_one_line(tmp_path) -> None:
     result = CliRunner().invoke(main, ["analyze", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"),
                                        "--layers", "1-9", "--device", "cpu"])
     assert result.exit_code == 2 and "--layers: layer 5 is out of range 1..4" in result.output
+
+
+def test_analyze_refuses_a_preset_that_cannot_run_before_writing_anything(tmp_path) -> None:
+    (tmp_path / "a.png").write_bytes(b"")
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["analyze", str(tmp_path / "a.png"), "-o", str(out), "--task", "superres",
+                                       "--scale", "7", "--layers", "2", "--codes", "1", "--device", "cpu"])
+    assert result.exit_code == 2 and "--scale 7 does not divide" in result.output
+    assert not out.exists()

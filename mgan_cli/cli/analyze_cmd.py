@@ -27,6 +27,7 @@ from mgan_cli.errors import ConfigurationError
 from mgan_cli.family_defaults import choose_preset
 from mgan_cli.generator_loading import load_generator
 from mgan_cli.imageio import RESIZE_POLICIES, collect_inputs
+from mgan_cli.preflight import check_preset_fits
 from mgan_cli.presets import apply_overrides
 from mgan_cli.run import RunEvents
 from mgan_cli.tasks import TASKS
@@ -103,6 +104,7 @@ def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | Non
     resolved = apply_overrides(choose_preset(task.name, preset, generator), **overrides)
     if resolved.task != task.name:
         raise click.UsageError(f"preset {resolved.name!r} is for `mgan {resolved.task}`; pass --task {resolved.task}")
+    check_preset_fits(resolved)  # space, scale, loss sizes: refused before anything is written
     stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
     paths = collect_inputs(inputs, recursive=recursive, stdin_lines=stdin_lines)
     if not paths:
