@@ -337,6 +337,17 @@ def invert(
         active_targets = None if active_targets is None else active_targets[keep]
         last_check = None if last_check is None else last_check[keep]
 
+    def retire(leaving: torch.Tensor) -> torch.Tensor | None:
+        """Take the active rows where ``leaving`` is true out of the batch: the kept rows' indices, or
+        ``None`` when no row is left."""
+        nonlocal active
+        keep = (~leaving).nonzero().flatten()
+        if keep.numel() == 0:
+            active = active[:0]
+            return None
+        keep_only(keep)
+        return keep
+
     # divergence checks cost a device sync: every step under fp16's scaler (which syncs anyway), with the
     # progress callback (which syncs anyway), else only at the end
     check_every = 1 if scaler is not None else max(1, progress_every) if progress is not None \
@@ -365,12 +376,10 @@ def invert(
             if bool(diverged.any()):  # take them out: rows are independent, the others go on
                 diverged_at[active[diverged].cpu()] = bad_since[diverged].cpu()
                 steps[active[diverged].cpu()] = bad_since[diverged].cpu()
-                keep = (~diverged).nonzero().flatten()
-                if keep.numel() == 0:
-                    active = active[:0]
+                kept = retire(diverged)
+                if kept is None:
                     break
-                keep_only(keep)
-                per_image = per_image[keep]
+                per_image = per_image[kept]
         window = settings.early_stop_window
         if window and done % window == 0 and done < settings.iterations:
             current = per_image.detach()
@@ -379,12 +388,10 @@ def invert(
                 if stopped.any():
                     store(stopped.nonzero().flatten(), params)
                     steps[active[stopped].cpu()] = done
-                    keep = (~stopped).nonzero().flatten()
-                    if keep.numel() == 0:
-                        active = active[:0]
+                    kept = retire(stopped)
+                    if kept is None:
                         break
-                    keep_only(keep)
-                    current = current[keep]
+                    current = current[kept]
             last_check = current
     if active.numel():
         store(torch.arange(active.numel(), device=params[0].device), params)
