@@ -77,6 +77,20 @@ def test_zoo_pggan_matches_the_official_module(tmp_path: Path, fixtures: dict, n
     assert _close(image, fixture["outputs"]["image"]) < 1e-5
 
 
+def _assert_matches_official(model: torch.nn.Module, fixture: dict, psi: float, rows: int) -> None:
+    """The official module's image and w for the fixture's z, and its image truncated to ``w_avg`` by ``psi``
+    in the first ``rows`` w+ rows (the truncation done by hand here, as the official forward does it)."""
+    z, outputs = fixture["z"], fixture["outputs"]
+    with torch.no_grad():
+        assert _close(model(z), outputs["image"]) < 1e-5
+        assert _close(model.to_wplus(z, "z")[:, 0], outputs["w"]) < 1e-5
+        wp = model.to_wplus(z, "z")
+        w_avg = model.state_dict()["truncation.w_avg"]
+        row = torch.arange(wp.shape[1]).view(1, -1, 1)
+        truncated = torch.where(row < rows, w_avg + (wp - w_avg) * psi, wp)
+        assert _close(model.render(truncated, "w+"), outputs["image_trunc"]) < 1e-5
+
+
 @pytest.mark.parametrize("name", ["zoo_stylegan16", "zoo_stylegan16_fused"])
 def test_zoo_stylegan_matches_the_official_module(tmp_path: Path, fixtures: dict, name: str) -> None:
     fixture = fixtures[name]
@@ -86,16 +100,7 @@ def test_zoo_stylegan_matches_the_official_module(tmp_path: Path, fixtures: dict
     assert entry == "generator_smooth"
     weights = zoo_weights(state, path, stylegan_fused_scale=fused if fused else "auto")
     assert weights.config["truncation_psi"] is None  # the zoo's forward does not truncate unless asked
-    model = build(weights)
-    z, outputs = fixture["z"], fixture["outputs"]
-    with torch.no_grad():
-        assert _close(model(z), outputs["image"]) < 1e-5
-        assert _close(model.to_wplus(z, "z")[:, 0], outputs["w"]) < 1e-5
-        wp = model.to_wplus(z, "z")
-        w_avg = model.state_dict()["truncation.w_avg"]
-        rows = torch.arange(wp.shape[1]).view(1, -1, 1)
-        truncated = torch.where(rows < 4, w_avg + (wp - w_avg) * 0.7, wp)  # the official trunc_psi 0.7, 4 rows
-        assert _close(model.render(truncated, "w+"), outputs["image_trunc"]) < 1e-5
+    _assert_matches_official(build(weights), fixture, psi=0.7, rows=4)  # the official trunc_psi 0.7, 4 rows
 
 
 def test_zoo_stylegan2_matches_the_official_module(tmp_path: Path, fixtures: dict) -> None:
@@ -104,16 +109,7 @@ def test_zoo_stylegan2_matches_the_official_module(tmp_path: Path, fixtures: dic
     assert sniff_format(path) == "genforce-zoo"
     weights = READERS.get("genforce-zoo")(path)
     assert weights.architecture == "stylegan2" and weights.metadata["entry"] == "state_dict"
-    model = build(weights)
-    z, outputs = fixture["z"], fixture["outputs"]
-    with torch.no_grad():
-        assert _close(model(z), outputs["image"]) < 1e-5
-        assert _close(model.to_wplus(z, "z")[:, 0], outputs["w"]) < 1e-5
-        wp = model.to_wplus(z, "z")
-        w_avg = model.state_dict()["truncation.w_avg"]
-        rows = torch.arange(wp.shape[1]).view(1, -1, 1)
-        truncated = torch.where(rows < 6, w_avg + (wp - w_avg) * 0.5, wp)
-        assert _close(model.render(truncated, "w+"), outputs["image_trunc"]) < 1e-5
+    _assert_matches_official(build(weights), fixture, psi=0.5, rows=6)
 
 
 def test_interfacegan_stylegan_matches_the_official_module(tmp_path: Path, fixtures: dict) -> None:
