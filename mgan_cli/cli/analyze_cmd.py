@@ -20,8 +20,9 @@ from mgan_cli.analysis import (
     run_contributions,
 )
 from mgan_cli.analysis_page import write_analysis_page
-from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, resolve_device, stderr_console, stdout_console
+from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stderr_console, stdout_console
 from mgan_cli.cli.options import override_options
+from mgan_cli.devices import resolve_device
 from mgan_cli.engine import PRECISIONS, EngineOptions
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.family_defaults import choose_preset

@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from mgan_cli.devices import resolve_device  # noqa: F401  (the one device parser, used by the commands)
 from mgan_cli.errors import MganError
 
 F = TypeVar("F", bound=Callable[..., Any])

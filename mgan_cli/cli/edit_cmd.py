@@ -12,8 +12,9 @@ import click
 import torch
 
 from mgan_cli import __version__, boundaries, latents
-from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, resolve_device, stderr_console
+from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stderr_console
 from mgan_cli.cli.restore import _common_options, extras_header, extras_options, run_task
+from mgan_cli.devices import resolve_device
 from mgan_cli.editing import (
     DEFAULT_STRENGTHS,
     Direction,

@@ -25,11 +25,11 @@ from mgan_cli.cli.common import (
     EXIT_UNUSABLE,
     fail,
     reports_errors,
-    resolve_device,
     stderr_console,
     stdout_console,
 )
 from mgan_cli.cli.options import override_option, override_options
+from mgan_cli.devices import resolve_device
 from mgan_cli.engine import COMPILE_MODES, PRECISIONS, EngineOptions
 from mgan_cli.errors import MganError
 from mgan_cli.faces.alignment import ALIGNMENTS, generator_alignment, is_face_generator
