@@ -271,7 +271,7 @@ def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Gener
         masks = None if loaded[0].mask is None else torch.stack([p.mask for p in loaded]).to(job.device)  # type: ignore
         result = invert(restorer.generator, observed, restorer.degradation, restorer.loss, settings,
                         [p.item.seed for p in loaded], mask=masks, options=job.engine, warn=events.on_warning)
-        full = restorer._observed_full(observed)  # what the run blends the restoration with
+        full = restorer.observed_full(observed)  # what the run blends the restoration with
         restored = to_uint8(restorer.degradation.finalize(result.images, full, masks)).cpu()
         shares = code_shares(restorer.generator, settings.layer, settings.space, result.codes, result.alphas,
                              restorer.resolution).cpu().numpy()

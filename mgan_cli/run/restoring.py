@@ -168,7 +168,7 @@ class BatchRestorer:
                                          list(seeds), mask=masks, progress=on_progress, options=self.job.engine,
                                          warn=self.on_warning)
         after = self._after_inversion(result, observed, masks, seeds) if self.job.extras.needed else None
-        images = self.degradation.finalize(result.images, self._observed_full(observed), masks)
+        images = self.degradation.finalize(result.images, self.observed_full(observed), masks)
         steps = result.steps.tolist() if result.steps is not None else [iterations] * len(seeds)
         losses = [float(v) for v in result.losses]
         diverged = result.diverged_at.tolist() if result.diverged_at is not None else [-1] * len(seeds)
@@ -208,7 +208,7 @@ class BatchRestorer:
             done.append(AfterInversion(inversion, tuned_state, frames))
         return done
 
-    def _observed_full(self, observed: torch.Tensor) -> torch.Tensor:
+    def observed_full(self, observed: torch.Tensor) -> torch.Tensor:
         """The observed images at the generator's resolution (what ``finalize`` blends with)."""
         if observed.shape[-1] == self.resolution:
             return observed
