@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mgan_cli.errors import MganError
 from mgan_cli.pairing import StemIndex
 from mgan_cli.run.failures import Failure, Stage
@@ -69,7 +71,8 @@ def settings_fingerprint(job: Job) -> dict[str, Any]:
         settings["save_latents"] = True
     edit = job.extras.edit
     if edit is not None:  # the frames' pixels
-        vector = edit.direction.vector.detach().float().cpu().contiguous().numpy().tobytes()
+        # rounded, so that the same direction computed on another device (last-bit differences) still matches
+        vector = (edit.direction.vector.detach().double().cpu() * 1e5).round().to(torch.int64).numpy().tobytes()
         settings["edit"] = {"direction": edit.direction.name, "space": edit.direction.space,
                             "vector_sha256": hashlib.sha256(vector).hexdigest(), "strengths": list(edit.strengths),
                             "rows": None if edit.rows is None else [edit.rows.start, edit.rows.stop],
