@@ -106,3 +106,39 @@ def test_tuning_settings_are_checked() -> None:
         tuning.TuningSettings(steps=-1)
     with pytest.raises(ConfigurationError):
         tuning.TuningSettings(layers="lower")
+
+
+def test_tuning_a_stylegan_in_w_renders_with_the_upper_latent_and_upper_keeps_the_mapping() -> None:
+    """StyleGAN codes in W have an upper latent (the rows from ℓ up): tuning must render with it (a tuned copy
+    that fits better with it), and ``upper`` must leave the mapping network and the layers below ℓ alone."""
+    from mgan_cli.generators import ARCHITECTURES
+    from mgan_cli.losses import ReconstructionLoss
+
+    torch.manual_seed(4)
+    generator = ARCHITECTURES.get("stylegan")(resolution=16, z_dim=24, w_dim=24, fmaps_base=128, fmaps_max=16,
+                                              mapping_layers=2, truncation_psi=None, truncation_layers=None).freeze()
+    target = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    settings = InversionSettings(codes=3, layer=3, space="w", iterations=20, lr=0.01)
+    loss = ReconstructionLoss(0.0, 16, None, "l1")
+    result = invert(generator, target, Identity(), loss, settings, [0])
+    assert result.upper_latent is not None
+    inversion = Inversion(result.codes[0], result.alphas[0], result.upper_latent[0], settings.layer, "w")
+    digest = _weights_digest(generator)
+
+    def error(model: torch.nn.Module) -> float:
+        with torch.no_grad():
+            image = MultiCodeModel(model, settings.layer, "w", "sum")(
+                inversion.codes[None], inversion.alphas[None], inversion.upper_latent[None])
+        return float((image - target).square().mean())
+
+    for layers in ("all", "upper"):
+        tuned = tuning.tune(generator, inversion, target[0], Identity(), loss,
+                            tuning.TuningSettings(steps=20, layers=layers, lr=1e-2), seed=0)
+        assert error(tuned) < 0.95 * error(generator), layers
+    assert _weights_digest(generator) == digest
+    names = tuning.upper_parameter_names(generator, inversion)
+    original, changed = dict(generator.named_parameters()), dict(tuned.named_parameters())
+    mapping = [name for name in original if name.startswith("mapping")]
+    assert mapping and not any(name in names for name in mapping)
+    for name, value in changed.items():
+        assert torch.equal(value, original[name]) == (name not in names), name
