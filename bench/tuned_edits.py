@@ -27,7 +27,6 @@ from mgan_cli.degradations import build_degradation
 from mgan_cli.editing import Direction, Inversion
 from mgan_cli.engine import EngineOptions, invert
 from mgan_cli.generator_loading import load_generator
-from mgan_cli.losses import ReconstructionLoss
 from mgan_cli.presets import load_preset
 from mgan_cli.tuning import TuningSettings, tune
 
@@ -51,8 +50,7 @@ def main() -> None:
     preset = load_preset("dcgan64-invert")
     generator = load_generator(preset.generator)
     degradation = build_degradation(preset.degradation)
-    spec = preset.loss
-    loss = ReconstructionLoss(spec.perceptual_weight, spec.vgg_layer, spec.perceptual_resolution, spec.distance)
+    loss = preset.loss.build()
     options = EngineOptions.for_device(torch.device("cpu"), args.precision)
     autocast = {"bf16": torch.bfloat16}.get(options.precision)
     hidden = torch.randn(args.images, 100, generator=torch.Generator().manual_seed(1234))

@@ -89,8 +89,7 @@ def run_task(task: str, faces: torch.Tensor, plain: list[int], base: int, tune_s
     preset = load_preset(f"dcgan64-{task}")
     generator = load_generator(preset.generator)
     degradation = build_degradation(preset.degradation)
-    spec = preset.loss
-    loss = ReconstructionLoss(spec.perceptual_weight, spec.vgg_layer, spec.perceptual_resolution, spec.distance)
+    loss = preset.loss.build()
     observed, mask = _observed(task, degradation, faces)
     full = observed if observed.shape[-1] == 64 else torch.nn.functional.interpolate(
         observed, size=64, mode="bicubic", align_corners=False).clamp(-1, 1)

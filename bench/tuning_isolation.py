@@ -88,8 +88,7 @@ def main() -> None:
     preset = load_preset("dcgan64-invert")
     generator = load_generator(preset.generator)
     degradation = build_degradation(preset.degradation)
-    spec = preset.loss
-    loss = ReconstructionLoss(spec.perceptual_weight, spec.vgg_layer, spec.perceptual_resolution, spec.distance)
+    loss = preset.loss.build()
     options = EngineOptions.for_device(torch.device("cpu"), args.precision)
     autocast = {"bf16": torch.bfloat16}.get(options.precision)
     settings = dataclasses.replace(preset.inversion, iterations=args.inversion_steps)

@@ -31,7 +31,7 @@ import yaml
 from mgan_cli.degradations import DEGRADATIONS, check_parameters
 from mgan_cli.engine import InversionSettings
 from mgan_cli.errors import ConfigurationError, PresetError
-from mgan_cli.losses import VGG16_DEPTH, min_input_size
+from mgan_cli.losses import VGG16_DEPTH, ReconstructionLoss, min_input_size
 from mgan_cli.resources import presets_dir
 from mgan_cli.settings_schema import SpecError, ValueSpec, check_fields, setting, spec_of
 from mgan_cli.tasks import TASKS
@@ -58,6 +58,10 @@ class LossSettings:
         if self.perceptual_resolution is not None and self.perceptual_resolution < smallest:
             raise ConfigurationError(f"perceptual_resolution: {self.perceptual_resolution} is not allowed: VGG16 "
                                      f"up to layer {self.vgg_layer} needs at least {smallest} pixels")
+
+    def build(self) -> ReconstructionLoss:
+        """The loss these settings describe (VGG16 is read only when λ > 0)."""
+        return ReconstructionLoss(self.perceptual_weight, self.vgg_layer, self.perceptual_resolution, self.distance)
 
 
 @dataclass(frozen=True)

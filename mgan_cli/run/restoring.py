@@ -20,7 +20,6 @@ from mgan_cli.editing import Inversion, render_frames, render_inversion
 from mgan_cli.engine import InversionResult, check_settings, invert
 from mgan_cli.generators import Generator
 from mgan_cli.imageio import to_uint8
-from mgan_cli.losses import ReconstructionLoss
 from mgan_cli.presets import Preset
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job
@@ -89,9 +88,7 @@ class BatchRestorer:
         self.generator = generator.to(job.device)
         check_settings(self.generator, preset.inversion)
         self.degradation: Degradation = build_degradation(preset.degradation).to(job.device)
-        loss = preset.loss
-        self.loss = ReconstructionLoss(loss.perceptual_weight, loss.vgg_layer, loss.perceptual_resolution,
-                                       loss.distance).to(job.device)
+        self.loss = preset.loss.build().to(job.device)
         self.observed_size = self.degradation.observed_size(self.generator.resolution, self.loss.smallest_input())
         self.settings = preset.inversion
         self.on_step = on_step
