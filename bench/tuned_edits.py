@@ -22,13 +22,11 @@ from pathlib import Path
 
 import torch
 
+from bench.tuning import preset_parts
 from mgan_cli import directions, editing
-from mgan_cli.degradations import build_degradation
 from mgan_cli.editing import Direction, Inversion
 from mgan_cli.engine import EngineOptions, invert
-from mgan_cli.generator_loading import load_generator
-from mgan_cli.presets import load_preset
-from mgan_cli.tuning import TuningSettings, tune
+from mgan_cli.tuning import TuningSettings, tune, tuning_autocast
 
 STRENGTHS = (-3.0, -1.5, 0.0, 1.5, 3.0)
 
@@ -47,12 +45,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    preset = load_preset("dcgan64-invert")
-    generator = load_generator(preset.generator)
-    degradation = build_degradation(preset.degradation)
-    loss = preset.loss.build()
+    preset, generator, degradation, loss = preset_parts("dcgan64-invert")
     options = EngineOptions.for_device(torch.device("cpu"), args.precision)
-    autocast = {"bf16": torch.bfloat16}.get(options.precision)
+    autocast = tuning_autocast(options.precision)
     hidden = torch.randn(args.images, 100, generator=torch.Generator().manual_seed(1234))
     with torch.no_grad():
         targets = generator(hidden)

@@ -23,15 +23,16 @@ from pathlib import Path
 
 import torch
 
-from mgan_cli.degradations import build_degradation
+from mgan_cli.degradations import Degradation, build_degradation
 from mgan_cli.editing import Inversion
 from mgan_cli.engine import EngineOptions, MultiCodeModel, invert
 from mgan_cli.generator_loading import load_generator
+from mgan_cli.generators.base import Generator
 from mgan_cli.imageio import to_tensor, to_uint8
 from mgan_cli.losses import ReconstructionLoss
 from mgan_cli.measure import measure
-from mgan_cli.presets import load_preset
-from mgan_cli.tuning import TuningSettings, tune
+from mgan_cli.presets import Preset, load_preset
+from mgan_cli.tuning import TuningSettings, tune, tuning_autocast
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -84,18 +85,21 @@ def _tuned_snapshots(generator: torch.nn.Module, inversion: Inversion, observed:
     return found
 
 
+def preset_parts(name: str) -> tuple[Preset, Generator, Degradation, ReconstructionLoss]:
+    """The built-in preset ``name`` and what a restoration with it needs: its generator, degradation and loss."""
+    preset = load_preset(name)
+    return preset, load_generator(preset.generator), build_degradation(preset.degradation), preset.loss.build()
+
+
 def run_task(task: str, faces: torch.Tensor, plain: list[int], base: int, tune_steps: list[int],
              options: EngineOptions) -> list[dict[str, object]]:
-    preset = load_preset(f"dcgan64-{task}")
-    generator = load_generator(preset.generator)
-    degradation = build_degradation(preset.degradation)
-    loss = preset.loss.build()
+    preset, generator, degradation, loss = preset_parts(f"dcgan64-{task}")
     observed, mask = _observed(task, degradation, faces)
     full = observed if observed.shape[-1] == 64 else torch.nn.functional.interpolate(
         observed, size=64, mode="bicubic", align_corners=False).clamp(-1, 1)
     references = list(to_uint8(faces))
     seeds = list(range(len(faces)))
-    autocast = {"bf16": torch.bfloat16}.get(options.precision)
+    autocast = tuning_autocast(options.precision)
     rows = []
 
     def score(label: str, images: torch.Tensor, seconds: float) -> None:

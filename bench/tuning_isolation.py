@@ -26,14 +26,11 @@ import time
 import torch
 from torch.func import functional_call, vmap
 
-from bench.tuning import SHARED, _face
-from mgan_cli.degradations import build_degradation
+from bench.tuning import SHARED, _face, preset_parts
 from mgan_cli.editing import Inversion
 from mgan_cli.engine import EngineOptions, MultiCodeModel, invert
-from mgan_cli.generator_loading import load_generator
 from mgan_cli.losses import ReconstructionLoss
-from mgan_cli.presets import load_preset
-from mgan_cli.tuning import TuningSettings, tune
+from mgan_cli.tuning import TuningSettings, tune, tuning_autocast
 
 
 def tune_stacked(generator: torch.nn.Module, inversions: list[Inversion], observed: torch.Tensor,
@@ -85,12 +82,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
     faces = torch.stack([_face(SHARED / "data" / "celeba64" / f"{name}.jpg") for name in args.faces.split(",")])
-    preset = load_preset("dcgan64-invert")
-    generator = load_generator(preset.generator)
-    degradation = build_degradation(preset.degradation)
-    loss = preset.loss.build()
+    preset, generator, degradation, loss = preset_parts("dcgan64-invert")
     options = EngineOptions.for_device(torch.device("cpu"), args.precision)
-    autocast = {"bf16": torch.bfloat16}.get(options.precision)
+    autocast = tuning_autocast(options.precision)
     settings = dataclasses.replace(preset.inversion, iterations=args.inversion_steps)
     seeds = list(range(len(faces)))
     result = invert(generator, faces, degradation, loss, settings, seeds, options=options)

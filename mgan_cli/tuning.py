@@ -58,6 +58,12 @@ class TuningSettings:
                                      "locality_every at least 1")
 
 
+def tuning_autocast(precision: str) -> torch.dtype | None:
+    """The autocast dtype tuning runs under for a run's ``--precision``: bf16 for bf16; fp16 and fp32 tune in
+    fp32 (fp16 would need a gradient scaler, which tuning does not keep)."""
+    return torch.bfloat16 if precision == "bf16" else None
+
+
 def upper_parameter_names(generator: Generator, inversion: Inversion) -> set[str]:
     """Names of the parameters the part above ℓ uses (those that get a gradient from it)."""
     model = MultiCodeModel(generator, inversion.layer, inversion.space, inversion.composition)

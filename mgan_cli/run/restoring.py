@@ -23,7 +23,7 @@ from mgan_cli.imageio import to_uint8
 from mgan_cli.presets import Preset
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job
-from mgan_cli.tuning import tune, tuned_parameters
+from mgan_cli.tuning import tune, tuned_parameters, tuning_autocast
 
 OUT_OF_MEMORY = ("out of memory for a single image; lower --codes, or use --precision bf16 or a device with "
                  "more memory")
@@ -178,7 +178,7 @@ class BatchRestorer:
         """Per image: tune a private copy of the generator (re-rendering the image and its loss in
         ``result``), and render the edit frames; see :mod:`mgan_cli.run.extras`."""
         extras, settings = self.job.extras, self.settings
-        autocast = torch.bfloat16 if self.job.engine.precision == "bf16" else None  # fp16 would need a scaler
+        autocast = tuning_autocast(self.job.engine.precision)
         done = []
         for b, seed in enumerate(seeds):
             inversion = Inversion(result.codes[b], result.alphas[b],
