@@ -1,7 +1,7 @@
 """Build hook: ship the checkout's ``presets/`` and ``weights/registry.yaml`` inside the package.
 
 They stay top-level folders that users and developers edit; a built wheel (``pip install .``) carries a copy
-under ``mgan_cli/_data/``, which :mod:`mgan_cli.resources` reads with ``importlib.resources``. Editable
+under ``mgan_cli/_data/``, which :mod:`mgan_cli.utils.resources` reads with ``importlib.resources``. Editable
 installs read the checkout's folders directly, so nothing is copied for them.
 """
 

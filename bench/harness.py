@@ -48,10 +48,10 @@ from mgan_cli.degradations import Degradation, Identity
 from mgan_cli.engine import EngineOptions, InversionSettings, MultiCodeModel, initial_state, invert
 from mgan_cli.generator_loading import load_generator
 from mgan_cli.generators import ARCHITECTURES, Generator
-from mgan_cli.imageio import to_tensor, to_uint8
 from mgan_cli.losses import ReconstructionLoss
 from mgan_cli.metrics import psnr
 from mgan_cli.presets import LossSettings, load_preset
+from mgan_cli.utils.imageio import to_tensor, to_uint8
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 #: The reference script's defaults (``multi_code_inversion.py``): 3000 SGD steps, VGG input resized to 256.

@@ -28,9 +28,9 @@ import torch
 from mgan_cli.degradations import build_degradation
 from mgan_cli.engine import InversionSettings, invert, lr_factor
 from mgan_cli.generators import ARCHITECTURES, Generator
-from mgan_cli.imageio import to_uint8
 from mgan_cli.losses import ReconstructionLoss
 from mgan_cli.metrics import compute_metrics
+from mgan_cli.utils.imageio import to_uint8
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -245,11 +245,11 @@ def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Gener
     ``overwrite``; unusable inputs are warned about and skipped. Returns the figures written."""
     from mgan_cli.contributions import code_shares, write_figure
     from mgan_cli.engine import invert
-    from mgan_cli.imageio import to_uint8
     from mgan_cli.run.job import image_seed
     from mgan_cli.run.loading import Loader
     from mgan_cli.run.planning import WorkItem
     from mgan_cli.run.restoring import BatchRestorer
+    from mgan_cli.utils.imageio import to_uint8
 
     events = events or RunEvents()
     pair = job.pair_job(layer, codes)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mgan_cli.atomic import write_atomic
+from mgan_cli.utils.atomic import write_atomic
 
 _STYLE = """body{font:14px/1.4 system-ui,sans-serif;margin:1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:right}

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.registry import Registry
+from mgan_cli.utils.registry import Registry
 
 #: radius (pixels) of the neighbourhood Telea's method fills each missing pixel from (OpenCV's usual 3)
 TELEA_RADIUS = 3
@@ -139,8 +139,8 @@ def score_baselines(name: str | None, observed: Sequence[torch.Tensor], masks: S
     """A batch's baseline images and scores: observed float ``[3, r, r]`` in [-1, 1], masks ``[1, R, R]`` or
     ``None``, references uint8 ``[3, R, R]`` or ``None`` -> (uint8 ``[B, 3, R, R]`` or ``None`` when the task has
     no baseline, per image ``{"baseline_<metric>": value}`` for those with a reference, warnings)."""
-    from mgan_cli.imageio import to_uint8
     from mgan_cli.measure import measure
+    from mgan_cli.utils.imageio import to_uint8
 
     scores: list[dict[str, float | str | None]] = [{} for _ in observed]
     if name is None or not observed:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.shapes import check_shape
+from mgan_cli.utils.shapes import check_shape
 
 COMPOSITIONS = ("sum", "mean")
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mgan_cli.atomic import write_atomic
 from mgan_cli.generators.base import Generator
+from mgan_cli.utils.atomic import write_atomic
 
 
 @torch.no_grad()

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.registry import Registry
-from mgan_cli.settings_schema import SpecError, ValueSpec
-from mgan_cli.shapes import check_shape
+from mgan_cli.utils.registry import Registry
+from mgan_cli.utils.settings_schema import SpecError, ValueSpec
+from mgan_cli.utils.shapes import check_shape
 
 DEGRADATIONS: Registry[type[Degradation]] = Registry("degradation")
 

@@ -24,9 +24,9 @@ from mgan_cli.degradations import Degradation
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators.base import Generator
 from mgan_cli.losses import ReconstructionLoss
-from mgan_cli.registry import Registry
-from mgan_cli.settings_schema import ValueSpec, check_fields, setting
-from mgan_cli.shapes import check_shape
+from mgan_cli.utils.registry import Registry
+from mgan_cli.utils.settings_schema import ValueSpec, check_fields, setting
+from mgan_cli.utils.shapes import check_shape
 
 #: optimisers by name: ``OPTIMIZERS.get(name)(param_groups, lr=...)``
 OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer")

@@ -21,8 +21,8 @@ import yaml
 from mgan_cli.engine import InversionSettings
 from mgan_cli.errors import ConfigurationError, PresetError
 from mgan_cli.presets import LossSettings, Preset, load_preset
-from mgan_cli.resources import presets_dir
 from mgan_cli.tasks import TASKS
+from mgan_cli.utils.resources import presets_dir
 
 #: settings a defaults entry may give, and the preset block each one goes to
 SETTING_BLOCKS: dict[str, str] = {

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mgan_cli.atomic import write_atomic
 from mgan_cli.thumbnails import ROLES, thumbnail_name
+from mgan_cli.utils.atomic import write_atomic
 
 #: numeric columns in display order: (row key, heading, format, better: "up" | "down" | "")
 NUMERIC_COLUMNS: tuple[tuple[str, str, str, str], ...] = (

@@ -19,9 +19,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
-from mgan_cli.atomic import write_atomic
 from mgan_cli.editing import Inversion
 from mgan_cli.errors import ConfigurationError, ImageInputError
+from mgan_cli.utils.atomic import write_atomic
 
 FORMAT = "mgan-latents/1"
 SUFFIX = ".safetensors"
@@ -44,7 +44,7 @@ def latents_path(output_dir: Path, stem: str) -> Path:
 
 def save(path: Path, inversion: Inversion, generator: str, generator_sha256: str | None,
          tuned: dict[str, Tensor] | None = None) -> None:
-    """Write ``inversion`` (and ``tuned`` parameters) to ``path`` atomically (:mod:`mgan_cli.atomic`)."""
+    """Write ``inversion`` (and ``tuned`` parameters) to ``path`` atomically (:mod:`mgan_cli.utils.atomic`)."""
     tensors = {"codes": inversion.codes, "alphas": inversion.alphas}
     if inversion.upper_latent is not None:
         tensors["upper_latent"] = inversion.upper_latent

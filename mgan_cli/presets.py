@@ -13,7 +13,7 @@ A preset file (``presets/<name>.yaml``) has these blocks, each checked for unkno
 
 Command-line flags override single values (:func:`apply_overrides`); ``mgan presets show`` prints the
 resolved result. Every value is checked on load by its setting's
-:class:`~mgan_cli.settings_schema.ValueSpec`, the same check its flag's type makes (:mod:`mgan_cli.cli.options`);
+:class:`~mgan_cli.utils.settings_schema.ValueSpec`, the same check its flag's type makes (:mod:`mgan_cli.cli.options`);
 a refusal names the file, the key, the value and what is allowed. Files that cannot be presets (over
 :data:`MAX_PRESET_BYTES`, not UTF-8, nested or alias-expanded past :data:`MAX_PRESET_DEPTH` /
 :data:`MAX_PRESET_VALUES`) are refused before their values are looked at.
@@ -32,9 +32,9 @@ from mgan_cli.degradations import DEGRADATIONS, check_parameters
 from mgan_cli.engine import InversionSettings
 from mgan_cli.errors import ConfigurationError, PresetError
 from mgan_cli.losses import VGG16_DEPTH, ReconstructionLoss, min_input_size
-from mgan_cli.resources import presets_dir
-from mgan_cli.settings_schema import SpecError, ValueSpec, check_fields, setting, spec_of
 from mgan_cli.tasks import TASKS
+from mgan_cli.utils.resources import presets_dir
+from mgan_cli.utils.settings_schema import SpecError, ValueSpec, check_fields, setting, spec_of
 
 #: a preset is a few hundred bytes; anything much larger is not one
 MAX_PRESET_BYTES = 256 * 1024
@@ -308,7 +308,7 @@ _BLOCK_CLASSES: dict[str | None, type] = {"inversion": InversionSettings, "loss"
 def override_spec(flag: str) -> tuple[ValueSpec, str]:
     """The :class:`ValueSpec` a preset value behind ``flag`` must pass (the flag passes the same), and its help."""
     from mgan_cli.degradations import Downsample, Mask
-    from mgan_cli.settings_schema import help_of
+    from mgan_cli.utils.settings_schema import help_of
 
     block, key = OVERRIDE_TARGETS[flag]
     if block == "degradation":

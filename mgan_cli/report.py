@@ -1,13 +1,13 @@
 """Reports: the one writer of JSON and CSV reports, and the views of a run store.
 
 * :func:`write_json` / :func:`write_csv` write any report (``mgan metrics -o`` too), strict JSON
-  (non-finite floats as :mod:`mgan_cli.jsonsafe` says) and atomically (:mod:`mgan_cli.atomic`).
+  (non-finite floats as :mod:`mgan_cli.utils.jsonsafe` says) and atomically (:mod:`mgan_cli.utils.atomic`).
 * A *view* is a file of ``OUT`` written from the run store (:mod:`mgan_cli.run.store`) after every batch
   and at the end of a run: ``report.json`` (the header of the latest run, every run's header under
   ``runs``, a summary, and one row per image, each with the ``run`` that produced it) and
   ``report.csv`` (the rows), and ``index.html`` (:mod:`mgan_cli.html_report`). Adding a view: register a function
   ``(report: Report, output_dir: Path) -> None`` in :data:`VIEWS` and write the file with
-  :func:`mgan_cli.atomic.write_atomic`; :func:`write_views` calls it with the same :class:`Report` as the
+  :func:`mgan_cli.utils.atomic.write_atomic`; :func:`write_views` calls it with the same :class:`Report` as the
   others, inside the store's lock, so concurrent runs never interleave their views.
 """
 
@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mgan_cli.atomic import write_atomic
 from mgan_cli.baselines import BASELINE_METRICS, baseline_summary
 from mgan_cli.errors import OutputError
 from mgan_cli.html_report import write_html
-from mgan_cli.jsonsafe import json_safe
-from mgan_cli.registry import Registry
 from mgan_cli.run.store import RunStore
 from mgan_cli.thumbnails import THUMB_DIR
+from mgan_cli.utils.atomic import write_atomic
+from mgan_cli.utils.jsonsafe import json_safe
+from mgan_cli.utils.registry import Registry
 
 METRIC_COLUMNS = ("psnr", "ssim", "lpips", "niqe")
 BASELINE_COLUMNS = tuple(f"baseline_{name}" for name in BASELINE_METRICS)

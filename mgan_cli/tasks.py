@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mgan_cli.registry import Registry
+from mgan_cli.utils.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from mgan_cli.atomic import write_atomic
 from mgan_cli.errors import ImageInputError
-from mgan_cli.imageio import read_image
+from mgan_cli.utils.atomic import write_atomic
+from mgan_cli.utils.imageio import read_image
 
 THUMB_DIR = Path(".mgan") / "thumbs"
 THUMB_SIZE = 128

@@ -40,8 +40,8 @@ import yaml
 
 from mgan_cli.converters import CONVERTERS
 from mgan_cli.errors import ChecksumError, WeightsError, WeightsNotFoundError
-from mgan_cli.registry import Registry
-from mgan_cli.resources import registry_file
+from mgan_cli.utils.registry import Registry
+from mgan_cli.utils.resources import registry_file
 
 
 @dataclass(frozen=True)

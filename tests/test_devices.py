@@ -7,8 +7,8 @@ import torch
 from click.testing import CliRunner
 
 from mgan_cli.cli import main
-from mgan_cli.devices import resolve_device
 from mgan_cli.errors import ConfigurationError
+from mgan_cli.utils.devices import resolve_device
 
 
 def test_names_parse_to_devices(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mgan_cli.errors import ImageInputError
-from mgan_cli.imageio import IMAGE_SUFFIXES, collect_inputs, decode_image, decode_mask, to_8bit
+from mgan_cli.utils.imageio import IMAGE_SUFFIXES, collect_inputs, decode_image, decode_mask, to_8bit
 
 RNG = np.random.default_rng(7)
 
@@ -203,7 +203,7 @@ def test_decompression_bombs_are_refused_and_large_images_do_not_warn(tmp_path) 
     code = f"""
 from PIL import Image
 Image.MAX_IMAGE_PIXELS = 2000  # 60x50 = 3000 pixels: over Pillow's warning limit, under its error limit
-import mgan_cli.imageio as imageio
+import mgan_cli.utils.imageio as imageio
 imageio.MAX_PIXELS = 4000
 from mgan_cli.errors import ImageInputError
 print('large', imageio.decode_image(__import__('pathlib').Path({str(large)!r})).image.size)

@@ -7,7 +7,7 @@ import torch
 
 from mgan_cli.composition import compose
 from mgan_cli.degradations import Downsample, Mask
-from mgan_cli.shapes import check_shape
+from mgan_cli.utils.shapes import check_shape
 from tests.helpers import tiny_generator
 
 

@@ -15,7 +15,7 @@ from mgan_cli.editing import Inversion
 from mgan_cli.engine import InversionSettings, MultiCodeModel, invert
 from mgan_cli.errors import ConfigurationError, ImageInputError
 from mgan_cli.generator_loading import load_generator
-from mgan_cli.imageio import to_tensor
+from mgan_cli.utils.imageio import to_tensor
 from mgan_cli.weight_store import default_store, sha256_of
 from tests.helpers import celeba_face
 

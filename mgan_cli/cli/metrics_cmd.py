@@ -1,7 +1,7 @@
 """``mgan metrics``: image-quality metrics of restored images, optionally against references.
 
 Images are read with Pillow as RGB uint8 (grayscale is repeated to RGB, alpha and palettes are flattened,
-see :func:`mgan_cli.imageio.read_image`). A restored image is paired with the reference file of the same
+see :func:`mgan_cli.utils.imageio.read_image`). A restored image is paired with the reference file of the same
 stem (``face.png`` with ``REFDIR/face.jpg``). Unreadable files, missing or ambiguous references and size
 mismatches are reported one per line on stderr and skipped; the exit status is then 1.
 """
@@ -18,14 +18,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from mgan_cli.devices import DEVICE_CHOICES, resolve_device
 from mgan_cli.errors import ImageInputError, MganError
 from mgan_cli.html_report import write_html
-from mgan_cli.imageio import collect_inputs, read_image
 from mgan_cli.metrics import DEFAULT_METRICS, compute_metrics, json_row, metric_spec
-from mgan_cli.pairing import StemIndex
 from mgan_cli.report import write_csv, write_json
 from mgan_cli.thumbnails import THUMB_DIR, thumbnail_from_file, thumbnail_name
+from mgan_cli.utils.devices import DEVICE_CHOICES, resolve_device
+from mgan_cli.utils.imageio import collect_inputs, read_image
+from mgan_cli.utils.pairing import StemIndex
 
 _FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}", "niqe": "{:.3f}"}
 Row = dict[str, float | str | None]

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.registry import Registry
+from mgan_cli.utils.registry import Registry
 
 LEFT_EYE = slice(36, 42)
 RIGHT_EYE = slice(42, 48)

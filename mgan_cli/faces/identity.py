@@ -103,7 +103,7 @@ class IdentityRows:
         self.available = models_available()
 
     def annotate(self, record: Any) -> Any:
-        from mgan_cli.pairing import find_by_stem
+        from mgan_cli.utils.pairing import find_by_stem
 
         if record.status != "ok" or not record.output:
             return record

@@ -26,10 +26,10 @@ from mgan_cli.faces.alignment import FaceTransform, face_transform, warp_to_crop
 from mgan_cli.faces.detection import DetectedFace, detect_faces
 from mgan_cli.faces.identity import SAME_PERSON_THRESHOLD, face_descriptor, identity_distance
 from mgan_cli.faces.paste import paste_back
-from mgan_cli.imageio import decode_image, decode_mask
-from mgan_cli.pairing import find_by_stem
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.records import ImageRecord
+from mgan_cli.utils.imageio import decode_image, decode_mask
+from mgan_cli.utils.pairing import find_by_stem
 
 STAGING = Path(".mgan") / "faces"
 #: crops smaller than this are upsampled (bicubic) before dlib's landmarks and descriptor

@@ -21,7 +21,7 @@ import torch
 from mgan_cli.errors import UnknownFormatError
 from mgan_cli.generators.base import Generator
 from mgan_cli.generators.registry import ARCHITECTURES
-from mgan_cli.registry import Registry
+from mgan_cli.utils.registry import Registry
 
 
 @dataclass

@@ -3,7 +3,7 @@
 A config read from a file (``mgan.json``, a safetensors header) is data: a string, a negative number or a
 ``latent_size`` of 30 000 must be refused before ``ARCHITECTURES[name](**config)`` allocates anything.
 :data:`CONFIG_CHECKS` lists, per architecture, each constructor argument and the values allowed (a
-:class:`~mgan_cli.settings_schema.ValueSpec`, or a tuple of exact values); :func:`check_config` refuses a
+:class:`~mgan_cli.utils.settings_schema.ValueSpec`, or a tuple of exact values); :func:`check_config` refuses a
 missing architecture, an unknown key or a value outside its range. An architecture without a table here
 gets the generic check only (plain JSON scalars or lists). The file's tensors must then match the shapes the
 config implies (:func:`mgan_cli.formats.base.expected_shapes`, on the meta device), which bounds the model
@@ -17,7 +17,7 @@ from typing import Any
 
 from mgan_cli.errors import UnknownFormatError
 from mgan_cli.generators.layers import PROGRESSIVE_RESOLUTIONS
-from mgan_cli.settings_schema import SpecError, ValueSpec
+from mgan_cli.utils.settings_schema import SpecError, ValueSpec
 
 Allowed = ValueSpec | tuple[Any, ...]
 

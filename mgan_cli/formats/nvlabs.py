@@ -52,7 +52,7 @@ from mgan_cli.formats import genforce_stylegan2 as sg2_layout
 from mgan_cli.formats.base import READERS, GeneratorWeights, require_fit
 from mgan_cli.generators import stylegan2 as sg2
 from mgan_cli.safe_pickle import InertObject, charge, plain_data, safe_load
-from mgan_cli.settings_schema import SpecError, ValueSpec
+from mgan_cli.utils.settings_schema import SpecError, ValueSpec
 
 #: persistence version this reader understands (stylegan2-ada-pytorch and stylegan3 both write 6)
 PERSISTENCE_VERSION = 6

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.shapes import check_shape
+from mgan_cli.utils.shapes import check_shape
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mgan_cli.generators.base import Generator
-from mgan_cli.registry import Registry
+from mgan_cli.utils.registry import Registry
 
 ARCHITECTURES: Registry[Callable[..., Generator]] = Registry("generator architecture")

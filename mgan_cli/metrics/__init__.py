@@ -15,7 +15,6 @@ Undefined values (image too small for the window, for NIQE's two 96×96 blocks, 
 functions and ``None`` with a ``"<name>_reason"`` in :func:`compute_metrics`'s rows.
 """
 
-from mgan_cli.devices import resolve_device
 from mgan_cli.metrics._common import BT601_Y_WEIGHTS, DATA_RANGE, rgb_to_y
 from mgan_cli.metrics.api import (
     DEFAULT_METRICS,
@@ -33,6 +32,7 @@ from mgan_cli.metrics.fidelity import psnr, ssim
 from mgan_cli.metrics.imresize import imresize
 from mgan_cli.metrics.naturalness import NIQE_BLOCK, NiqePristine, load_pristine, niqe, niqe_blocks
 from mgan_cli.metrics.perceptual import LPIPS_BACKBONES, LPIPS_MIN_SIZE, lpips_distance, lpips_model
+from mgan_cli.utils.devices import resolve_device
 
 __all__ = [
     "BT601_Y_WEIGHTS",

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mgan_cli.devices import resolve_device
 from mgan_cli.errors import ConfigurationError, WeightsError
-from mgan_cli.jsonsafe import json_safe
 from mgan_cli.metrics._common import check_batch, check_crop_border, check_pair
 from mgan_cli.metrics.fidelity import SSIM_WINDOW, psnr, ssim
 from mgan_cli.metrics.naturalness import NIQE_BLOCK, niqe, niqe_blocks
 from mgan_cli.metrics.perceptual import LPIPS_BACKBONES, LPIPS_MIN_SIZE, lpips_distance
-from mgan_cli.registry import Registry
+from mgan_cli.utils.devices import resolve_device
+from mgan_cli.utils.jsonsafe import json_safe
+from mgan_cli.utils.registry import Registry
 
 DEFAULT_METRICS = ("psnr", "ssim", "lpips", "niqe")
 NO_REFERENCE = "no reference image"

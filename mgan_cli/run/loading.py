@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from mgan_cli.errors import ImageInputError, MganError
-from mgan_cli.imageio import decode_image, decode_mask, fit_to_size, to_tensor, to_uint8
-from mgan_cli.pairing import StemIndex
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job
 from mgan_cli.run.records import ImageRecord
+from mgan_cli.utils.imageio import decode_image, decode_mask, fit_to_size, to_tensor, to_uint8
+from mgan_cli.utils.pairing import StemIndex
 
 if TYPE_CHECKING:
     from mgan_cli.run.planning import WorkItem

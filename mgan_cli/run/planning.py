@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 from mgan_cli.errors import MganError
-from mgan_cli.pairing import StemIndex
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job, image_seed
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.store import Identity, RunStore, StoredImage, input_key
+from mgan_cli.utils.pairing import StemIndex
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Adding a per-image field (e.g. ``baseline_psnr``, an identity score, the path of saved latents): set
 ``record.fields["name"] = value`` (any JSON-able value; floats may be inf/NaN, see
-:mod:`mgan_cli.jsonsafe`) where the value is known, usually in :class:`mgan_cli.run.sink.Sink` or an
+:mod:`mgan_cli.utils.jsonsafe`) where the value is known, usually in :class:`mgan_cli.run.sink.Sink` or an
 ``on_record`` hook before the record is stored. The field is then stored with the row in the run store
 (its JSON ``record`` column, :mod:`mgan_cli.run.store`), appears in ``report.json`` rows and ``--json``
 lines, and becomes a column of ``report.csv`` (after the standard ones). No schema change is needed.
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mgan_cli.jsonsafe import json_safe
 from mgan_cli.run.failures import Failure
+from mgan_cli.utils.jsonsafe import json_safe
 
 BASE_FIELDS = ("input", "output", "status", "error", "seconds", "loss", "seed", "notes")
 

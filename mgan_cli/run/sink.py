@@ -13,10 +13,8 @@ from pathlib import Path
 import torch
 
 from mgan_cli import editing, latents
-from mgan_cli.atomic import StagedFile, stage
 from mgan_cli.baselines import score_baselines
 from mgan_cli.errors import OutputError
-from mgan_cli.imageio import encode_png, to_uint8, write_png
 from mgan_cli.measure import measure
 from mgan_cli.metrics.api import NO_REFERENCE
 from mgan_cli.run.extras import frame_paths, strip_path
@@ -28,6 +26,8 @@ from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.restoring import AfterInversion, Chunk, RestoredBatch
 from mgan_cli.run.store import Identity, RunStore, input_key
 from mgan_cli.thumbnails import THUMB_DIR, write_thumbnails
+from mgan_cli.utils.atomic import StagedFile, stage
+from mgan_cli.utils.imageio import encode_png, to_uint8, write_png
 
 
 class Sink:

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mgan_cli.atomic import StagedFile
 from mgan_cli.errors import OutputError
-from mgan_cli.jsonsafe import json_safe
 from mgan_cli.run.records import ImageRecord
+from mgan_cli.utils.atomic import StagedFile
+from mgan_cli.utils.jsonsafe import json_safe
 
 STORE_DIR = ".mgan"
 STORE_FILE = "runs.sqlite3"

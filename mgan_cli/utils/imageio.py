@@ -14,7 +14,7 @@
   names the flag), ``crop`` (centre-crop to a square, then resize, like CelebA's aligned framing) or
   ``fit`` (resize the whole image, aspect ratio not kept). Resizing uses Pillow's bicubic filter and is
   always reported, never silent.
-* :func:`encode_png` encodes ``uint8 [3, H, W]``; files are written with :mod:`mgan_cli.atomic`.
+* :func:`encode_png` encodes ``uint8 [3, H, W]``; files are written with :mod:`mgan_cli.utils.atomic`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mgan_cli.atomic import write_atomic
 from mgan_cli.errors import ConfigurationError, ImageInputError
+from mgan_cli.utils.atomic import write_atomic
 
 #: image formats mgan opens (others, e.g. EPS, which runs Ghostscript, are refused)
 READ_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF", "GIF", "PPM", "TGA")
@@ -257,7 +257,7 @@ def encode_png(pixels: torch.Tensor) -> bytes:
 
 
 def write_png(pixels: torch.Tensor, path: Path) -> None:
-    """Write ``uint8 [3, H, W]`` to ``path`` atomically (:func:`mgan_cli.atomic.write_atomic`)."""
+    """Write ``uint8 [3, H, W]`` to ``path`` atomically (:func:`mgan_cli.utils.atomic.write_atomic`)."""
     write_atomic(path, encode_png(pixels))
 
 

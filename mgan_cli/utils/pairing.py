@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mgan_cli.errors import ImageInputError
-from mgan_cli.imageio import IMAGE_SUFFIXES
+from mgan_cli.utils.imageio import IMAGE_SUFFIXES
 
 
 class StemIndex:
