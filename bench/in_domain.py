@@ -6,7 +6,7 @@
 For PGGAN-256, StyleGAN2-256 and StyleGAN3-t-64 with reduced channel widths (see :data:`CONFIGS`; full widths are far
 too slow on a CPU), randomly initialised with fixed seeds (:func:`random_generator`), K targets are
 rendered from hidden random codes (seeds disjoint from the inversion's), clamped to [-1, 1], and inverted
-with the engine (:func:`mgan_cli.engine.invert`, identity degradation, pixel MSE only: λ = 0) by
+with the engine (:func:`mgan_cli.core.engine.invert`, identity degradation, pixel MSE only: λ = 0) by
 multi-code (N codes at layer ℓ) and by single-code baselines (N = 1 at the same ℓ; for the StyleGANs also
 plain w+ optimisation, no split). Prints a markdown table: mean PSNR / SSIM / LPIPS over the targets
 (``mgan_cli.metrics.compute_metrics`` on uint8 images) and CPU seconds per iteration.
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from mgan_cli.degradations import build_degradation
-from mgan_cli.engine import InversionSettings, invert, lr_factor
+from mgan_cli.core.degradations import build_degradation
+from mgan_cli.core.engine import InversionSettings, invert, lr_factor
+from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.generators import ARCHITECTURES, Generator
-from mgan_cli.losses import ReconstructionLoss
 from mgan_cli.metrics import compute_metrics
 from mgan_cli.utils.imageio import to_uint8
 

@@ -11,7 +11,7 @@ genforce/mganprior runs multi-code inversion (``inversion/inversion_methods.py:G
 * loss = MSE + λ · 0.001 · L1(VGG16 ``features[:16]``) with both images resized (nearest) to the
   perceptual resolution; the *target's* VGG features are recomputed every step (the reference's
   ``VGGLoss.forward`` embeds ``gt`` on each call). The loss itself is mgan's
-  :class:`~mgan_cli.losses.ReconstructionLoss` (called without cached target features), so both sides
+  :class:`~mgan_cli.core.losses.ReconstructionLoss` (called without cached target features), so both sides
   compare the same mathematics;
 * ``torch.optim.SGD([z, α], lr)`` — lr 1.0, no momentum, no schedule, one rate for codes and α;
 * fp32, eager, no channels-last, no compilation.
@@ -22,7 +22,7 @@ can be reported separately ("reference as shipped"); by default the loop keeps n
 
 Two liberties, so that both sides start from identical inputs: the codes are drawn from a seeded
 ``torch.Generator`` (the reference draws unseeded ``torch.randn``), exactly as mgan's
-:func:`~mgan_cli.engine.initial_state` draws them (``generator.sample_codes``); and generators whose
+:func:`~mgan_cli.core.engine.initial_state` draws them (``generator.sample_codes``); and generators whose
 upper part needs a latent (StyleGAN2's w+ tail, which the reference never supported) get it from
 ``generator.initial_upper_latent`` and optimise it with the same SGD.
 """
@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mgan_cli.degradations import Degradation, Identity
+from mgan_cli.core.degradations import Degradation, Identity
+from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.generators.base import Generator
-from mgan_cli.losses import ReconstructionLoss
 
 
 @dataclass

@@ -7,7 +7,7 @@ schedule) on 4 CelebA test faces of ``../shared/data/celeba64`` (centre-cropped,
 uses nowhere else. The observed images are made from the faces: ``invert`` the face itself, ``colorize``
 its luma, ``superres`` the task's ×4 bicubic down-sampling, ``inpaint`` a 24×32 hole in the middle,
 ``denoise`` Gaussian noise σ = 25/255·2 (seeded). Rows: plain inversion at each of ``--plain`` steps, and
-inversion at ``--base`` steps followed by :func:`mgan_cli.tuning.tune` (all layers, PTI locality term) at
+inversion at ``--base`` steps followed by :func:`mgan_cli.core.tuning.tune` (all layers, PTI locality term) at
 each of ``--tune`` steps. Outputs go through the task's ``finalize`` (colour merge, known-pixel paste) and are
 scored against the clean face: PSNR and LPIPS (alex) means over the faces, and wall seconds per image of
 the whole restoration (inversion + tuning). Prints a markdown table and writes ``--json``.
@@ -23,15 +23,15 @@ from pathlib import Path
 
 import torch
 
-from mgan_cli.degradations import Degradation, build_degradation
+from mgan_cli.core.degradations import Degradation, build_degradation
+from mgan_cli.core.engine import EngineOptions, MultiCodeModel, invert
+from mgan_cli.core.losses import ReconstructionLoss
+from mgan_cli.core.tuning import TuningSettings, tune, tuning_autocast
 from mgan_cli.editing import Inversion
-from mgan_cli.engine import EngineOptions, MultiCodeModel, invert
 from mgan_cli.generator_loading import load_generator
 from mgan_cli.generators.base import Generator
-from mgan_cli.losses import ReconstructionLoss
 from mgan_cli.measure import measure
 from mgan_cli.presets import Preset, load_preset
-from mgan_cli.tuning import TuningSettings, tune, tuning_autocast
 from mgan_cli.utils.imageio import to_tensor, to_uint8
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

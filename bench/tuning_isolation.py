@@ -3,7 +3,7 @@
     python -m bench.tuning_isolation [--images 4] [--steps 20] [--precision auto]
 
 Issue 12 lets tuning isolate images either by one copy of the generator per image (what
-:func:`mgan_cli.tuning.tune` does: images tuned one after another) or by per-image weights stacked along a
+:func:`mgan_cli.core.tuning.tune` does: images tuned one after another) or by per-image weights stacked along a
 batch axis and rendered under ``torch.func.vmap`` (one step tunes every image of a batch at once). This
 script measures both on the same pivots: ``dcgan64-invert`` (N = 20, ℓ = 2, VGG λ = 1), tuning all layers
 with the PTI locality term, on the 4 CelebA faces of ``bench.tuning``, after a short inversion.
@@ -27,10 +27,10 @@ import torch
 from torch.func import functional_call, vmap
 
 from bench.tuning import SHARED, _face, preset_parts
+from mgan_cli.core.engine import EngineOptions, MultiCodeModel, invert
+from mgan_cli.core.losses import ReconstructionLoss
+from mgan_cli.core.tuning import TuningSettings, tune, tuning_autocast
 from mgan_cli.editing import Inversion
-from mgan_cli.engine import EngineOptions, MultiCodeModel, invert
-from mgan_cli.losses import ReconstructionLoss
-from mgan_cli.tuning import TuningSettings, tune, tuning_autocast
 
 
 def tune_stacked(generator: torch.nn.Module, inversions: list[Inversion], observed: torch.Tensor,

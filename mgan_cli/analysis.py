@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from mgan_cli import __version__
-from mgan_cli.engine import EngineOptions
+from mgan_cli.core.engine import EngineOptions
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import Generator
 from mgan_cli.presets import Preset, apply_overrides
@@ -244,7 +244,7 @@ def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Gener
     ``<stem>.npz`` (``shares`` float16 ``[N, R, R]``). Images whose figure exists are skipped unless
     ``overwrite``; unusable inputs are warned about and skipped. Returns the figures written."""
     from mgan_cli.contributions import code_shares, write_figure
-    from mgan_cli.engine import invert
+    from mgan_cli.core.engine import invert
     from mgan_cli.run.job import image_seed
     from mgan_cli.run.loading import Loader
     from mgan_cli.run.planning import WorkItem

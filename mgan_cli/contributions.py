@@ -1,6 +1,6 @@
 """Which latent code explains which region: each code's share of the composed feature map.
 
-The composed feature at layer ℓ is ``F = Σ_n α_n ⊙ F_n`` (:mod:`mgan_cli.composition`). Code n's share at
+The composed feature at layer ℓ is ``F = Σ_n α_n ⊙ F_n`` (:mod:`mgan_cli.core.composition`). Code n's share at
 a position (h, w) is the L1 size of its term over the channels, relative to all terms there:
 
     s_n(h, w) = Σ_c |α_nc F_nc(h, w)| / Σ_m Σ_c |α_mc F_mc(h, w)|

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mgan_cli.engine import MultiCodeModel
+from mgan_cli.core.engine import MultiCodeModel
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators.base import Generator
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import yaml
 
-from mgan_cli.engine import InversionSettings
+from mgan_cli.core.engine import InversionSettings
 from mgan_cli.errors import ConfigurationError, PresetError
 from mgan_cli.presets import LossSettings, Preset, load_preset
 from mgan_cli.tasks import TASKS

@@ -5,7 +5,7 @@ A preset file (``presets/<name>.yaml``) has these blocks, each checked for unkno
     description: one line
     generator: dcgan64-digiface        # a generator in the weight registry (`mgan weights list`)
     task: invert                       # invert | colorize | superres | inpaint | denoise
-    degradation: {type: identity}      # the task's operator and its kwargs (mgan_cli/degradations.py)
+    degradation: {type: identity}      # the task's operator and its kwargs (mgan_cli/core/degradations.py)
     inversion: {codes: 20, layer: 2, iterations: 1000, optimizer: adam, lr: 0.05, ...}
     loss: {perceptual_weight: 1.0, vgg_layer: 16, perceptual_resolution: null, distance: l1}
     seed: 0
@@ -28,10 +28,10 @@ from typing import Any
 
 import yaml
 
-from mgan_cli.degradations import DEGRADATIONS, check_parameters
-from mgan_cli.engine import InversionSettings
+from mgan_cli.core.degradations import DEGRADATIONS, check_parameters
+from mgan_cli.core.engine import InversionSettings
+from mgan_cli.core.losses import VGG16_DEPTH, ReconstructionLoss, min_input_size
 from mgan_cli.errors import ConfigurationError, PresetError
-from mgan_cli.losses import VGG16_DEPTH, ReconstructionLoss, min_input_size
 from mgan_cli.tasks import TASKS
 from mgan_cli.utils.resources import presets_dir
 from mgan_cli.utils.settings_schema import SpecError, ValueSpec, check_fields, setting, spec_of
@@ -45,7 +45,7 @@ MAX_PRESET_DEPTH = 20
 
 @dataclass(frozen=True)
 class LossSettings:
-    """The reconstruction loss (:class:`mgan_cli.losses.ReconstructionLoss` kwargs)."""
+    """The reconstruction loss (:class:`mgan_cli.core.losses.ReconstructionLoss` kwargs)."""
 
     perceptual_weight: float = setting(1.0, ValueSpec("float", minimum=0), "Weight λ of the VGG16 term.")
     vgg_layer: int = setting(16, ValueSpec("int", minimum=1, maximum=VGG16_DEPTH))
@@ -307,7 +307,7 @@ _BLOCK_CLASSES: dict[str | None, type] = {"inversion": InversionSettings, "loss"
 
 def override_spec(flag: str) -> tuple[ValueSpec, str]:
     """The :class:`ValueSpec` a preset value behind ``flag`` must pass (the flag passes the same), and its help."""
-    from mgan_cli.degradations import Downsample, Mask
+    from mgan_cli.core.degradations import Downsample, Mask
     from mgan_cli.utils.settings_schema import help_of
 
     block, key = OVERRIDE_TARGETS[flag]

@@ -15,8 +15,8 @@ from PIL import Image
 
 from mgan_cli.analysis import pair_dir, pair_means, parse_codes, parse_layers
 from mgan_cli.cli import main
-from mgan_cli.composition import compose
 from mgan_cli.contributions import code_shares, colour_map, palette
+from mgan_cli.core.composition import compose
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generator_loading import load_generator
 from tests.helpers import celeba_face, psnr_uint8

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 
 from bench.flops import count_flops
 from bench.reference_loop import ReferenceLoop, reference_invert
-from mgan_cli.degradations import Identity
-from mgan_cli.engine import EngineOptions, InversionSettings, invert
+from mgan_cli.core.degradations import Identity
+from mgan_cli.core.engine import EngineOptions, InversionSettings, invert
+from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.generator_loading import load_generator
 from mgan_cli.generators import ARCHITECTURES
-from mgan_cli.losses import ReconstructionLoss
 
 SEED = 3
 

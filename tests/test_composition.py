@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mgan_cli.composition import compose, initial_alphas
-from mgan_cli.engine import MultiCodeModel
+from mgan_cli.core.composition import compose, initial_alphas
+from mgan_cli.core.engine import MultiCodeModel
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generator_loading import load_generator
 

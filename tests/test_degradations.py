@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mgan_cli.degradations import (
+from mgan_cli.core.degradations import (
     DEGRADATIONS,
     Downsample,
     Identity,

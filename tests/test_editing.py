@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from mgan_cli import directions, editing
-from mgan_cli.degradations import Identity
+from mgan_cli.core.degradations import Identity
+from mgan_cli.core.engine import InversionSettings, invert
+from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.editing import Direction, Inversion
-from mgan_cli.engine import InversionSettings, invert
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generator_loading import load_generator
 from mgan_cli.generators import ARCHITECTURES
-from mgan_cli.losses import ReconstructionLoss
 
 
 @pytest.fixture(scope="module")

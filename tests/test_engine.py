@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mgan_cli.degradations import Downsample, Identity, Mask
-from mgan_cli.engine import OPTIMIZERS, InversionSettings, invert, lr_factor
+from mgan_cli.core.degradations import Downsample, Identity, Mask
+from mgan_cli.core.engine import OPTIMIZERS, InversionSettings, invert, lr_factor
+from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.losses import ReconstructionLoss
 from tests.helpers import tiny_generator
 
 
@@ -103,7 +103,7 @@ def test_the_mask_hides_the_missing_pixels_from_the_optimisation(generator, targ
 
 def result_moved(result, generator) -> bool:
     """Whether the optimisation changed the codes from their seeded start (so a comparison is not vacuous)."""
-    from mgan_cli.engine import initial_state
+    from mgan_cli.core.engine import initial_state
 
     start, _, _ = initial_state(generator, _settings(), [0, 1, 2], torch.device("cpu"))
     return bool((result.codes - start).abs().max() > 1e-3)
@@ -141,7 +141,7 @@ def test_settings_are_validated(bad: dict) -> None:
 
 
 def test_fast_paths_match_the_plain_path(generator, targets) -> None:
-    from mgan_cli.engine import EngineOptions
+    from mgan_cli.core.engine import EngineOptions
 
     loss = ReconstructionLoss(perceptual_weight=1.0)
     plain = invert(generator, targets, Identity(), loss, _settings(), seeds=[1, 2, 3])
@@ -154,7 +154,7 @@ def test_fast_paths_match_the_plain_path(generator, targets) -> None:
 
 
 def test_early_stopping_freezes_finished_images_and_shrinks_the_batch(generator) -> None:
-    from mgan_cli.engine import MultiCodeModel, initial_state
+    from mgan_cli.core.engine import MultiCodeModel, initial_state
 
     settings = _settings(iterations=40, schedule="constant", early_stop_window=10, early_stop_tolerance=1e-9)
     codes, alphas, _ = initial_state(generator, settings, [0, 1], torch.device("cpu"))
@@ -170,7 +170,7 @@ def test_early_stopping_freezes_finished_images_and_shrinks_the_batch(generator)
 
 
 def test_compile_failure_falls_back_to_eager(generator, targets, monkeypatch) -> None:
-    from mgan_cli.engine import EngineOptions
+    from mgan_cli.core.engine import EngineOptions
 
     def broken_compile(function, **kwargs):
         def compiled(*args):

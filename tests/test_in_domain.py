@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench.in_domain import CONFIGS, Run, evaluate, random_generator, render_targets
-from mgan_cli.engine import InversionSettings
+from mgan_cli.core.engine import InversionSettings
 
 ITERATIONS = 250
 

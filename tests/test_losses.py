@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from mgan_cli.losses import ReconstructionLoss, vgg16_features
+from mgan_cli.core.losses import ReconstructionLoss, vgg16_features
 
 
 def test_vgg16_features_hold_the_published_weights(shared_dir: Path) -> None:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from mgan_cli.degradations import build_degradation
-from mgan_cli.engine import invert
+from mgan_cli.core.degradations import build_degradation
+from mgan_cli.core.engine import invert
+from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.generator_loading import load_generator
-from mgan_cli.losses import ReconstructionLoss
 from mgan_cli.presets import apply_overrides, load_preset
 from mgan_cli.utils.imageio import to_tensor, to_uint8
 from tests.helpers import celeba_face, psnr_uint8

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from mgan_cli import weight_store
 from mgan_cli.cli import main
-from mgan_cli.degradations import build_degradation
+from mgan_cli.core.degradations import build_degradation
 from mgan_cli.errors import ChecksumError, WeightsError, WeightsNotFoundError
 from mgan_cli.formats import READERS
 from mgan_cli.generator_loading import load_generator

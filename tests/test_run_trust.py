@@ -223,10 +223,10 @@ def test_divergence_fails_the_image_without_a_png(photos, tmp_path) -> None:
 
 
 def test_a_diverged_image_does_not_poison_its_batch() -> None:
-    from mgan_cli.degradations import Identity
-    from mgan_cli.engine import InversionSettings, invert
+    from mgan_cli.core.degradations import Identity
+    from mgan_cli.core.engine import InversionSettings, invert
+    from mgan_cli.core.losses import ReconstructionLoss
     from mgan_cli.generator_loading import load_generator
-    from mgan_cli.losses import ReconstructionLoss
 
     generator = load_generator("dcgan32-celeba")
     with torch.no_grad():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mgan_cli.composition import compose
-from mgan_cli.degradations import Downsample, Mask
+from mgan_cli.core.composition import compose
+from mgan_cli.core.degradations import Downsample, Mask
 from mgan_cli.utils.shapes import check_shape
 from tests.helpers import tiny_generator
 
@@ -35,9 +35,9 @@ def test_degradations_check_images_and_masks() -> None:
 
 
 def test_the_engine_and_upper_parts_check_their_inputs() -> None:
-    from mgan_cli.degradations import Identity
-    from mgan_cli.engine import InversionSettings, invert
-    from mgan_cli.losses import ReconstructionLoss
+    from mgan_cli.core.degradations import Identity
+    from mgan_cli.core.engine import InversionSettings, invert
+    from mgan_cli.core.losses import ReconstructionLoss
 
     generator = tiny_generator()
     settings = InversionSettings(codes=2, layer=2, iterations=1)

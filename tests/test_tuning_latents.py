@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from mgan_cli import latents, tuning
-from mgan_cli.degradations import Identity
+from mgan_cli import latents
+from mgan_cli.core import tuning
+from mgan_cli.core.degradations import Identity
+from mgan_cli.core.engine import InversionSettings, MultiCodeModel, invert
 from mgan_cli.editing import Inversion
-from mgan_cli.engine import InversionSettings, MultiCodeModel, invert
 from mgan_cli.errors import ConfigurationError, ImageInputError
 from mgan_cli.generator_loading import load_generator
 from mgan_cli.utils.imageio import to_tensor
@@ -35,7 +36,7 @@ def face_inversion(shared_dir):
     photo = sorted((shared_dir / "data" / "celeba64").glob("*.jpg"))[10]
     observed = to_tensor(celeba_face(photo))[None]
     settings = InversionSettings(codes=4, layer=2, iterations=40, lr=0.1)
-    from mgan_cli.losses import ReconstructionLoss
+    from mgan_cli.core.losses import ReconstructionLoss
 
     loss = ReconstructionLoss(0.0, 16, None, "l1")
     result = invert(generator, observed, Identity(), loss, settings, [7])
@@ -111,8 +112,8 @@ def test_tuning_settings_are_checked() -> None:
 def test_tuning_a_stylegan_in_w_renders_with_the_upper_latent_and_upper_keeps_the_mapping() -> None:
     """StyleGAN codes in W have an upper latent (the rows from ℓ up): tuning must render with it (a tuned copy
     that fits better with it), and ``upper`` must leave the mapping network and the layers below ℓ alone."""
+    from mgan_cli.core.losses import ReconstructionLoss
     from mgan_cli.generators import ARCHITECTURES
-    from mgan_cli.losses import ReconstructionLoss
 
     torch.manual_seed(4)
     generator = ARCHITECTURES.get("stylegan")(resolution=16, z_dim=24, w_dim=24, fmaps_base=128, fmaps_max=16,

@@ -22,7 +22,7 @@ from mgan_cli.analysis import (
 from mgan_cli.analysis_page import write_analysis_page
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stderr_console, stdout_console
 from mgan_cli.cli.options import override_options
-from mgan_cli.engine import PRECISIONS, EngineOptions
+from mgan_cli.core.engine import PRECISIONS, EngineOptions
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.family_defaults import choose_preset
 from mgan_cli.generator_loading import load_generator

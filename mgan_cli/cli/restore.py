@@ -29,7 +29,8 @@ from mgan_cli.cli.common import (
     stdout_console,
 )
 from mgan_cli.cli.options import override_option, override_options
-from mgan_cli.engine import COMPILE_MODES, PRECISIONS, EngineOptions
+from mgan_cli.core.engine import COMPILE_MODES, PRECISIONS, EngineOptions
+from mgan_cli.core.tuning import TUNE_LAYERS, TuningSettings
 from mgan_cli.errors import MganError
 from mgan_cli.faces.alignment import ALIGNMENTS, generator_alignment, is_face_generator
 from mgan_cli.faces.identity import IdentityRows
@@ -43,7 +44,6 @@ from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.failures import BEFORE_RESTORING
 from mgan_cli.run.store import RunStore
 from mgan_cli.tasks import TASKS, Task
-from mgan_cli.tuning import TUNE_LAYERS, TuningSettings
 from mgan_cli.utils.devices import resolve_device
 from mgan_cli.utils.imageio import RESIZE_POLICIES, collect_inputs
 from mgan_cli.weight_import import generator_identity
@@ -257,7 +257,7 @@ def used_weights(preset: Preset) -> dict[str, str | None]:
 
 def _face_session(task: Task, preset: Preset, output_dir: Path, face_alignment: str | None) -> FaceSession:
     """The faces of this run: the generator's crop convention and the sizes the task observes and outputs."""
-    from mgan_cli.degradations import build_degradation
+    from mgan_cli.core.degradations import build_degradation
 
     convention, alignment_options = generator_alignment(preset.generator, face_alignment)
     resolution = generator_facts(preset.generator).resolution

@@ -1,5 +1,5 @@
 """What a run does with each image's inversion besides the restored image: generator tuning
-(:mod:`mgan_cli.tuning`), saved latents (:mod:`mgan_cli.latents`) and edit frames (:mod:`mgan_cli.editing`).
+(:mod:`mgan_cli.core.tuning`), saved latents (:mod:`mgan_cli.latents`) and edit frames (:mod:`mgan_cli.editing`).
 
 Files (beside ``OUT/<stem>.png``): ``OUT/latents/<stem>.safetensors``; ``OUT/frames/<stem>_<strength>.png``
 (one per strength, e.g. ``face_-1.5.png``; the raw render x̂, strength 0 = the inversion) and
@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mgan_cli.core.tuning import TuningSettings
 from mgan_cli.editing import Direction
-from mgan_cli.tuning import TuningSettings
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from mgan_cli.engine import EngineOptions
+from mgan_cli.core.engine import EngineOptions
 from mgan_cli.presets import Preset
 from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.records import ImageRecord

@@ -3,7 +3,7 @@
 For a batch of B observed images ``y`` ``[B, 3, r, r]`` in [-1, 1] (r = the degradation's observed size),
 the engine keeps, per image, N codes ``[B, N, *code_shape]`` and importances α ``[B, N, C]``. Each step
 renders all B·N codes through the generator's lower part in one pass, composes the feature maps per
-image (:func:`mgan_cli.composition.compose`), renders the upper part, applies the task's degradation A
+image (:func:`mgan_cli.core.composition.compose`), renders the upper part, applies the task's degradation A
 and minimises ``Σ_b L(A(x̂_b), y_b)``. Images never interact: each one's loss depends only on its own
 parameters, and the optimisers (Adam, SGD) are element-wise, so a batch gives the same result as
 running the images one by one. The generator's weights never receive gradients.
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from mgan_cli.composition import COMPOSITIONS, compose, initial_alphas
-from mgan_cli.degradations import Degradation
+from mgan_cli.core.composition import COMPOSITIONS, compose, initial_alphas
+from mgan_cli.core.degradations import Degradation
+from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators.base import Generator
-from mgan_cli.losses import ReconstructionLoss
 from mgan_cli.utils.registry import Registry
 from mgan_cli.utils.settings_schema import ValueSpec, check_fields, setting
 from mgan_cli.utils.shapes import check_shape
@@ -58,7 +58,7 @@ class InversionSettings:
 
     codes: N, the number of latent codes per image. layer: ℓ, the composing layer (from 1).
     space: the latent space codes live in (``z`` for DCGAN/PGGAN; ``z``/``w``/``w+`` for StyleGANs).
-    composition: ``sum`` or ``mean`` (see :mod:`mgan_cli.composition`).
+    composition: ``sum`` or ``mean`` (see :mod:`mgan_cli.core.composition`).
     iterations, optimizer (``adam``/``sgd``), lr: the optimisation. schedule: ``constant`` or ``cosine``
     (decay to 0 over the run after a linear warm-up over ``warmup`` × iterations steps).
     early_stop_window, early_stop_tolerance: every ``window`` steps (0 = never), an image whose loss fell by

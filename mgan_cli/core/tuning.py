@@ -23,13 +23,13 @@ from dataclasses import dataclass
 
 import torch
 
-from mgan_cli.composition import compose
-from mgan_cli.degradations import Degradation
+from mgan_cli.core.composition import compose
+from mgan_cli.core.degradations import Degradation
+from mgan_cli.core.engine import MultiCodeModel
+from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.editing import Inversion
-from mgan_cli.engine import MultiCodeModel
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators.base import Generator
-from mgan_cli.losses import ReconstructionLoss
 
 TUNE_LAYERS = ("all", "upper")
 
