@@ -28,11 +28,11 @@ from mgan_cli.core.engine import EngineOptions, MultiCodeModel, invert
 from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.core.tuning import TuningSettings, tune, tuning_autocast
 from mgan_cli.editing import Inversion
-from mgan_cli.generator_loading import load_generator
 from mgan_cli.generators.base import Generator
 from mgan_cli.measure import measure
 from mgan_cli.presets import Preset, load_preset
 from mgan_cli.utils.imageio import to_tensor, to_uint8
+from mgan_cli.weights.loading import load_generator
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

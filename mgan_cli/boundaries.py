@@ -28,7 +28,7 @@ from mgan_cli import directions
 from mgan_cli.editing import Direction
 from mgan_cli.errors import ConfigurationError, WeightsError
 from mgan_cli.generators.base import Generator
-from mgan_cli.weight_store import WeightStore, default_store
+from mgan_cli.weights.store import WeightStore, default_store
 
 
 def _unit(vector: torch.Tensor, name: str) -> torch.Tensor:

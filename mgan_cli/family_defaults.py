@@ -122,7 +122,7 @@ def load_defaults() -> dict[str, Any]:
 def generator_facts(name: str) -> GeneratorFacts:
     """Family, resolution, layer sizes and latent spaces of a registry or imported generator (no weights read)."""
     from mgan_cli.generators import ARCHITECTURES
-    from mgan_cli.weight_import import generator_identity
+    from mgan_cli.weights.importing import generator_identity
 
     try:
         architecture, config, _ = generator_identity(name)

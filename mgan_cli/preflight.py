@@ -15,7 +15,7 @@ from mgan_cli.core.engine import check_settings
 from mgan_cli.core.losses import smallest_input
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.presets import Preset
-from mgan_cli.weight_import import generator_identity
+from mgan_cli.weights.importing import generator_identity
 
 
 def check_preset_fits(preset: Preset) -> None:

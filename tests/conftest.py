@@ -23,7 +23,7 @@ def mgan_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
     """For the whole session: unless the caller set them, weights come from ``shared/weights``
     (``MGAN_WEIGHTS_MIRROR``) and the cache (``MGAN_HOME``) is a fresh temporary folder, so tests never touch
     ``~/.cache/mgan`` or the network. A caller's own ``MGAN_WEIGHTS_MIRROR`` / ``MGAN_HOME`` are kept."""
-    from mgan_cli import weight_store
+    from mgan_cli.weights import store as weight_store
     from tests.helpers import session_environment
 
     repo = Path(__file__).resolve().parents[1]

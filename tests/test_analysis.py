@@ -18,7 +18,7 @@ from mgan_cli.cli import main
 from mgan_cli.contributions import code_shares, colour_map, palette
 from mgan_cli.core.composition import compose
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.generator_loading import load_generator
+from mgan_cli.weights.loading import load_generator
 from tests.helpers import celeba_face, psnr_uint8
 
 

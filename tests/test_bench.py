@@ -16,8 +16,8 @@ from bench.reference_loop import ReferenceLoop, reference_invert
 from mgan_cli.core.degradations import Identity
 from mgan_cli.core.engine import EngineOptions, InversionSettings, invert
 from mgan_cli.core.losses import ReconstructionLoss
-from mgan_cli.generator_loading import load_generator
 from mgan_cli.generators import ARCHITECTURES
+from mgan_cli.weights.loading import load_generator
 
 SEED = 3
 

@@ -13,8 +13,8 @@ import torch
 from mgan_cli import boundaries
 from mgan_cli.editing import Direction, check_compatible
 from mgan_cli.errors import ConfigurationError, WeightsError
-from mgan_cli.generator_loading import load_generator
-from mgan_cli.weight_store import default_store, load_registry
+from mgan_cli.weights.loading import load_generator
+from mgan_cli.weights.store import default_store, load_registry
 
 
 def _shared_boundary(shared_dir: Path, stem: str) -> np.ndarray:

@@ -118,7 +118,7 @@ def test_outputs_never_overwrite_inputs(faces) -> None:
 
 
 def test_missing_weights_give_one_clear_line(faces, tmp_path, monkeypatch) -> None:
-    from mgan_cli import weight_store
+    from mgan_cli.weights import store as weight_store
 
     monkeypatch.setenv("MGAN_WEIGHTS_MIRROR", str(tmp_path / "empty"))
     monkeypatch.setenv("MGAN_OFFLINE", "1")

@@ -8,7 +8,7 @@ import torch
 from mgan_cli.core.composition import compose, initial_alphas
 from mgan_cli.core.engine import MultiCodeModel
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.generator_loading import load_generator
+from mgan_cli.weights.loading import load_generator
 
 
 @pytest.mark.parametrize("convention", ["sum", "mean"])

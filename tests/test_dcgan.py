@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mgan_cli.errors import ConfigurationError, UnknownFormatError
-from mgan_cli.formats import READERS
-from mgan_cli.generator_loading import load_generator
+from mgan_cli.weights.formats import READERS
+from mgan_cli.weights.loading import load_generator
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import torch
 
 from mgan_cli import directions
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.generator_loading import load_generator
 from mgan_cli.generators import ARCHITECTURES
+from mgan_cli.weights.loading import load_generator
 
 
 def _tiny(name: str, **config):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from mgan_cli import directions
 from mgan_cli.cli import main
-from mgan_cli.generator_loading import load_generator
+from mgan_cli.weights.loading import load_generator
 
 
 def test_directions_writes_vectors_metadata_and_a_preview(tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_tuning_in_a_run_never_changes_the_shared_generator(shared_dir: Path, tm
     from mgan_cli.run import Job, Runner
     from mgan_cli.run.extras import RunExtras
     from mgan_cli.tasks import TASKS
-    from mgan_cli.weight_store import default_store, sha256_of
+    from mgan_cli.weights.store import default_store, sha256_of
 
     generator = load_generator("dcgan64-digiface")
     before = {k: v.clone() for k, v in generator.state_dict().items()}

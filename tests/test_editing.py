@@ -12,8 +12,8 @@ from mgan_cli.core.engine import InversionSettings, invert
 from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.editing import Direction, Inversion
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.generator_loading import load_generator
 from mgan_cli.generators import ARCHITECTURES
+from mgan_cli.weights.loading import load_generator
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ def test_generator_weights_receive_no_gradients(generator, targets) -> None:
 @pytest.fixture(scope="module")
 def trained():
     """The one real generator here: whether the loss falls is a property of a trained generator."""
-    from mgan_cli.generator_loading import load_generator
+    from mgan_cli.weights.loading import load_generator
 
     generator = load_generator("dcgan32-celeba")
     with torch.no_grad():

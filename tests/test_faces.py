@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mgan_cli import weight_store
 from mgan_cli.faces.alignment import (
     FaceTransform,
     face_transform,
@@ -27,6 +26,7 @@ from mgan_cli.faces.alignment import (
     warp_to_photo,
 )
 from mgan_cli.faces.paste import feather_mask, paste_back
+from mgan_cli.weights import store as weight_store
 
 
 def similarity(scale: float, degrees: float, tx: float, ty: float) -> np.ndarray:

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
-from mgan_cli.formats import READERS, build
-from mgan_cli.formats.genforce_zoo import load_zoo_generator_state, zoo_weights
-from mgan_cli.weight_import import import_generator, sniff_format
-from mgan_cli.weight_store import WeightStore, load_registry
+from mgan_cli.weights.formats import READERS, build
+from mgan_cli.weights.formats.genforce_zoo import load_zoo_generator_state, zoo_weights
+from mgan_cli.weights.importing import import_generator, sniff_format
+from mgan_cli.weights.store import WeightStore, load_registry
 
 FIXTURES = Path(__file__).parent / "fixtures" / "official_layouts.pt"
 

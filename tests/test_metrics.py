@@ -40,7 +40,6 @@ import pytest
 import torch
 from PIL import Image
 
-from mgan_cli import weight_store
 from mgan_cli.errors import ConfigurationError, ImageInputError, WeightsNotFoundError
 from mgan_cli.metrics import (
     DEFAULT_METRICS,
@@ -58,6 +57,7 @@ from mgan_cli.metrics import (
     ssim,
 )
 from mgan_cli.metrics import api as metrics_api
+from mgan_cli.weights import store as weight_store
 
 # --- inputs: real photos and deterministic degradations (identical to the reference script) ----------
 

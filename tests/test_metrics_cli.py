@@ -14,10 +14,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from mgan_cli import weight_store
 from mgan_cli.cli.metrics_cmd import metrics_command
 from mgan_cli.metrics import api as metrics_api
 from mgan_cli.metrics import compute_metrics, naturalness
+from mgan_cli.weights import store as weight_store
 
 
 def _save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:

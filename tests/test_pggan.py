@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from mgan_cli.errors import ConfigurationError, UnknownFormatError, UnsafePickleError
-from mgan_cli.formats import READERS, build
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.generators.pggan import PGGAN
+from mgan_cli.weights.formats import READERS, build
 
 ATOL = 1e-4
 

@@ -15,16 +15,16 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from mgan_cli import weight_store
 from mgan_cli.cli import main
 from mgan_cli.core.degradations import build_degradation
 from mgan_cli.errors import ChecksumError, WeightsError, WeightsNotFoundError
-from mgan_cli.formats import READERS
-from mgan_cli.generator_loading import load_generator
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.presets import load_preset, preset_files
 from mgan_cli.tasks import TASKS
-from mgan_cli.weight_store import WeightStore, load_registry
+from mgan_cli.weights import store as weight_store
+from mgan_cli.weights.formats import READERS
+from mgan_cli.weights.loading import load_generator
+from mgan_cli.weights.store import WeightStore, load_registry
 
 #: official learnable-parameter counts (shared/golden/README.md, from the official code)
 OFFICIAL_PARAMETERS = {

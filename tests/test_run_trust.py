@@ -226,7 +226,7 @@ def test_a_diverged_image_does_not_poison_its_batch() -> None:
     from mgan_cli.core.degradations import Identity
     from mgan_cli.core.engine import InversionSettings, invert
     from mgan_cli.core.losses import ReconstructionLoss
-    from mgan_cli.generator_loading import load_generator
+    from mgan_cli.weights.loading import load_generator
 
     generator = load_generator("dcgan32-celeba")
     with torch.no_grad():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mgan_cli.errors import UnsafePickleError
-from mgan_cli.safe_pickle import InertObject, safe_load
+from mgan_cli.weights.safe_pickle import InertObject, safe_load
 
 
 class _Exploit:
@@ -113,7 +113,7 @@ def test_hostile_pickles_are_refused_in_bounded_memory_and_time(tmp_path) -> Non
     code = f"""
 import time
 from mgan_cli.errors import UnsafePickleError
-from mgan_cli.safe_pickle import plain_data, safe_load
+from mgan_cli.weights.safe_pickle import plain_data, safe_load
 for name in {sorted(HOSTILE)!r}:
     started = time.perf_counter()
     try:

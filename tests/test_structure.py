@@ -37,7 +37,7 @@ def test_every_module_imports_first() -> None:
     """Each module is imported into an interpreter holding no mgan module yet (third-party imports stay
     cached, so this takes seconds): a cycle that only works in one import order fails here."""
     names = _module_names()
-    assert "mgan_cli.generator_loading" in names and len(names) > 40
+    assert "mgan_cli.weights.loading" in names and len(names) > 40
     result = subprocess.run([sys.executable, "-c", _IMPORT_EACH_ALONE, *names], capture_output=True, text=True,
                             cwd=PACKAGE.parent, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -62,7 +62,7 @@ def test_generators_and_store_know_nothing_of_the_layers_above() -> None:
                          if line.lstrip().startswith(("import ", "from ")))
 
     generators = imports_of(PACKAGE / "generators")
-    assert "mgan_cli.formats" not in generators and "weight_store" not in generators
+    assert "mgan_cli.weights.formats" not in generators and "weight_store" not in generators
     assert "generator_loading" not in imports_of(PACKAGE / "formats")
     store = imports_of(PACKAGE / "weight_store.py")
-    assert "mgan_cli.generators" not in store and "mgan_cli.formats" not in store
+    assert "mgan_cli.generators" not in store and "mgan_cli.weights.formats" not in store

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from mgan_cli.errors import ConfigurationError, UnknownFormatError, UnsafePickleError
-from mgan_cli.formats import READERS, build
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.generators.layers import pixel_norm
 from mgan_cli.generators.stylegan import StyleGAN
+from mgan_cli.weights.formats import READERS, build
 
 ATOL = 1e-4
 FIXTURES = ("genforce_stylegan32", "genforce_stylegan32_fused")

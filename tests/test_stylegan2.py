@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.formats.genforce_stylegan2 import infer_config
-from mgan_cli.formats.nvlabs import config_from_init_kwargs, nvlabs_to_genforce
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.generators.stylegan2 import CONFIG_FMAPS_BASE, StyleGAN2
+from mgan_cli.weights.formats.genforce_stylegan2 import infer_config
+from mgan_cli.weights.formats.nvlabs import config_from_init_kwargs, nvlabs_to_genforce
 
 ATOL = 1e-4
 

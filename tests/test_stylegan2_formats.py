@@ -25,11 +25,11 @@ import pytest
 import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
-from mgan_cli.formats import READERS, build
-from mgan_cli.formats.nvlabs import genforce_to_nvlabs
-from mgan_cli.formats.rosinality import genforce_to_rosinality
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.generators.stylegan2 import StyleGAN2
+from mgan_cli.weights.formats import READERS, build
+from mgan_cli.weights.formats.nvlabs import genforce_to_nvlabs
+from mgan_cli.weights.formats.rosinality import genforce_to_rosinality
 
 ATOL = 1e-4
 SMALL = {"resolution": 32, "z_dim": 64, "w_dim": 64, "fmaps_base": 1024, "fmaps_max": 64}
@@ -285,7 +285,7 @@ def test_genforce_stylegan2_random_model_and_bad_file(tmp_path: Path) -> None:
 
 def test_nvlabs_config_json_matches_reader_kwargs(shared_dir: Path) -> None:
     """The golden fixture's recorded constructor kwargs are exactly what the reader understands."""
-    from mgan_cli.formats.nvlabs import config_from_init_kwargs
+    from mgan_cli.weights.formats.nvlabs import config_from_init_kwargs
 
     kwargs = json.loads((shared_dir / "golden" / "nvlabs_stylegan2_32" / "config.json").read_text())
     config = config_from_init_kwargs(kwargs["constructor_kwargs"])
@@ -374,7 +374,7 @@ def test_nvlabs_tensor_larger_than_its_storage_is_refused(tmp_path: Path,
     assert path.stat().st_size < 2_000_000
     code = f"""
 import torch
-from mgan_cli.formats import READERS
+from mgan_cli.weights.formats import READERS
 from mgan_cli.errors import UnsafePickleError
 try:
     READERS.get('nvlabs-pickle')({str(path)!r})

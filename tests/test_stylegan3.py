@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.formats.nvlabs import config_from_sg3_kwargs, nvlabs3_to_mgan
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.generators.filtered_lrelu import (
     activate,
@@ -22,6 +21,7 @@ from mgan_cli.generators.filtered_lrelu import (
     upsample_filter,
 )
 from mgan_cli.generators.stylegan3 import StyleGAN3
+from mgan_cli.weights.formats.nvlabs import config_from_sg3_kwargs, nvlabs3_to_mgan
 
 ATOL = 1e-5  # shared/golden/README.md §5: "Suggested tolerance: atol 1e-5"
 FIXTURES = ("nvlabs_stylegan3t_32", "nvlabs_stylegan3r_32")

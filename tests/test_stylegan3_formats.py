@@ -14,12 +14,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mgan_cli import weight_store
 from mgan_cli.cli import main
 from mgan_cli.errors import UnknownFormatError
-from mgan_cli.formats import READERS, build
-from mgan_cli.generator_loading import load_generator
-from mgan_cli.weight_store import WeightStore, load_registry
+from mgan_cli.weights import store as weight_store
+from mgan_cli.weights.formats import READERS, build
+from mgan_cli.weights.loading import load_generator
+from mgan_cli.weights.store import WeightStore, load_registry
 from tests.test_stylegan2_formats import _Persistent, official_modules  # noqa: F401  (fixture)
 
 ATOL = 1e-5
@@ -149,8 +149,8 @@ def test_every_task_runs_an_imported_stylegan3(tmp_path: Path, shared_dir: Path,
     import numpy as np
     from PIL import Image
 
-    from mgan_cli.formats.nvlabs import mgan_to_nvlabs3
     from mgan_cli.generators import ARCHITECTURES
+    from mgan_cli.weights.formats.nvlabs import mgan_to_nvlabs3
 
     _, kwargs, _, _ = _golden(shared_dir, "nvlabs_stylegan3r_32")
     kwargs = {**kwargs, "img_resolution": 64, "z_dim": 32, "w_dim": 32, "channel_base": 512, "channel_max": 16}

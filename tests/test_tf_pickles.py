@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
-from mgan_cli.formats import READERS, build, tf_pggan, tf_stylegan, tf_stylegan2
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.generators.layers import pixel_norm
+from mgan_cli.weights.formats import READERS, build, tf_pggan, tf_stylegan, tf_stylegan2
 
 ATOL_ROUND_TRIP = 1e-6
 ATOL_GOLDEN = 1e-4

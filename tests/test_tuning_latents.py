@@ -15,9 +15,9 @@ from mgan_cli.core.degradations import Identity
 from mgan_cli.core.engine import InversionSettings, MultiCodeModel, invert
 from mgan_cli.editing import Inversion
 from mgan_cli.errors import ConfigurationError, ImageInputError
-from mgan_cli.generator_loading import load_generator
 from mgan_cli.utils.imageio import to_tensor
-from mgan_cli.weight_store import default_store, sha256_of
+from mgan_cli.weights.loading import load_generator
+from mgan_cli.weights.store import default_store, sha256_of
 from tests.helpers import celeba_face
 
 

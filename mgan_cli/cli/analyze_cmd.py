@@ -25,13 +25,13 @@ from mgan_cli.cli.options import override_options
 from mgan_cli.core.engine import PRECISIONS, EngineOptions
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.family_defaults import choose_preset
-from mgan_cli.generator_loading import load_generator
 from mgan_cli.preflight import check_preset_fits
 from mgan_cli.presets import apply_overrides
 from mgan_cli.run import RunEvents
 from mgan_cli.tasks import TASKS
 from mgan_cli.utils.devices import resolve_device
 from mgan_cli.utils.imageio import RESIZE_POLICIES, collect_inputs
+from mgan_cli.weights.loading import load_generator
 
 
 def _pair(text: str | None) -> tuple[int, int] | None:

@@ -12,9 +12,9 @@ from mgan_cli import directions as directions_lib
 from mgan_cli.cli.common import reports_errors, stderr_console
 from mgan_cli.editing import DEFAULT_STRENGTHS, parse_rows, parse_strengths, preview_grid
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.generator_loading import load_generator
 from mgan_cli.utils.imageio import write_png
-from mgan_cli.weight_import import generator_identity
+from mgan_cli.weights.importing import generator_identity
+from mgan_cli.weights.loading import load_generator
 
 
 @click.command("directions")

@@ -25,7 +25,6 @@ from mgan_cli.editing import (
     strip_uint8,
 )
 from mgan_cli.errors import ConfigurationError, MganError
-from mgan_cli.generator_loading import load_generator
 from mgan_cli.presets import Preset
 from mgan_cli.report import summarize, write_csv, write_json
 from mgan_cli.run import ImageRecord
@@ -33,7 +32,8 @@ from mgan_cli.run.extras import EditRequest, RunExtras, frame_paths, strip_path
 from mgan_cli.tasks import TASKS
 from mgan_cli.utils.devices import resolve_device
 from mgan_cli.utils.imageio import to_uint8, write_png
-from mgan_cli.weight_import import generator_identity
+from mgan_cli.weights.importing import generator_identity
+from mgan_cli.weights.loading import load_generator
 
 HELP = """Semantic editing: invert each INPUT with the multi-code prior, then render one frame per strength s
 with every code moved by s·d in the codes' latent space (z for DCGAN/PGGAN, w for StyleGANs), importances and

@@ -15,7 +15,7 @@ from mgan_cli.family_defaults import choose_preset, defaults_file, resolve_defau
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.presets import load_preset, preset_files
 from mgan_cli.tasks import TASKS
-from mgan_cli.weight_import import generator_identity
+from mgan_cli.weights.importing import generator_identity
 
 
 @click.group("presets")

@@ -46,8 +46,8 @@ from mgan_cli.run.store import RunStore
 from mgan_cli.tasks import TASKS, Task
 from mgan_cli.utils.devices import resolve_device
 from mgan_cli.utils.imageio import RESIZE_POLICIES, collect_inputs
-from mgan_cli.weight_import import generator_identity
-from mgan_cli.weight_store import default_store
+from mgan_cli.weights.importing import generator_identity
+from mgan_cli.weights.store import default_store
 
 EXAMPLES = {
     "invert": "mgan invert faces/ -o restored/\n  mgan invert a.png b.png -o out/ --codes 30 --layer 3 --json",

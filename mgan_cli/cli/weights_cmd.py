@@ -10,12 +10,12 @@ import click
 import torch
 from rich.table import Table
 
-import mgan_cli.generator_loading  # noqa: F401  (registers the structure check of generator entries)
+import mgan_cli.weights.loading  # noqa: F401  (registers the structure check of generator entries)
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stdout_console
-from mgan_cli.formats import READERS
 from mgan_cli.generators import ARCHITECTURES
-from mgan_cli.weight_import import import_generator, imported_rows, list_imported
-from mgan_cli.weight_store import WeightEntry, default_store
+from mgan_cli.weights.formats import READERS
+from mgan_cli.weights.importing import import_generator, imported_rows, list_imported
+from mgan_cli.weights.store import WeightEntry, default_store
 
 
 @click.group("weights")

@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.weight_store import weight_path
+from mgan_cli.weights.store import weight_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

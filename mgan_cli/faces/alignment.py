@@ -188,7 +188,7 @@ def generator_alignment(generator: str, override: str | None = None) -> tuple[st
     """``(convention, options)`` for ``--align faces`` with ``generator``: its registry entry's ``extra.alignment``
     (and ``extra.template``), or ``override``. A generator whose entry states none (not a face generator, or an
     imported one) needs ``override``."""
-    from mgan_cli.weight_store import default_store
+    from mgan_cli.weights.store import default_store
 
     store = default_store()
     extra = store.entries[generator].extra if generator in store.entries else {}
@@ -203,7 +203,7 @@ def generator_alignment(generator: str, override: str | None = None) -> tuple[st
 
 def is_face_generator(generator: str) -> bool:
     """Whether the registry entry of ``generator`` states a face alignment (imported generators: unknown, False)."""
-    from mgan_cli.weight_store import default_store
+    from mgan_cli.weights.store import default_store
 
     entries = default_store().entries
     return generator in entries and "alignment" in entries[generator].extra

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.weight_store import default_store
+from mgan_cli.weights.store import default_store
 
 LANDMARKS_MODEL = "dlib-shape-predictor-68"
 #: dlib's HOG detector finds faces of about 80x80 pixels and larger; smaller photos are upsampled first

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mgan_cli.faces.detection import detect_faces, dlib_module, landmark_predictor
-from mgan_cli.weight_store import default_store
+from mgan_cli.weights.store import default_store
 
 DESCRIPTOR_MODEL = "dlib-face-recognition-resnet-v1"
 SAME_PERSON_THRESHOLD = 0.6

@@ -1,6 +1,6 @@
 """Generators: the interface (:mod:`.base`), shared layers (:mod:`.layers`), the architecture registry
-(:mod:`.registry`) and the families. Nothing here reads weight files (:mod:`mgan_cli.formats`) or knows the
-weight store (:mod:`mgan_cli.generator_loading` loads a generator by name)."""
+(:mod:`.registry`) and the families. Nothing here reads weight files (:mod:`mgan_cli.weights.formats`) or knows the
+weight store (:mod:`mgan_cli.weights.loading` loads a generator by name)."""
 
 from mgan_cli.generators import (
            dcgan,  # noqa: F401  (registers the DCGAN architectures)

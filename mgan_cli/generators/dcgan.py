@@ -3,7 +3,7 @@
 Layer ``k`` is the output of the ``k``-th transposed-convolution block, after its batch norm and
 activation (DCGAN-64: 1 → 512×4×4, 2 → 256×8×8, 3 → 128×16×16, 4 → 64×32×32). The final block
 (to RGB + tanh) is not a composable layer. Batch norms use their running statistics (eval mode).
-The files these load from are read by :mod:`mgan_cli.formats.dcgan`.
+The files these load from are read by :mod:`mgan_cli.weights.formats.dcgan`.
 """
 
 from __future__ import annotations

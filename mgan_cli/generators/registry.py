@@ -2,7 +2,7 @@
 
 Each family registers its class (or, where the layout is built from a table, a factory). A randomly
 initialised generator is used for parameter counts, for checking that a state dict fits, and by tests that
-write weight files in official formats. The readers of weight files live in :mod:`mgan_cli.formats`.
+write weight files in official formats. The readers of weight files live in :mod:`mgan_cli.weights.formats`.
 """
 
 from __future__ import annotations

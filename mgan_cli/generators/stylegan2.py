@@ -286,7 +286,7 @@ class StyleGAN2(StyleFamilyGenerator):
     truncation (psi 0.5 on all 18 rows, z space only); config E is ``fmaps_base=16384``. ``mapping_hidden``
     None = ``fmaps_max`` (genforce); NVlabs nets use ``w_dim``. ``conv_clamp``: None (TF-converted nets) or
     256 (stylegan2-ada-pytorch-trained nets). The readers' helpers for this layout (config inference, the
-    fixed FIR buffers, a missing ``w_avg``) are in :mod:`mgan_cli.formats.genforce_stylegan2`."""
+    fixed FIR buffers, a missing ``w_avg``) are in :mod:`mgan_cli.weights.formats.genforce_stylegan2`."""
 
     def __init__(self, resolution: int = 1024, z_dim: int = 512, w_dim: int = 512, image_channels: int = 3,
                  fmaps_base: int = 32768, fmaps_max: int = 512, num_mapping_layers: int = 8,

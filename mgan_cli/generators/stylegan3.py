@@ -3,7 +3,7 @@
 Numerically as NVlabs/stylegan3 ``training/networks_stylegan3.py::Generator`` (reproduces
 ``shared/golden/nvlabs_stylegan3{t,r}_32``). State-dict keys: the mapping and ``w_avg`` in mgan's StyleGAN2
 layout (``mapping.dense{i}.fc.weight`` [out, in] stored ×1/lr, ``mapping.dense{i}.bias``,
-``truncation.w_avg``; :func:`mgan_cli.formats.nvlabs.nvlabs3_to_mgan` renames NVlabs' ``mapping.fc{i}`` /
+``truncation.w_avg``; :func:`mgan_cli.weights.formats.nvlabs.nvlabs3_to_mgan` renames NVlabs' ``mapping.fc{i}`` /
 ``mapping.w_avg``), and the synthesis exactly as NVlabs names it: ``synthesis.input.{weight, affine.weight,
 affine.bias, transform, freqs, phases}`` and ``synthesis.L{i}_{size}_{channels}.{weight [out, in, k, k], bias,
 affine.weight [in, w], affine.bias (init 1: the +1 is stored), magnitude_ema [], up_filter [T],

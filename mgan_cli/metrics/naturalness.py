@@ -31,7 +31,7 @@ from torch import Tensor
 
 from mgan_cli.metrics._common import check_batch, crop, rgb_to_y, to_float64
 from mgan_cli.metrics.imresize import imresize
-from mgan_cli.weight_store import weight_path
+from mgan_cli.weights.store import weight_path
 
 NIQE_BLOCK = 96
 NIQE_WEIGHTS = "niqe-pristine"

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.metrics._common import check_pair, crop
-from mgan_cli.weight_store import weight_path
+from mgan_cli.weights.store import weight_path
 
 #: LPIPS backbone → registry entry of its torchvision ImageNet ``features.*`` weights.
 LPIPS_BACKBONES = {"alex": "alexnet-imagenet", "vgg": "vgg16-imagenet"}

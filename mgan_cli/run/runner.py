@@ -6,7 +6,6 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from mgan_cli.errors import MganError, OutputError
-from mgan_cli.generator_loading import load_generator
 from mgan_cli.generators import Generator
 from mgan_cli.run.job import Job, RunEvents
 from mgan_cli.run.loading import Loader
@@ -15,6 +14,7 @@ from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.restoring import BatchRestorer
 from mgan_cli.run.sink import Sink
 from mgan_cli.run.store import RunStore
+from mgan_cli.weights.loading import load_generator
 
 
 def open_output_folder(job: Job) -> RunStore:

@@ -12,7 +12,7 @@ genforce layout as genforce's converter maps them (``StyleGAN2GeneratorNet.pth_t
   ``noise_strength`` → ``noise_strength``; ``synthesis/noise{k}`` → ``synthesis.layer{k}.noise``;
 * the [1,3,3,1] FIR buffers (graph constants in TF) are added as genforce stores them.
 
-Shapes give the architecture (:func:`mgan_cli.formats.genforce_stylegan2.infer_config`); ``static_kwargs`` give
+Shapes give the architecture (:func:`mgan_cli.weights.formats.genforce_stylegan2.infer_config`); ``static_kwargs`` give
 ``mapping_lrmul`` and the truncation, else ``G_main``'s defaults (psi 0.5 on every row = genforce's),
 applied to z codes. Noise is the stored variables (TF's ``randomize_noise=False``). Other synthesis
 variants ('orig', 'resnet', ``G_synthesis_stylegan_revised``) raise :class:`UnknownFormatError`.
@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from mgan_cli.errors import UnknownFormatError
-from mgan_cli.formats import genforce_stylegan2 as sg2_layout
-from mgan_cli.formats.base import READERS, GeneratorWeights
-from mgan_cli.formats.tf_pickle import (
+from mgan_cli.weights.formats import genforce_stylegan2 as sg2_layout
+from mgan_cli.weights.formats.base import READERS, GeneratorWeights
+from mgan_cli.weights.formats.tf_pickle import (
     VarSpec,
     check_lod,
     check_static_kwargs,

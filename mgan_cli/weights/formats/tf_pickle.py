@@ -10,7 +10,7 @@ An official ``*.pkl`` is ``pickle.dump((G, D, Gs))`` of ``tfutil.Network`` (PGGA
   ``exec``\\ s it; here it is kept as an inert string and **never compiled or run**,
 * ``variables`` — ``[(local name, numpy array or numpy scalar), ...]``, the network's own variables.
 
-:func:`read_tf_networks` unpickles with :class:`~mgan_cli.safe_pickle.SafeUnpickler`: ``tfutil.*`` and
+:func:`read_tf_networks` unpickles with :class:`~mgan_cli.weights.safe_pickle.SafeUnpickler`: ``tfutil.*`` and
 ``dnnlib.*`` classes become inert stand-ins that only record the state given to ``__setstate__``, numpy
 arrays come through the base allow-list, and every other name is refused with
 :class:`~mgan_cli.errors.UnsafePickleError`. The family readers (``tf_pggan``, ``tf_stylegan``,
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
-from mgan_cli.safe_pickle import InertObject, plain_data, safe_load
+from mgan_cli.weights.safe_pickle import InertObject, plain_data, safe_load
 
 #: ``module.class`` of the pickled networks and the state versions each wrote
 NETWORK_CLASSES: dict[str, tuple[int, ...]] = {

@@ -6,7 +6,7 @@
   :func:`require_fit` raises :class:`UnknownFormatError` with that report when they differ.
 * :func:`build` turns ``GeneratorWeights`` into a frozen generator (every key and shape must match, both ways).
 
-Nothing here knows about the weight store: the store-aware loading is :mod:`mgan_cli.generator_loading`.
+Nothing here knows about the weight store: the store-aware loading is :mod:`mgan_cli.weights.loading`.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""Generators by name or by file: the layer above the readers (:mod:`mgan_cli.formats`), the architectures
-(:mod:`mgan_cli.generators`) and the weight store (:mod:`mgan_cli.weight_store`), which know nothing of
+"""Generators by name or by file: the layer above the readers (:mod:`mgan_cli.weights.formats`), the architectures
+(:mod:`mgan_cli.generators`) and the weight store (:mod:`mgan_cli.weights.store`), which know nothing of
 each other's loading.
 
 * :func:`read_generator` reads a file of a named format into a frozen generator;
 * :func:`load_generator` finds a registry entry's file through the store (fetched and verified first), or a
   generator imported with ``mgan weights import``, and reads it;
 * :func:`check_generator_structure` is the store's check for generator files without a published sha256
-  (registered in :data:`mgan_cli.weight_store.STRUCTURE_CHECKS` when this module is imported).
+  (registered in :data:`mgan_cli.weights.store.STRUCTURE_CHECKS` when this module is imported).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from mgan_cli.errors import UnknownFormatError, WeightsError
-from mgan_cli.formats import READERS, build, state_dict_fit
-from mgan_cli.formats.base import expected_shapes
 from mgan_cli.generators import Generator
-from mgan_cli.weight_import import IMPORTED_DIR
-from mgan_cli.weight_store import STRUCTURE_CHECKS, WeightEntry, WeightStore, default_store
+from mgan_cli.weights.formats import READERS, build, state_dict_fit
+from mgan_cli.weights.formats.base import expected_shapes
+from mgan_cli.weights.importing import IMPORTED_DIR
+from mgan_cli.weights.store import STRUCTURE_CHECKS, WeightEntry, WeightStore, default_store
 
 
 def read_generator(path: Path, format_name: str) -> Generator:

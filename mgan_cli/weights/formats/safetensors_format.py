@@ -23,9 +23,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from mgan_cli.errors import ChecksumError, ConfigurationError, UnknownFormatError
-from mgan_cli.formats.base import READERS, GeneratorWeights, expected_shapes, state_dict_fit
-from mgan_cli.formats.config_checks import check_config
-from mgan_cli.weight_store import sha256_of
+from mgan_cli.weights.formats.base import READERS, GeneratorWeights, expected_shapes, state_dict_fit
+from mgan_cli.weights.formats.config_checks import check_config
+from mgan_cli.weights.store import sha256_of
 
 WEIGHTS_FILE = "weights.safetensors"
 INFO_FILE = "mgan.json"

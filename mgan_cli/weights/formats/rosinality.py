@@ -38,10 +38,10 @@ from typing import Any
 import torch
 
 from mgan_cli.errors import UnknownFormatError
-from mgan_cli.formats import genforce_stylegan2 as sg2_layout
-from mgan_cli.formats.base import READERS, GeneratorWeights
-from mgan_cli.formats.torch_files import load_torch_file
 from mgan_cli.generators import stylegan2 as sg2
+from mgan_cli.weights.formats import genforce_stylegan2 as sg2_layout
+from mgan_cli.weights.formats.base import READERS, GeneratorWeights
+from mgan_cli.weights.formats.torch_files import load_torch_file
 
 
 def _names(conv_layers: int) -> list[tuple[str, str, bool]]:

@@ -8,7 +8,7 @@ its module (loading it normally means executing that code) and ``state`` the mod
 ``torch._utils._rebuild_parameter`` / ``_rebuild_tensor_v2`` over storages that are themselves small
 legacy ``torch.save`` payloads (``torch.storage._load_from_bytes``).
 
-This reader runs none of that: :class:`~mgan_cli.safe_pickle.SafeUnpickler` maps
+This reader runs none of that: :class:`~mgan_cli.weights.safe_pickle.SafeUnpickler` maps
 ``_reconstruct_persistent_obj`` to a function that only records the meta dict (the source is never
 compiled), ``torch_utils.*`` / ``training.*`` / ``dnnlib.*`` classes to inert stand-ins, storages to
 ``torch.load(..., weights_only=True)``, and refuses every other name. Only ``G_ema`` is used: its tensors
@@ -48,11 +48,11 @@ from typing import Any
 import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
-from mgan_cli.formats import genforce_stylegan2 as sg2_layout
-from mgan_cli.formats.base import READERS, GeneratorWeights, require_fit
 from mgan_cli.generators import stylegan2 as sg2
-from mgan_cli.safe_pickle import InertObject, charge, plain_data, safe_load
 from mgan_cli.utils.settings_schema import SpecError, ValueSpec
+from mgan_cli.weights.formats import genforce_stylegan2 as sg2_layout
+from mgan_cli.weights.formats.base import READERS, GeneratorWeights, require_fit
+from mgan_cli.weights.safe_pickle import InertObject, charge, plain_data, safe_load
 
 #: persistence version this reader understands (stylegan2-ada-pytorch and stylegan3 both write 6)
 PERSISTENCE_VERSION = 6

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from mgan_cli.errors import UnknownFormatError
-from mgan_cli.formats import genforce
-from mgan_cli.formats.base import READERS, GeneratorWeights
-from mgan_cli.formats.tf_pickle import (
+from mgan_cli.weights.formats import genforce
+from mgan_cli.weights.formats.base import READERS, GeneratorWeights
+from mgan_cli.weights.formats.tf_pickle import (
     VarSpec,
     check_lod,
     check_static_kwargs,

@@ -3,7 +3,7 @@
 
 Importing this package registers every reader."""
 
-from mgan_cli.formats import (
+from mgan_cli.weights.formats import (
            dcgan,  # noqa: F401  (registers the dcgan-tutorial-tar / dcgan32-state-dict readers)
            genforce,  # noqa: F401  (registers the genforce-pggan / -stylegan readers)
            genforce_stylegan2,  # noqa: F401  (registers the genforce-stylegan2 reader)
@@ -15,6 +15,6 @@ from mgan_cli.formats import (
            tf_stylegan,  # noqa: F401  (registers the tf-stylegan reader)
            tf_stylegan2,  # noqa: F401  (registers the tf-stylegan2 reader)
 )
-from mgan_cli.formats.base import READERS, GeneratorWeights, build, require_fit, state_dict_fit
+from mgan_cli.weights.formats.base import READERS, GeneratorWeights, build, require_fit, state_dict_fit
 
 __all__ = ["READERS", "GeneratorWeights", "build", "require_fit", "state_dict_fit"]

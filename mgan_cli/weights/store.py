@@ -12,7 +12,7 @@ has ``sha256: null`` and must say ``verify: structure``: such a file is used onl
 safe reader of its ``format`` (no code is ever unpickled) into exactly the architecture the entry names,
 every tensor key and shape matching. The store itself reads no weight format: that check is passed in
 (``check_structure=``) or registered per entry kind in :data:`STRUCTURE_CHECKS` by the layer that can read
-the files (:mod:`mgan_cli.generator_loading` registers the one for ``generator`` entries).
+the files (:mod:`mgan_cli.weights.loading` registers the one for ``generator`` entries).
 A converted file that does not reproduce the canonical bytes (a different torch version may serialise
 differently) is accepted only because its source matched *its* pinned sha256; the cache then keeps a
 ``.provenance.json`` beside it saying so.
@@ -38,10 +38,10 @@ from typing import Any
 
 import yaml
 
-from mgan_cli.converters import CONVERTERS
 from mgan_cli.errors import ChecksumError, WeightsError, WeightsNotFoundError
 from mgan_cli.utils.registry import Registry
 from mgan_cli.utils.resources import registry_file
+from mgan_cli.weights.converters import CONVERTERS
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,7 @@ class WeightStore:
             if entry.kind not in STRUCTURE_CHECKS:
                 raise WeightsError(f"cannot verify {path} for {entry.name!r}: it has no sha256 and no structure "
                                    f"check is registered for {entry.kind} weights (import "
-                                   "mgan_cli.generator_loading, which registers the generator check)")
+                                   "mgan_cli.weights.loading, which registers the generator check)")
             check = STRUCTURE_CHECKS.get(entry.kind)
         try:
             check(entry, path)

@@ -6,7 +6,7 @@ A config read from a file (``mgan.json``, a safetensors header) is data: a strin
 :class:`~mgan_cli.utils.settings_schema.ValueSpec`, or a tuple of exact values); :func:`check_config` refuses a
 missing architecture, an unknown key or a value outside its range. An architecture without a table here
 gets the generic check only (plain JSON scalars or lists). The file's tensors must then match the shapes the
-config implies (:func:`mgan_cli.formats.base.expected_shapes`, on the meta device), which bounds the model
+config implies (:func:`mgan_cli.weights.formats.base.expected_shapes`, on the meta device), which bounds the model
 by the file's size.
 """
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from mgan_cli.errors import UnknownFormatError
-from mgan_cli.formats.base import READERS, GeneratorWeights
-from mgan_cli.formats.torch_files import load_torch_file
+from mgan_cli.weights.formats.base import READERS, GeneratorWeights
+from mgan_cli.weights.formats.torch_files import load_torch_file
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:

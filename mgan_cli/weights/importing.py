@@ -15,10 +15,10 @@
 
 :func:`import_generator` then reads the file with that format's safe reader (``READERS``), builds the
 generator strictly (every key and shape must fit), and writes ``weights.safetensors`` + ``mgan.json``
-(see :mod:`mgan_cli.formats.safetensors_format`) into ``<cache>/imported/<name>/``: both files are written
+(see :mod:`mgan_cli.weights.formats.safetensors_format`) into ``<cache>/imported/<name>/``: both files are written
 into a temporary folder beside it, which is then renamed into place, so a crash never leaves half an
 import. The imported name can then be used wherever a registry generator name can (presets,
-``--generator``, :func:`mgan_cli.generator_loading.load_generator`).
+``--generator``, :func:`mgan_cli.weights.loading.load_generator`).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from safetensors.torch import save_file
 
 from mgan_cli import __version__
 from mgan_cli.errors import ConfigurationError, UnknownFormatError, WeightsError
-from mgan_cli.formats import READERS, build
-from mgan_cli.formats.safetensors_format import HEADER_KEY, INFO_FILE, WEIGHTS_FILE, read_info
-from mgan_cli.weight_store import WeightStore, default_store, sha256_of
+from mgan_cli.weights.formats import READERS, build
+from mgan_cli.weights.formats.safetensors_format import HEADER_KEY, INFO_FILE, WEIGHTS_FILE, read_info
+from mgan_cli.weights.store import WeightStore, default_store, sha256_of
 
 IMPORTED_DIR = "imported"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")

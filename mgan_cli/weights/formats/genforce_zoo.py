@@ -33,10 +33,10 @@ from typing import Any
 import torch
 
 from mgan_cli.errors import UnknownFormatError
-from mgan_cli.formats import genforce_stylegan2 as sg2_layout
-from mgan_cli.formats.base import READERS, GeneratorWeights
-from mgan_cli.formats.genforce import pggan_weights, stylegan_weights
-from mgan_cli.formats.torch_files import load_torch_file
+from mgan_cli.weights.formats import genforce_stylegan2 as sg2_layout
+from mgan_cli.weights.formats.base import READERS, GeneratorWeights
+from mgan_cli.weights.formats.genforce import pggan_weights, stylegan_weights
+from mgan_cli.weights.formats.torch_files import load_torch_file
 
 #: InterFaceGAN's StyleGAN wrapper defaults (models/model_settings.py)
 INTERFACEGAN_TRUNCATION_PSI = 0.7

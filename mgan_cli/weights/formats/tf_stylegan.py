@@ -34,9 +34,10 @@ import numpy as np
 import torch
 
 from mgan_cli.errors import UnknownFormatError
-from mgan_cli.formats import genforce
-from mgan_cli.formats.base import READERS, GeneratorWeights
-from mgan_cli.formats.tf_pickle import (
+from mgan_cli.generators.stylegan import AUTO_FUSED_MIN_RES, Blur
+from mgan_cli.weights.formats import genforce
+from mgan_cli.weights.formats.base import READERS, GeneratorWeights
+from mgan_cli.weights.formats.tf_pickle import (
     VarSpec,
     check_lod,
     check_static_kwargs,
@@ -44,7 +45,6 @@ from mgan_cli.formats.tf_pickle import (
     export_variables,
     read_gs,
 )
-from mgan_cli.generators.stylegan import AUTO_FUSED_MIN_RES, Blur
 
 BUILD_FUNCS = ("G_style",)
 #: G_style defaults (used when static_kwargs do not set them)

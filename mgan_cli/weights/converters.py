@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from mgan_cli.errors import UnknownFormatError
-from mgan_cli.safe_pickle import safe_load
 from mgan_cli.utils.registry import Registry
+from mgan_cli.weights.safe_pickle import safe_load
 
 CONVERTERS: Registry[Callable[[Path, Path], None]] = Registry("weight converter")
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from mgan_cli.errors import UnknownFormatError
-from mgan_cli.formats.base import READERS, GeneratorWeights, require_fit
-from mgan_cli.formats.torch_files import load_torch_file
 from mgan_cli.generators import stylegan2 as sg2
 from mgan_cli.generators.layers import channels_at
+from mgan_cli.weights.formats.base import READERS, GeneratorWeights, require_fit
+from mgan_cli.weights.formats.torch_files import load_torch_file
 
 #: genforce's wrapper defaults (models/model_settings.py)
 GENFORCE_TRUNCATION_PSI = 0.5

@@ -5,7 +5,7 @@ reader names); a file naming anything else is refused. torch's own message for t
 ``weights_only=False``, which would run whatever the file names: mgan never says that. :func:`load_torch_file`
 raises :class:`~mgan_cli.errors.UnsafePickleError` naming the refused global, and
 :class:`~mgan_cli.errors.UnknownFormatError` saying why a file is not a torch archive at all. What was loaded
-is then held to the same bounds as :mod:`mgan_cli.safe_pickle`'s (:func:`~mgan_cli.safe_pickle.check_structure`:
+is then held to the same bounds as :mod:`mgan_cli.weights.safe_pickle`'s (:func:`~mgan_cli.weights.safe_pickle.check_structure`:
 depth, self-reference, expanded size, and no tensor larger than the storage behind it).
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
-from mgan_cli.safe_pickle import Limits, check_structure
+from mgan_cli.weights.safe_pickle import Limits, check_structure
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_PROTO = b"\x80"  # a pickle's PROTO opcode (torch's legacy format starts with one)

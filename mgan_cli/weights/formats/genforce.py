@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from mgan_cli.errors import UnknownFormatError
-from mgan_cli.formats.base import READERS, GeneratorWeights, require_fit
-from mgan_cli.formats.torch_files import load_torch_file
+from mgan_cli.weights.formats.base import READERS, GeneratorWeights, require_fit
+from mgan_cli.weights.formats.torch_files import load_torch_file
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_PROTO = b"\x80"  # a pickle's PROTO opcode (torch's legacy format starts with one)
