@@ -44,12 +44,12 @@ from PIL import Image
 
 from bench.flops import Peak, count_flops, device_peak
 from bench.reference_loop import ReferenceLoop
+from mgan_cli.config.presets import LossSettings, load_preset
 from mgan_cli.core.degradations import Degradation, Identity
 from mgan_cli.core.engine import EngineOptions, InversionSettings, MultiCodeModel, initial_state, invert
 from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.generators import ARCHITECTURES, Generator
 from mgan_cli.metrics import psnr
-from mgan_cli.presets import LossSettings, load_preset
 from mgan_cli.utils.imageio import to_tensor, to_uint8
 from mgan_cli.weights.loading import load_generator
 

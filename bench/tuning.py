@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from mgan_cli.config.presets import Preset, load_preset
 from mgan_cli.core.degradations import Degradation, build_degradation
 from mgan_cli.core.engine import EngineOptions, MultiCodeModel, invert
 from mgan_cli.core.losses import ReconstructionLoss
@@ -30,7 +31,6 @@ from mgan_cli.core.tuning import TuningSettings, tune, tuning_autocast
 from mgan_cli.editing import Inversion
 from mgan_cli.generators.base import Generator
 from mgan_cli.measure import measure
-from mgan_cli.presets import Preset, load_preset
 from mgan_cli.utils.imageio import to_tensor, to_uint8
 from mgan_cli.weights.loading import load_generator
 

@@ -31,13 +31,13 @@ import numpy as np
 import torch
 
 from mgan_cli import __version__
+from mgan_cli.config.presets import Preset, apply_overrides
+from mgan_cli.config.tasks import Task
 from mgan_cli.core.engine import EngineOptions
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import Generator
-from mgan_cli.presets import Preset, apply_overrides
 from mgan_cli.report import write_csv, write_json, write_views
 from mgan_cli.run import Job, RunEvents, Runner, open_output_folder
-from mgan_cli.tasks import Task
 
 ANALYSIS_METRICS = ("psnr", "ssim", "lpips")
 ROW_COLUMNS = ("input", "layer", "codes", "status", *ANALYSIS_METRICS, "seconds")

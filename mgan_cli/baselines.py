@@ -2,7 +2,7 @@
 
 A baseline maps the observed image (uint8 ``[3, r, r]``, r = the degradation's observed size), the mask
 (float ``[1, R, R]`` in [0, 1], 1 = missing, or ``None``) and the generator's resolution R to a uint8
-``[3, R, R]`` image. Tasks name theirs (:attr:`mgan_cli.tasks.Task.baseline`); the report stores its
+``[3, R, R]`` image. Tasks name theirs (:attr:`mgan_cli.config.tasks.Task.baseline`); the report stores its
 ``baseline_psnr``, ``baseline_ssim`` and ``baseline_lpips`` next to mgan's values.
 
 =========  ============  ==========================================================================

@@ -13,8 +13,8 @@ from PIL import Image
 
 from mgan_cli.baselines import BASELINES, baseline_summary, make_baselines
 from mgan_cli.cli import main
+from mgan_cli.config.tasks import TASKS
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.tasks import TASKS
 from tests.helpers import celeba_face, psnr_uint8
 
 

@@ -110,11 +110,11 @@ def test_another_edit_into_the_same_out_is_a_clash_not_a_silent_skip(shared_dir:
 
 
 def test_tuning_in_a_run_never_changes_the_shared_generator(shared_dir: Path, tmp_path: Path) -> None:
+    from mgan_cli.config.presets import apply_overrides, load_preset
+    from mgan_cli.config.tasks import TASKS
     from mgan_cli.core.tuning import TuningSettings
-    from mgan_cli.presets import apply_overrides, load_preset
     from mgan_cli.run import Job, Runner
     from mgan_cli.run.extras import RunExtras
-    from mgan_cli.tasks import TASKS
     from mgan_cli.weights.store import default_store, sha256_of
 
     generator = load_generator("dcgan64-digiface")

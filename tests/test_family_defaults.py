@@ -12,12 +12,12 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from mgan_cli import family_defaults
 from mgan_cli.cli import main
+from mgan_cli.config import family_defaults
+from mgan_cli.config.family_defaults import choose_preset, load_defaults, paper_examples, resolve_defaults
+from mgan_cli.config.presets import load_preset, preset_files
 from mgan_cli.errors import PresetError, WeightsError
-from mgan_cli.family_defaults import choose_preset, load_defaults, paper_examples, resolve_defaults
 from mgan_cli.generators import ARCHITECTURES
-from mgan_cli.presets import load_preset, preset_files
 from mgan_cli.weights import store as weight_store
 from mgan_cli.weights.importing import import_generator
 from mgan_cli.weights.store import WeightStore, load_registry

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mgan_cli.cli.presets_cmd import generator_layers
+from mgan_cli.config.presets import apply_overrides, load_preset, preset_files
+from mgan_cli.config.tasks import TASKS
 from mgan_cli.errors import PresetError
-from mgan_cli.presets import apply_overrides, load_preset, preset_files
-from mgan_cli.tasks import TASKS
 
 
 @pytest.mark.parametrize("name", sorted(preset_files()))
@@ -135,7 +135,7 @@ def test_a_flag_accepts_exactly_what_its_preset_key_accepts(tmp_path, flag: str)
     import click
 
     from mgan_cli.cli.options import override_option
-    from mgan_cli.presets import OVERRIDE_TARGETS
+    from mgan_cli.config.presets import OVERRIDE_TARGETS
 
     @click.command()
     @override_option(flag)
@@ -182,7 +182,7 @@ def test_hostile_preset_files_are_refused_in_one_line_quickly(tmp_path) -> None:
     (tmp_path / "deep.yaml").write_text("description: " + "[" * 5000 + "]" * 5000 + "\n")
     code = f"""
 import time
-from mgan_cli.presets import load_preset
+from mgan_cli.config.presets import load_preset
 from mgan_cli.errors import PresetError
 for name in ('bomb', 'binary', 'list', 'loop', 'deep'):
     started = time.perf_counter()

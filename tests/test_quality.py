@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from mgan_cli.config.presets import apply_overrides, load_preset
 from mgan_cli.core.degradations import build_degradation
 from mgan_cli.core.engine import invert
 from mgan_cli.core.losses import ReconstructionLoss
-from mgan_cli.presets import apply_overrides, load_preset
 from mgan_cli.utils.imageio import to_tensor, to_uint8
 from mgan_cli.weights.loading import load_generator
 from tests.helpers import celeba_face, psnr_uint8

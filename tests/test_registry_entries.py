@@ -16,11 +16,11 @@ import yaml
 from click.testing import CliRunner
 
 from mgan_cli.cli import main
+from mgan_cli.config.presets import load_preset, preset_files
+from mgan_cli.config.tasks import TASKS
 from mgan_cli.core.degradations import build_degradation
 from mgan_cli.errors import ChecksumError, WeightsError, WeightsNotFoundError
 from mgan_cli.generators import ARCHITECTURES
-from mgan_cli.presets import load_preset, preset_files
-from mgan_cli.tasks import TASKS
 from mgan_cli.weights import store as weight_store
 from mgan_cli.weights.formats import READERS
 from mgan_cli.weights.loading import load_generator

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from mgan_cli.presets import apply_overrides, load_preset
+from mgan_cli.config.presets import apply_overrides, load_preset
+from mgan_cli.config.tasks import TASKS
 from mgan_cli.run import Job, RunEvents, Runner
-from mgan_cli.tasks import TASKS
 from tests.helpers import celeba_face
 
 

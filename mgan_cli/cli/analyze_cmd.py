@@ -22,13 +22,13 @@ from mgan_cli.analysis import (
 from mgan_cli.analysis_page import write_analysis_page
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stderr_console, stdout_console
 from mgan_cli.cli.options import override_options
+from mgan_cli.config.family_defaults import choose_preset
+from mgan_cli.config.preflight import check_preset_fits
+from mgan_cli.config.presets import apply_overrides
+from mgan_cli.config.tasks import TASKS
 from mgan_cli.core.engine import PRECISIONS, EngineOptions
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.family_defaults import choose_preset
-from mgan_cli.preflight import check_preset_fits
-from mgan_cli.presets import apply_overrides
 from mgan_cli.run import RunEvents
-from mgan_cli.tasks import TASKS
 from mgan_cli.utils.devices import resolve_device
 from mgan_cli.utils.imageio import RESIZE_POLICIES, collect_inputs
 from mgan_cli.weights.loading import load_generator

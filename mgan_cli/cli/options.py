@@ -1,7 +1,7 @@
 """The override flags (``--codes``, ``--lr``, …), declared once for every task and for ``mgan presets show``.
 
 Each flag's type is a :class:`SettingType` over the :class:`~mgan_cli.utils.settings_schema.ValueSpec` of the preset
-field it overrides (:func:`mgan_cli.presets.override_spec`), so a flag accepts exactly what the same key in a
+field it overrides (:func:`mgan_cli.config.presets.override_spec`), so a flag accepts exactly what the same key in a
 preset file accepts, and a bad value is a usage error (exit 2) before anything runs.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from mgan_cli.presets import override_spec
+from mgan_cli.config.presets import override_spec
 from mgan_cli.utils.settings_schema import SpecError, ValueSpec
 
 _TYPE_NAMES = {"int": "integer", "float": "float", "choice": "choice", "bool": "boolean"}

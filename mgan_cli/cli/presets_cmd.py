@@ -11,10 +11,10 @@ from rich.table import Table
 
 from mgan_cli.cli.common import reports_errors, stdout_console
 from mgan_cli.cli.options import COMMON_OVERRIDES, override_options
-from mgan_cli.family_defaults import choose_preset, defaults_file, resolve_defaults
+from mgan_cli.config.family_defaults import choose_preset, defaults_file, resolve_defaults
+from mgan_cli.config.presets import load_preset, preset_files
+from mgan_cli.config.tasks import TASKS
 from mgan_cli.generators import ARCHITECTURES
-from mgan_cli.presets import load_preset, preset_files
-from mgan_cli.tasks import TASKS
 from mgan_cli.weights.importing import generator_identity
 
 
@@ -72,7 +72,7 @@ def show_preset(name: str | None, generator: str | None, task: str | None, as_js
       mgan presets show dcgan64-invert --codes 30 --layer 3
       mgan presets show --generator my-stylegan2 --task superres --scale 8
     """
-    from mgan_cli.presets import apply_overrides
+    from mgan_cli.config.presets import apply_overrides
 
     reasons: dict[str, object] = {}
     if name is None:

@@ -29,21 +29,21 @@ from mgan_cli.cli.common import (
     stdout_console,
 )
 from mgan_cli.cli.options import override_option, override_options
+from mgan_cli.config.family_defaults import choose_preset, generator_facts
+from mgan_cli.config.preflight import check_preset_fits
+from mgan_cli.config.presets import Preset, apply_overrides
+from mgan_cli.config.tasks import TASKS, Task
 from mgan_cli.core.engine import COMPILE_MODES, PRECISIONS, EngineOptions
 from mgan_cli.core.tuning import TUNE_LAYERS, TuningSettings
 from mgan_cli.errors import MganError
 from mgan_cli.faces.alignment import ALIGNMENTS, generator_alignment, is_face_generator
 from mgan_cli.faces.identity import IdentityRows
 from mgan_cli.faces.session import FaceSession
-from mgan_cli.family_defaults import choose_preset, generator_facts
-from mgan_cli.preflight import check_preset_fits
-from mgan_cli.presets import Preset, apply_overrides
 from mgan_cli.report import METRIC_COLUMNS, summarize, write_views
 from mgan_cli.run import ImageRecord, Job, RunEvents, Runner, Stage, open_output_folder
 from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.failures import BEFORE_RESTORING
 from mgan_cli.run.store import RunStore
-from mgan_cli.tasks import TASKS, Task
 from mgan_cli.utils.devices import resolve_device
 from mgan_cli.utils.imageio import RESIZE_POLICIES, collect_inputs
 from mgan_cli.weights.importing import generator_identity

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 
+from mgan_cli.config.presets import Preset
+from mgan_cli.config.tasks import Task
 from mgan_cli.core.engine import EngineOptions
-from mgan_cli.presets import Preset
 from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.records import ImageRecord
-from mgan_cli.tasks import Task
 
 
 @dataclass

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import torch
 
+from mgan_cli.config.presets import Preset
 from mgan_cli.core.degradations import Degradation, build_degradation
 from mgan_cli.core.engine import InversionResult, check_settings, invert
 from mgan_cli.core.tuning import tune, tuned_parameters, tuning_autocast
 from mgan_cli.editing import Inversion, render_frames, render_inversion
 from mgan_cli.generators import Generator
-from mgan_cli.presets import Preset
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job
 from mgan_cli.utils.imageio import to_uint8

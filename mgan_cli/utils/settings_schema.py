@@ -1,7 +1,7 @@
 """What each setting may be: one :class:`ValueSpec` per field, checked wherever a value comes in.
 
 A setting's spec lives on its dataclass field (``field(metadata={"spec": ...})``, see :func:`setting`), so the
-same rule is applied to a preset's YAML value (:mod:`mgan_cli.presets`), to a command-line flag (the click
+same rule is applied to a preset's YAML value (:mod:`mgan_cli.config.presets`), to a command-line flag (the click
 parameter types in :mod:`mgan_cli.cli.options`) and to a value passed from Python (the dataclasses'
 ``__post_init__`` call :func:`check_fields`). A value that breaks it raises :class:`SpecError`, whose
 message says what is allowed; callers add where the value came from (file and key, or flag).

@@ -28,11 +28,11 @@ from typing import Any
 
 import yaml
 
+from mgan_cli.config.tasks import TASKS
 from mgan_cli.core.degradations import DEGRADATIONS, check_parameters
 from mgan_cli.core.engine import InversionSettings
 from mgan_cli.core.losses import VGG16_DEPTH, ReconstructionLoss, min_input_size
 from mgan_cli.errors import ConfigurationError, PresetError
-from mgan_cli.tasks import TASKS
 from mgan_cli.utils.resources import presets_dir
 from mgan_cli.utils.settings_schema import SpecError, ValueSpec, check_fields, setting, spec_of
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 
+from mgan_cli.config.presets import Preset
 from mgan_cli.core.degradations import build_degradation
 from mgan_cli.core.engine import check_settings
 from mgan_cli.core.losses import smallest_input
 from mgan_cli.generators import ARCHITECTURES
-from mgan_cli.presets import Preset
 from mgan_cli.weights.importing import generator_identity
 
 

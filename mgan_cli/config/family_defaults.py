@@ -2,7 +2,7 @@
 
 The values and the reason for each live in ``presets/defaults/families.yaml`` (read once, validated here);
 :func:`default_preset` resolves them for one generator (registry entry or imported) and one task into an
-ordinary :class:`~mgan_cli.presets.Preset`, and :func:`resolve_defaults` also returns where each value came
+ordinary :class:`~mgan_cli.config.presets.Preset`, and :func:`resolve_defaults` also returns where each value came
 from and why. The composing layer is given either as an index (``layer``) or as the side of the feature map
 to compose at (``feature_resolution``: the last layer of that size), so one rule serves 64x64 and 1024x1024
 generators alike.
@@ -18,10 +18,10 @@ from typing import Any
 import torch
 import yaml
 
+from mgan_cli.config.presets import LossSettings, Preset, load_preset
+from mgan_cli.config.tasks import TASKS
 from mgan_cli.core.engine import InversionSettings
 from mgan_cli.errors import ConfigurationError, PresetError
-from mgan_cli.presets import LossSettings, Preset, load_preset
-from mgan_cli.tasks import TASKS
 from mgan_cli.utils.resources import presets_dir
 
 #: settings a defaults entry may give, and the preset block each one goes to
@@ -232,7 +232,7 @@ def choose_preset(task: str, preset: str | None, generator: str | None) -> Prese
     """
     import dataclasses
 
-    from mgan_cli.presets import preset_files
+    from mgan_cli.config.presets import preset_files
 
     if preset is not None:
         chosen = load_preset(preset)
