@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from mgan_cli import boundaries
-from mgan_cli.editing import Direction, check_compatible
+from mgan_cli.edit import boundaries
+from mgan_cli.edit.frames import Direction, check_compatible
 from mgan_cli.errors import ConfigurationError, WeightsError
 from mgan_cli.weights.loading import load_generator
 from mgan_cli.weights.store import default_store, load_registry
@@ -94,7 +94,7 @@ def test_npy_files_and_their_sidecar(tmp_path: Path) -> None:
 
 
 def test_computed_directions_are_the_kth_of_their_method() -> None:
-    from mgan_cli import directions
+    from mgan_cli.edit import directions
 
     dcgan = load_generator("dcgan32-celeba")
     direction = boundaries.resolve("sefa:3", "dcgan32-celeba", "z", lambda: dcgan)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mgan_cli import directions
+from mgan_cli.edit import directions
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.weights.loading import load_generator

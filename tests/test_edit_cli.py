@@ -10,8 +10,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from mgan_cli import directions
 from mgan_cli.cli import main
+from mgan_cli.edit import directions
 from mgan_cli.weights.loading import load_generator
 
 
@@ -127,7 +127,7 @@ def test_tuning_in_a_run_never_changes_the_shared_generator(shared_dir: Path, tm
     assert [r.status for r in records] == ["ok", "ok"] and all(r.fields["tuned_steps"] == 3 for r in records)
     assert all(torch.equal(before[k], v) for k, v in generator.state_dict().items())
     assert sha256_of(default_store().path("dcgan64-digiface")) == file_sha
-    from mgan_cli import latents
+    from mgan_cli.edit import latents
 
     saved = latents.load(Path(records[0].fields["latents"]), "dcgan64-digiface")
     assert saved.tuned and all(not torch.equal(before[k], v) for k, v in saved.tuned.items())

@@ -285,7 +285,7 @@ def test_filtered_lrelu_matches_the_textbook_pipeline(size: int, up: int, down: 
 
 
 def test_sefa_stacks_the_input_and_layer_affines(golden: dict) -> None:
-    from mgan_cli import directions
+    from mgan_cli.edit import directions
 
     model = golden["model"]
     found = directions.sefa(model, 5)

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from mgan_cli import directions as directions_lib
 from mgan_cli.cli.common import reports_errors, stderr_console
-from mgan_cli.editing import DEFAULT_STRENGTHS, parse_rows, parse_strengths, preview_grid
+from mgan_cli.edit import directions as directions_lib
+from mgan_cli.edit.frames import DEFAULT_STRENGTHS, parse_rows, parse_strengths, preview_grid
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.utils.imageio import write_png
 from mgan_cli.weights.importing import generator_identity

@@ -11,13 +11,14 @@ from typing import Any
 import click
 import torch
 
-from mgan_cli import __version__, boundaries, latents
+from mgan_cli import __version__
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stderr_console
 from mgan_cli.cli.restore import _common_options, extras_header, extras_options, run_task
 from mgan_cli.config.presets import Preset
 from mgan_cli.config.tasks import TASKS
 from mgan_cli.core.tuning import TuningSettings, apply_tuned_state
-from mgan_cli.editing import (
+from mgan_cli.edit import boundaries, latents
+from mgan_cli.edit.frames import (
     DEFAULT_STRENGTHS,
     Direction,
     check_compatible,

@@ -1,5 +1,5 @@
 """What a run does with each image's inversion besides the restored image: generator tuning
-(:mod:`mgan_cli.core.tuning`), saved latents (:mod:`mgan_cli.latents`) and edit frames (:mod:`mgan_cli.editing`).
+(:mod:`mgan_cli.core.tuning`), saved latents (:mod:`mgan_cli.edit.latents`) and edit frames (:mod:`mgan_cli.edit.frames`).
 
 Files (beside ``OUT/<stem>.png``): ``OUT/latents/<stem>.safetensors``; ``OUT/frames/<stem>_<strength>.png``
 (one per strength, e.g. ``face_-1.5.png``; the raw render x̂, strength 0 = the inversion) and
@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mgan_cli.core.tuning import TuningSettings
-from mgan_cli.editing import Direction
+from mgan_cli.edit.frames import Direction
 
 
 @dataclass(frozen=True)
 class EditRequest:
     """Render frames moved by ``strength · direction`` for each of ``strengths``; ``rows``: w+ rows only;
-    ``move_upper``: the upper latent's rows move too (see :mod:`mgan_cli.editing`)."""
+    ``move_upper``: the upper latent's rows move too (see :mod:`mgan_cli.edit.frames`)."""
 
     direction: Direction
     strengths: tuple[float, ...]

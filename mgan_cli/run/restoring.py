@@ -19,7 +19,7 @@ from mgan_cli.config.presets import Preset
 from mgan_cli.core.degradations import Degradation, build_degradation
 from mgan_cli.core.engine import InversionResult, check_settings, invert
 from mgan_cli.core.tuning import tune, tuned_parameters, tuning_autocast
-from mgan_cli.editing import Inversion, render_frames, render_inversion
+from mgan_cli.edit.frames import Inversion, render_frames, render_inversion
 from mgan_cli.generators import Generator
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job

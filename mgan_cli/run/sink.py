@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 
-from mgan_cli import editing, latents
 from mgan_cli.baselines import score_baselines
+from mgan_cli.edit import frames as editing
+from mgan_cli.edit import latents
 from mgan_cli.errors import OutputError
 from mgan_cli.measure import measure
 from mgan_cli.metrics.api import NO_REFERENCE

@@ -9,7 +9,7 @@ A spec is one of
   ``mgan directions`` writes). A ``FILE.json`` beside it (written by ``mgan directions``) names the
   generator and space, and is checked the same way;
 * ``sefa:K`` or ``pca:K``: direction K (from 0) computed on the fly for this generator
-  (:mod:`mgan_cli.directions`; PCA of w for StyleGANs, of the layer-1 features for z-only generators).
+  (:mod:`mgan_cli.edit.directions`; PCA of w for StyleGANs, of the layer-1 features for z-only generators).
 
 Every direction is normalised to unit length. :func:`condition` is InterFaceGAN's conditional
 manipulation: remove from ``d`` its components along the given boundaries, then renormalise.
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mgan_cli import directions
-from mgan_cli.editing import Direction
+from mgan_cli.edit import directions
+from mgan_cli.edit.frames import Direction
 from mgan_cli.errors import ConfigurationError, WeightsError
 from mgan_cli.generators.base import Generator
 from mgan_cli.weights.store import WeightStore, default_store

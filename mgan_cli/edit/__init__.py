@@ -1,0 +1,1 @@
+"""Editing inversions: directions (SeFa, GANSpace, boundaries), rendered frames, latents on disk."""
