@@ -62,7 +62,7 @@ def test_generators_and_store_know_nothing_of_the_layers_above() -> None:
                          if line.lstrip().startswith(("import ", "from ")))
 
     generators = imports_of(PACKAGE / "generators")
-    assert "mgan_cli.weights.formats" not in generators and "weight_store" not in generators
-    assert "generator_loading" not in imports_of(PACKAGE / "formats")
-    store = imports_of(PACKAGE / "weight_store.py")
+    assert "mgan_cli.weights" not in generators
+    assert "mgan_cli.weights.loading" not in imports_of(PACKAGE / "weights" / "formats")
+    store = imports_of(PACKAGE / "weights" / "store.py")
     assert "mgan_cli.generators" not in store and "mgan_cli.weights.formats" not in store
