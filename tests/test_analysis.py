@@ -13,9 +13,9 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from mgan_cli.analysis import pair_dir, pair_means, parse_codes, parse_layers
+from mgan_cli.analysis.contributions import code_shares, colour_map, palette
+from mgan_cli.analysis.sweep import pair_dir, pair_means, parse_codes, parse_layers
 from mgan_cli.cli import main
-from mgan_cli.contributions import code_shares, colour_map, palette
 from mgan_cli.core.composition import compose
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.weights.loading import load_generator

@@ -10,7 +10,8 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mgan_cli.analysis import (
+from mgan_cli.analysis.page import write_analysis_page
+from mgan_cli.analysis.sweep import (
     AnalysisJob,
     contributions_dir,
     pair_dir,
@@ -19,7 +20,6 @@ from mgan_cli.analysis import (
     run_analysis,
     run_contributions,
 )
-from mgan_cli.analysis_page import write_analysis_page
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stderr_console, stdout_console
 from mgan_cli.cli.options import override_options
 from mgan_cli.config.family_defaults import choose_preset

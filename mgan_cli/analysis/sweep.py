@@ -206,7 +206,7 @@ def run_analysis(job: AnalysisJob, generator: Generator, events: RunEvents | Non
 
     ``on_pair(index, total, layer, codes)`` is called before each pair. Returns the final document.
     """
-    from mgan_cli.analysis_plots import write_plots
+    from mgan_cli.analysis.plots import write_plots
 
     started = time.perf_counter()
     job.output_dir.mkdir(parents=True, exist_ok=True)
@@ -240,10 +240,10 @@ def contributions_dir(output_dir: Path, layer: int, codes: int) -> Path:
 def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Generator,
                       events: RunEvents | None = None) -> list[Path]:
     """For the pair (ℓ, N): invert every input (the same seeds as the pair's run) and write
-    ``OUT/contributions/layer<ℓ>-codes<N>/<stem>.png`` (the figure of :mod:`mgan_cli.contributions`) and
+    ``OUT/contributions/layer<ℓ>-codes<N>/<stem>.png`` (the figure of :mod:`mgan_cli.analysis.contributions`) and
     ``<stem>.npz`` (``shares`` float16 ``[N, R, R]``). Images whose figure exists are skipped unless
     ``overwrite``; unusable inputs are warned about and skipped. Returns the figures written."""
-    from mgan_cli.contributions import code_shares, write_figure
+    from mgan_cli.analysis.contributions import code_shares, write_figure
     from mgan_cli.core.engine import invert
     from mgan_cli.run.job import image_seed
     from mgan_cli.run.loading import Loader

@@ -41,7 +41,7 @@ def _figure(means: Sequence[dict[str, Any]], x_key: str, line_key: str, x_label:
 
 
 def write_plots(output_dir: Path, means: Sequence[dict[str, Any]], generator: str) -> list[Path]:
-    """Both plots from the per-pair ``means`` of :func:`mgan_cli.analysis.pair_means` (none if empty)."""
+    """Both plots from the per-pair ``means`` of :func:`mgan_cli.analysis.sweep.pair_means` (none if empty)."""
     if not means:
         return []
     return [

@@ -27,7 +27,7 @@ def _cell(value: Any, digits: int) -> str:
 
 def write_analysis_page(output_dir: Path, document: dict[str, Any], pair_dirs: dict[tuple[int, int], Path],
                         figures: Sequence[Path] = ()) -> Path:
-    """Write ``output_dir/index.html`` for an analysis ``document`` (:func:`mgan_cli.analysis.write_analysis`)."""
+    """Write ``output_dir/index.html`` for an analysis ``document`` (:func:`mgan_cli.analysis.sweep.write_analysis`)."""
     escape = html.escape
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mgan analyze</title>"
              f"<style>{_STYLE}</style></head><body><h1>mgan analyze: {escape(str(document.get('generator')))}, "
