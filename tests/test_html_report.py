@@ -9,8 +9,8 @@ from urllib.parse import unquote
 
 import torch
 
-from mgan_cli.html_report import render_html, write_html
-from mgan_cli.thumbnails import THUMB_DIR, thumbnail_name, write_thumbnails
+from mgan_cli.report.html import render_html, write_html
+from mgan_cli.report.thumbnails import THUMB_DIR, thumbnail_name, write_thumbnails
 
 HOSTILE = "<img src=x onerror=alert(1)>&\"q' %20#?.png"
 

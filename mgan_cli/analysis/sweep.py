@@ -36,7 +36,7 @@ from mgan_cli.config.tasks import Task
 from mgan_cli.core.engine import EngineOptions
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import Generator
-from mgan_cli.report import write_csv, write_json, write_views
+from mgan_cli.report.tables import write_csv, write_json, write_views
 from mgan_cli.run import Job, RunEvents, Runner, open_output_folder
 
 ANALYSIS_METRICS = ("psnr", "ssim", "lpips")

@@ -28,7 +28,7 @@ from mgan_cli.edit.frames import (
     strip_uint8,
 )
 from mgan_cli.errors import ConfigurationError, MganError
-from mgan_cli.report import summarize, write_csv, write_json
+from mgan_cli.report.tables import summarize, write_csv, write_json
 from mgan_cli.run import ImageRecord
 from mgan_cli.run.extras import EditRequest, RunExtras, frame_paths, strip_path
 from mgan_cli.utils.devices import resolve_device

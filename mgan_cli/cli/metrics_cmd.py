@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.table import Table
 
 from mgan_cli.errors import ImageInputError, MganError
-from mgan_cli.html_report import write_html
 from mgan_cli.metrics import DEFAULT_METRICS, compute_metrics, json_row, metric_spec
-from mgan_cli.report import write_csv, write_json
-from mgan_cli.thumbnails import THUMB_DIR, thumbnail_from_file, thumbnail_name
+from mgan_cli.report.html import write_html
+from mgan_cli.report.tables import write_csv, write_json
+from mgan_cli.report.thumbnails import THUMB_DIR, thumbnail_from_file, thumbnail_name
 from mgan_cli.utils.devices import DEVICE_CHOICES, resolve_device
 from mgan_cli.utils.imageio import collect_inputs, read_image
 from mgan_cli.utils.pairing import StemIndex
@@ -91,7 +91,7 @@ def _write_report(path: Path, rows: list[Row], names: tuple[str, ...], settings:
 def _write_page(output: Path, rows: list[Row], sources: dict[str, tuple[Path, Path | None]],
                 skipped: list[dict[str, str]], settings: dict[str, object]) -> Path:
     """``<output stem>.html`` beside ``output``: the measured images (and references) as thumbnails with
-    their values, skipped files as failed rows (see :mod:`mgan_cli.html_report`)."""
+    their values, skipped files as failed rows (see :mod:`mgan_cli.report.html`)."""
     thumb_dir = output.parent / THUMB_DIR / output.stem
     page_rows: list[dict[str, object]] = []
     for row in rows:

@@ -39,7 +39,7 @@ from mgan_cli.errors import MganError
 from mgan_cli.faces.alignment import ALIGNMENTS, generator_alignment, is_face_generator
 from mgan_cli.faces.identity import IdentityRows
 from mgan_cli.faces.session import FaceSession
-from mgan_cli.report import METRIC_COLUMNS, summarize, write_views
+from mgan_cli.report.tables import METRIC_COLUMNS, summarize, write_views
 from mgan_cli.run import ImageRecord, Job, RunEvents, Runner, Stage, open_output_folder
 from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.failures import BEFORE_RESTORING

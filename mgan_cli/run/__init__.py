@@ -5,7 +5,7 @@
   and of the effective settings) and records already settled (an output made from the same input and
   settings is skipped with its own results; another one behind an existing output is a clash).
 * :mod:`~mgan_cli.run.store` — the SQLite store in ``OUT/.mgan/``: every record of every run into
-  ``OUT`` (the report files are views of it, :mod:`mgan_cli.report`).
+  ``OUT`` (the report files are views of it, :mod:`mgan_cli.report.tables`).
 * :mod:`~mgan_cli.run.loading` — a work item -> its tensors (decode, fit to size, mask, reference).
 * :mod:`~mgan_cli.run.restoring` — tensors in, tensors out, no files (the engine, batching, out-of-memory).
 * :mod:`~mgan_cli.run.sink` — write the PNG, measure, complete the record, store and emit it.
@@ -15,7 +15,7 @@
 Failures travel as :class:`~mgan_cli.run.failures.Failure` values (stage + one-line message) in the
 image's :class:`~mgan_cli.run.records.ImageRecord`; a bad input never stops the rest of the batch.
 The runner never prints. A new per-image field: :mod:`mgan_cli.run.records`; a new report file (a view
-of the store): :data:`mgan_cli.report.VIEWS`.
+of the store): :data:`mgan_cli.report.tables.VIEWS`.
 """
 
 from mgan_cli.run.failures import Failure, Stage

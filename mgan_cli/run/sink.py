@@ -18,6 +18,7 @@ from mgan_cli.edit import latents
 from mgan_cli.errors import OutputError
 from mgan_cli.measure import measure
 from mgan_cli.metrics.api import NO_REFERENCE
+from mgan_cli.report.thumbnails import THUMB_DIR, write_thumbnails
 from mgan_cli.run.extras import frame_paths, strip_path
 from mgan_cli.run.failures import Failure
 from mgan_cli.run.job import Job, RunEvents
@@ -26,7 +27,6 @@ from mgan_cli.run.planning import WorkItem
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.restoring import AfterInversion, Chunk, RestoredBatch
 from mgan_cli.run.store import Identity, RunStore, input_key
-from mgan_cli.thumbnails import THUMB_DIR, write_thumbnails
 from mgan_cli.utils.atomic import StagedFile, stage
 from mgan_cli.utils.imageio import encode_png, to_uint8, write_png
 

@@ -4,7 +4,7 @@ SQLite (the standard library's :mod:`sqlite3`) in WAL mode does the locking, so 
 (two ``mgan`` commands, ``torchrun`` ranks) can write into one ``OUT``: each image's record is one
 transaction, committed in the same lock as the rename of its PNG, so a record is durable the moment its
 image is and always describes the file that is there. ``report.json``/``report.csv`` (and any other view,
-see :mod:`mgan_cli.report`) are written from the store, so a report is the union of everything recorded
+see :mod:`mgan_cli.report.tables`) are written from the store, so a report is the union of everything recorded
 in ``OUT`` whatever a single run was given. (SQLite's WAL needs the processes on one host; on a network
 file system shared by several hosts, point each host at its own ``OUT``.)
 

@@ -1,6 +1,6 @@
 """The HTML view of a run: ``OUT/index.html``, one page that works offline from the folder.
 
-One row per image with thumbnails (:mod:`mgan_cli.thumbnails`) of the input, the output, the reference
+One row per image with thumbnails (:mod:`mgan_cli.report.thumbnails`) of the input, the output, the reference
 and the task's baseline, the metrics, the status and the notes; a header with the settings, the
 generator, the device and the summary. Columns sort by a click (numbers numerically, missing values
 last), rows filter by status and by name. The page links only relative paths, and carries its script
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mgan_cli.thumbnails import ROLES, thumbnail_name
+from mgan_cli.report.thumbnails import ROLES, thumbnail_name
 from mgan_cli.utils.atomic import write_atomic
 
 #: numeric columns in display order: (row key, heading, format, better: "up" | "down" | "")

@@ -5,7 +5,7 @@
 * A *view* is a file of ``OUT`` written from the run store (:mod:`mgan_cli.run.store`) after every batch
   and at the end of a run: ``report.json`` (the header of the latest run, every run's header under
   ``runs``, a summary, and one row per image, each with the ``run`` that produced it) and
-  ``report.csv`` (the rows), and ``index.html`` (:mod:`mgan_cli.html_report`). Adding a view: register a function
+  ``report.csv`` (the rows), and ``index.html`` (:mod:`mgan_cli.report.html`). Adding a view: register a function
   ``(report: Report, output_dir: Path) -> None`` in :data:`VIEWS` and write the file with
   :func:`mgan_cli.utils.atomic.write_atomic`; :func:`write_views` calls it with the same :class:`Report` as the
   others, inside the store's lock, so concurrent runs never interleave their views.
@@ -23,9 +23,9 @@ from typing import Any
 
 from mgan_cli.baselines import BASELINE_METRICS, baseline_summary
 from mgan_cli.errors import OutputError
-from mgan_cli.html_report import write_html
+from mgan_cli.report.html import write_html
+from mgan_cli.report.thumbnails import THUMB_DIR
 from mgan_cli.run.store import RunStore
-from mgan_cli.thumbnails import THUMB_DIR
 from mgan_cli.utils.atomic import write_atomic
 from mgan_cli.utils.jsonsafe import json_safe
 from mgan_cli.utils.registry import Registry
