@@ -30,7 +30,7 @@ from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.core.tuning import TuningSettings, tune, tuning_autocast
 from mgan_cli.edit.frames import Inversion
 from mgan_cli.generators.base import Generator
-from mgan_cli.measure import measure
+from mgan_cli.metrics.measure import measure
 from mgan_cli.utils.imageio import to_tensor, to_uint8
 from mgan_cli.weights.loading import load_generator
 

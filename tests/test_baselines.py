@@ -11,10 +11,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from mgan_cli.baselines import BASELINES, baseline_summary, make_baselines
 from mgan_cli.cli import main
 from mgan_cli.config.tasks import TASKS
 from mgan_cli.errors import ConfigurationError
+from mgan_cli.metrics.baselines import BASELINES, baseline_summary, make_baselines
 from tests.helpers import celeba_face, psnr_uint8
 
 

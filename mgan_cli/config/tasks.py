@@ -13,7 +13,7 @@ class Task:
 
     ``compare_to_input``: without ``--reference``, full-reference metrics compare the output with the
     input (meaningful only when the input is what the output should reproduce: inversion).
-    ``baseline``: the registered classical baseline (:mod:`mgan_cli.baselines`) each report row also
+    ``baseline``: the registered classical baseline (:mod:`mgan_cli.metrics.baselines`) each report row also
     scores against the reference, or ``None``.
     """
 

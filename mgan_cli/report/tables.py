@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mgan_cli.baselines import BASELINE_METRICS, baseline_summary
 from mgan_cli.errors import OutputError
+from mgan_cli.metrics.baselines import BASELINE_METRICS, baseline_summary
 from mgan_cli.report.html import write_html
 from mgan_cli.report.thumbnails import THUMB_DIR
 from mgan_cli.run.store import RunStore

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from mgan_cli.baselines import score_baselines
 from mgan_cli.edit import frames as editing
 from mgan_cli.edit import latents
 from mgan_cli.errors import OutputError
-from mgan_cli.measure import measure
 from mgan_cli.metrics.api import NO_REFERENCE
+from mgan_cli.metrics.baselines import score_baselines
+from mgan_cli.metrics.measure import measure
 from mgan_cli.report.thumbnails import THUMB_DIR, write_thumbnails
 from mgan_cli.run.extras import frame_paths, strip_path
 from mgan_cli.run.failures import Failure

@@ -139,7 +139,7 @@ def score_baselines(name: str | None, observed: Sequence[torch.Tensor], masks: S
     """A batch's baseline images and scores: observed float ``[3, r, r]`` in [-1, 1], masks ``[1, R, R]`` or
     ``None``, references uint8 ``[3, R, R]`` or ``None`` -> (uint8 ``[B, 3, R, R]`` or ``None`` when the task has
     no baseline, per image ``{"baseline_<metric>": value}`` for those with a reference, warnings)."""
-    from mgan_cli.measure import measure
+    from mgan_cli.metrics.measure import measure
     from mgan_cli.utils.imageio import to_uint8
 
     scores: list[dict[str, float | str | None]] = [{} for _ in observed]
