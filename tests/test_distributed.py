@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mgan_cli.distributed import Ranks, shard
+from mgan_cli.run.distributed import Ranks, shard
 from tests.helpers import celeba_face
 
 

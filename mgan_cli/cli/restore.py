@@ -18,7 +18,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mgan_cli import __version__, distributed
+from mgan_cli import __version__
 from mgan_cli.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_SOME_FAILED,
@@ -40,7 +40,7 @@ from mgan_cli.faces.alignment import ALIGNMENTS, generator_alignment, is_face_ge
 from mgan_cli.faces.identity import IdentityRows
 from mgan_cli.faces.session import FaceSession
 from mgan_cli.report.tables import METRIC_COLUMNS, summarize, write_views
-from mgan_cli.run import ImageRecord, Job, RunEvents, Runner, Stage, open_output_folder
+from mgan_cli.run import ImageRecord, Job, RunEvents, Runner, Stage, distributed, open_output_folder
 from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.failures import BEFORE_RESTORING
 from mgan_cli.run.store import RunStore
