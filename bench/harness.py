@@ -49,7 +49,7 @@ from mgan_cli.core.degradations import Degradation, Identity
 from mgan_cli.core.engine import EngineOptions, InversionSettings, MultiCodeModel, initial_state, invert
 from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.generators import ARCHITECTURES, Generator
-from mgan_cli.metrics import psnr
+from mgan_cli.metrics.fidelity import psnr
 from mgan_cli.utils.imageio import to_tensor, to_uint8
 from mgan_cli.weights.loading import load_generator
 
@@ -221,8 +221,7 @@ def build_targets(config: BenchConfig, generator: Generator, count: int, device:
 def make_loss(settings: LossSettings, device: torch.device, override_resolution: int | None = None
               ) -> ReconstructionLoss:
     resolution = override_resolution if override_resolution is not None else settings.perceptual_resolution
-    return ReconstructionLoss(settings.perceptual_weight, settings.vgg_layer, resolution,
-                              settings.distance).to(device)
+    return replace(settings, perceptual_resolution=resolution).build().to(device)
 
 
 def reference_settings(config: BenchConfig) -> tuple[InversionSettings, LossSettings]:

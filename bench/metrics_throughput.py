@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mgan_cli.metrics import lpips_distance, niqe, psnr, ssim
+from mgan_cli.metrics.fidelity import psnr, ssim
+from mgan_cli.metrics.naturalness import niqe
+from mgan_cli.metrics.perceptual import lpips_distance
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

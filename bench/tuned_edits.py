@@ -24,10 +24,11 @@ import torch
 
 from bench.tuning import preset_parts
 from mgan_cli.core.engine import EngineOptions, invert
+from mgan_cli.core.inversion import Inversion
 from mgan_cli.core.tuning import TuningSettings, tune, tuning_autocast
 from mgan_cli.edit import directions
 from mgan_cli.edit import frames as editing
-from mgan_cli.edit.frames import Direction, Inversion
+from mgan_cli.edit.frames import Direction
 
 STRENGTHS = (-3.0, -1.5, 0.0, 1.5, 3.0)
 

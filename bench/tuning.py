@@ -26,9 +26,9 @@ import torch
 from mgan_cli.config.presets import Preset, load_preset
 from mgan_cli.core.degradations import Degradation, build_degradation
 from mgan_cli.core.engine import EngineOptions, MultiCodeModel, invert
+from mgan_cli.core.inversion import Inversion
 from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.core.tuning import TuningSettings, tune, tuning_autocast
-from mgan_cli.edit.frames import Inversion
 from mgan_cli.generators.base import Generator
 from mgan_cli.metrics.measure import measure
 from mgan_cli.utils.imageio import to_tensor, to_uint8

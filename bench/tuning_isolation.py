@@ -28,9 +28,9 @@ from torch.func import functional_call, vmap
 
 from bench.tuning import SHARED, _face, preset_parts
 from mgan_cli.core.engine import EngineOptions, MultiCodeModel, invert
+from mgan_cli.core.inversion import Inversion
 from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.core.tuning import TuningSettings, tune, tuning_autocast
-from mgan_cli.edit.frames import Inversion
 
 
 def tune_stacked(generator: torch.nn.Module, inversions: list[Inversion], observed: torch.Tensor,

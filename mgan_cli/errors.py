@@ -46,3 +46,8 @@ class UnknownNameError(MganError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class InputValueError(MganError, ValueError):
+    """A tensor, image or mask handed to the Python API has the wrong type, shape, dtype, value range or size;
+    the message names what was expected. Nothing is resized or converted silently."""

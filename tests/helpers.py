@@ -8,6 +8,13 @@ import numpy as np
 from PIL import Image
 
 
+def vgg16_weights() -> Path:
+    """The VGG16 weights file of the perceptual loss, from the weight store (the tests' mirror)."""
+    from mgan_cli.weights.store import weight_path
+
+    return weight_path("vgg16-imagenet")
+
+
 def celeba_face(path: Path, size: int = 64) -> Image.Image:
     """An aligned CelebA photo framed as the dataset does: centre square crop, then bicubic resize."""
     image = Image.open(path).convert("RGB")

@@ -18,6 +18,7 @@ from mgan_cli.core.engine import EngineOptions, InversionSettings, invert
 from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.weights.loading import load_generator
+from tests.helpers import vgg16_weights
 
 SEED = 3
 
@@ -47,7 +48,8 @@ def test_batched_engine_matches_the_plain_one_image_loop_on_the_real_dcgan(share
     generator = load_generator("dcgan64-digiface")
     with torch.no_grad():
         target = generator(torch.randn(1, generator.latent_size, generator=torch.Generator().manual_seed(7)))
-    loss = ReconstructionLoss(perceptual_weight=1.0, vgg_layer=16, perceptual_resolution=64)
+    loss = ReconstructionLoss(perceptual_weight=1.0, vgg_layer=16, perceptual_resolution=64,
+                              vgg_weights=vgg16_weights())
     _assert_same_reconstruction(generator, target.clamp(-1, 1), loss, _reference_settings(8, 2, 5))
 
 
@@ -58,7 +60,8 @@ def test_batched_engine_matches_the_plain_one_image_loop_on_a_tiny_pggan(shared_
         for param in generator.parameters():
             param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(param.numel())))
         target = generator(torch.randn(1, 16, generator=torch.Generator().manual_seed(11))).clamp(-1, 1)
-    loss = ReconstructionLoss(perceptual_weight=1.0, vgg_layer=16, perceptual_resolution=32)
+    loss = ReconstructionLoss(perceptual_weight=1.0, vgg_layer=16, perceptual_resolution=32,
+                              vgg_weights=vgg16_weights())
     _assert_same_reconstruction(generator, target, loss, _reference_settings(5, 4, 5))
 
 

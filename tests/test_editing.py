@@ -8,10 +8,11 @@ import torch
 
 from mgan_cli.core.degradations import Identity
 from mgan_cli.core.engine import InversionSettings, invert
+from mgan_cli.core.inversion import Inversion
 from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.edit import directions
 from mgan_cli.edit import frames as editing
-from mgan_cli.edit.frames import Direction, Inversion
+from mgan_cli.edit.frames import Direction
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.weights.loading import load_generator

@@ -11,7 +11,7 @@ from mgan_cli.core.degradations import Downsample, Identity, Mask
 from mgan_cli.core.engine import OPTIMIZERS, InversionSettings, invert, lr_factor
 from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.errors import ConfigurationError
-from tests.helpers import tiny_generator
+from tests.helpers import tiny_generator, vgg16_weights
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def _settings(**changes) -> InversionSettings:
 
 
 def test_a_batch_gives_the_same_result_as_one_image_at_a_time(generator, targets) -> None:
-    loss = ReconstructionLoss(perceptual_weight=1.0)
+    loss = ReconstructionLoss(perceptual_weight=1.0, vgg_weights=vgg16_weights())
     together = invert(generator, targets, Identity(), loss, _settings(), seeds=[1, 2, 3])
     for index, seed in enumerate([1, 2, 3]):
         alone = invert(generator, targets[index:index + 1], Identity(), loss, _settings(), seeds=[seed])
@@ -49,7 +49,8 @@ def test_seeds_reproduce_and_differ(generator, targets) -> None:
 
 def test_generator_weights_receive_no_gradients(generator, targets) -> None:
     before = {k: v.clone() for k, v in generator.state_dict().items()}
-    invert(generator, targets[:1], Identity(), ReconstructionLoss(1.0), _settings(optimizer="sgd", lr=1.0), seeds=[0])
+    invert(generator, targets[:1], Identity(), ReconstructionLoss(1.0, vgg_weights=vgg16_weights()),
+           _settings(optimizer="sgd", lr=1.0), seeds=[0])
     assert all(p.grad is None and not p.requires_grad for p in generator.parameters())
     assert all(torch.equal(before[k], v) for k, v in generator.state_dict().items())
 
@@ -68,7 +69,7 @@ def trained():
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_loss_decreases(trained, optimizer: str) -> None:
     generator, targets = trained
-    loss = ReconstructionLoss(perceptual_weight=1.0)
+    loss = ReconstructionLoss(perceptual_weight=1.0, vgg_weights=vgg16_weights())
     lr = 0.05 if optimizer == "adam" else 1.0
     start = invert(generator, targets[:2], Identity(), loss, _settings(iterations=0, optimizer=optimizer, lr=lr),
                    seeds=[0, 1])
@@ -143,7 +144,7 @@ def test_settings_are_validated(bad: dict) -> None:
 def test_fast_paths_match_the_plain_path(generator, targets) -> None:
     from mgan_cli.core.engine import EngineOptions
 
-    loss = ReconstructionLoss(perceptual_weight=1.0)
+    loss = ReconstructionLoss(perceptual_weight=1.0, vgg_weights=vgg16_weights())
     plain = invert(generator, targets, Identity(), loss, _settings(), seeds=[1, 2, 3])
     nhwc = invert(generator, targets, Identity(), loss, _settings(), seeds=[1, 2, 3],
                   options=EngineOptions(channels_last=True))

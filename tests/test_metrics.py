@@ -51,12 +51,11 @@ from mgan_cli.metrics import (
     json_row,
     lpips_distance,
     naturalness,
-    niqe,
-    psnr,
     rgb_to_y,
-    ssim,
 )
 from mgan_cli.metrics import api as metrics_api
+from mgan_cli.metrics.fidelity import psnr, ssim
+from mgan_cli.metrics.naturalness import niqe
 from mgan_cli.weights import store as weight_store
 
 # --- inputs: real photos and deterministic degradations (identical to the reference script) ----------

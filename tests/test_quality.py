@@ -9,7 +9,6 @@ import torch
 from mgan_cli.config.presets import apply_overrides, load_preset
 from mgan_cli.core.degradations import build_degradation
 from mgan_cli.core.engine import invert
-from mgan_cli.core.losses import ReconstructionLoss
 from mgan_cli.utils.imageio import to_tensor, to_uint8
 from mgan_cli.weights.loading import load_generator
 from tests.helpers import celeba_face, psnr_uint8
@@ -18,8 +17,7 @@ REDUCED_ITERATIONS = 150
 
 
 def _mean_psnr(preset, faces: list, generator) -> float:
-    loss = ReconstructionLoss(preset.loss.perceptual_weight, preset.loss.vgg_layer,
-                              preset.loss.perceptual_resolution, preset.loss.distance)
+    loss = preset.loss.build()
     observed = torch.stack([to_tensor(face) for face in faces])
     result = invert(generator, observed, build_degradation(preset.degradation), loss, preset.inversion,
                     seeds=list(range(len(faces))))

@@ -12,8 +12,8 @@ import torch
 from mgan_cli.core import tuning
 from mgan_cli.core.degradations import Identity
 from mgan_cli.core.engine import InversionSettings, MultiCodeModel, invert
+from mgan_cli.core.inversion import Inversion
 from mgan_cli.edit import latents
-from mgan_cli.edit.frames import Inversion
 from mgan_cli.errors import ConfigurationError, ImageInputError
 from mgan_cli.utils.imageio import to_tensor
 from mgan_cli.weights.loading import load_generator

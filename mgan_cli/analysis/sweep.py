@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from mgan_cli import __version__
 from mgan_cli.config.presets import Preset, apply_overrides
 from mgan_cli.config.tasks import Task
 from mgan_cli.core.engine import EngineOptions
@@ -38,6 +37,7 @@ from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import Generator
 from mgan_cli.report.tables import write_csv, write_json, write_views
 from mgan_cli.run import Job, RunEvents, Runner, open_output_folder
+from mgan_cli.version import __version__
 
 ANALYSIS_METRICS = ("psnr", "ssim", "lpips")
 ROW_COLUMNS = ("input", "layer", "codes", "status", *ANALYSIS_METRICS, "seconds")
@@ -255,7 +255,7 @@ def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Gener
     pair = job.pair_job(layer, codes)
     folder = contributions_dir(job.output_dir, layer, codes)
     folder.mkdir(parents=True, exist_ok=True)
-    restorer = BatchRestorer(pair, generator, on_step=events.on_step, on_warning=events.on_warning)
+    restorer = BatchRestorer.for_job(pair, generator, on_step=events.on_step, on_warning=events.on_warning)
     loader = Loader(pair, restorer.resolution, restorer.observed_size, restorer.needs_mask)
     todo = [WorkItem(path, folder / f"{path.stem}.png", image_seed(pair.preset.seed, path.name))
             for path in pair.inputs if job.overwrite or not (folder / f"{path.stem}.png").exists()]

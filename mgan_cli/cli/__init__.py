@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from mgan_cli import __version__
 from mgan_cli.cli.metrics_cmd import metrics_command
 from mgan_cli.cli.presets_cmd import presets_group
 from mgan_cli.cli.restore import task_commands
 from mgan_cli.cli.weights_cmd import weights_group
+from mgan_cli.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

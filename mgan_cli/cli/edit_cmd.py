@@ -11,7 +11,6 @@ from typing import Any
 import click
 import torch
 
-from mgan_cli import __version__
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stderr_console
 from mgan_cli.cli.restore import _common_options, extras_header, extras_options, run_task
 from mgan_cli.config.presets import Preset
@@ -33,6 +32,7 @@ from mgan_cli.run import ImageRecord
 from mgan_cli.run.extras import EditRequest, RunExtras, frame_paths, strip_path
 from mgan_cli.utils.devices import resolve_device
 from mgan_cli.utils.imageio import to_uint8, write_png
+from mgan_cli.version import __version__
 from mgan_cli.weights.importing import generator_identity
 from mgan_cli.weights.loading import load_generator
 

@@ -18,7 +18,6 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mgan_cli import __version__
 from mgan_cli.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_SOME_FAILED,
@@ -46,6 +45,7 @@ from mgan_cli.run.failures import BEFORE_RESTORING
 from mgan_cli.run.store import RunStore
 from mgan_cli.utils.devices import resolve_device
 from mgan_cli.utils.imageio import RESIZE_POLICIES, collect_inputs
+from mgan_cli.version import __version__
 from mgan_cli.weights.importing import generator_identity
 from mgan_cli.weights.store import default_store
 

@@ -10,7 +10,6 @@ import click
 import torch
 from rich.table import Table
 
-import mgan_cli.weights.loading  # noqa: F401  (registers the structure check of generator entries)
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stdout_console
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.weights.formats import READERS

@@ -35,12 +35,15 @@ from mgan_cli.core.losses import VGG16_DEPTH, ReconstructionLoss, min_input_size
 from mgan_cli.errors import ConfigurationError, PresetError
 from mgan_cli.utils.resources import presets_dir
 from mgan_cli.utils.settings_schema import SpecError, ValueSpec, check_fields, setting, spec_of
+from mgan_cli.weights.store import weight_path
 
 #: a preset is a few hundred bytes; anything much larger is not one
 MAX_PRESET_BYTES = 256 * 1024
 #: values a preset may expand to (YAML aliases can make a tiny file stand for an exponentially large one)
 MAX_PRESET_VALUES = 10_000
 MAX_PRESET_DEPTH = 20
+#: the weight-registry entry of the perceptual loss's network
+VGG16_WEIGHTS = "vgg16-imagenet"
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,10 @@ class LossSettings:
                                      f"up to layer {self.vgg_layer} needs at least {smallest} pixels")
 
     def build(self) -> ReconstructionLoss:
-        """The loss these settings describe (VGG16 is read only when λ > 0)."""
-        return ReconstructionLoss(self.perceptual_weight, self.vgg_layer, self.perceptual_resolution, self.distance)
+        """The loss these settings describe (VGG16 is fetched and read only when λ > 0)."""
+        vgg_weights = weight_path(VGG16_WEIGHTS) if self.perceptual_weight > 0 else None
+        return ReconstructionLoss(self.perceptual_weight, self.vgg_layer, self.perceptual_resolution, self.distance,
+                                  vgg_weights=vgg_weights)
 
 
 @dataclass(frozen=True)

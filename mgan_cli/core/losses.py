@@ -5,11 +5,16 @@ ImageNet-normalised, optionally resized (nearest) to ``perceptual_resolution``, 
 ``vgg16.features[:vgg_layer]`` (16 = through relu3_3), and compared with a mean L1 (or L2) distance
 scaled by 0.001. The loss is returned *per image* (``[B]``) so that images in one batch never influence
 each other's gradients (their sum is what the engine differentiates).
+
+The VGG16 weights are a file the caller names (``vgg_weights``: torchvision's ImageNet ``vgg16`` state dict,
+read with ``weights_only=True``); :meth:`mgan_cli.config.presets.LossSettings.build` takes it from the weight
+store, so this module knows nothing of where weights come from.
 """
 
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +22,6 @@ import torchvision
 from torch import nn
 
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.weights.store import weight_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -34,13 +38,14 @@ def min_input_size(vgg_layer: int) -> int:
 
 
 @cache
-def _vgg16_feature_weights() -> dict[str, torch.Tensor]:
-    """The ImageNet VGG16 ``features`` tensors, read once per process (CPU; never handed out uncopied)."""
-    state = torch.load(weight_path("vgg16-imagenet"), map_location="cpu", weights_only=True)
+def _vgg16_feature_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The ImageNet VGG16 ``features`` tensors of ``path``, read once per process (CPU; never handed out
+    uncopied)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
     return {key.removeprefix("features."): value for key, value in state.items()}
 
 
-def vgg16_features(depth: int) -> nn.Sequential:
+def vgg16_features(depth: int, vgg_weights: Path) -> nn.Sequential:
     """The first ``depth`` modules of ImageNet VGG16's ``features``: a new, frozen module with its own copy
     of the weights (the file is read once per process), so changing one loss's modules (``.to(float64)``,
     channels-last, in-place edits) never changes another's."""
@@ -49,7 +54,8 @@ def vgg16_features(depth: int) -> nn.Sequential:
     with torch.device("meta"):
         features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])[:depth]
     wanted = set(features.state_dict())
-    state = {key: value.clone() for key, value in _vgg16_feature_weights().items() if key in wanted}
+    state = {key: value.clone() for key, value in _vgg16_feature_weights(Path(vgg_weights)).items()
+             if key in wanted}
     features.load_state_dict(state, assign=True)
     return features.eval().requires_grad_(False)
 
@@ -65,11 +71,12 @@ def smallest_input(perceptual_weight: float, vgg_layer: int, perceptual_resoluti
 class PerceptualDistance(nn.Module):
     """Mean L1/L2 distance between VGG16 features of two image batches ``[B, 3, H, W]`` in [-1, 1] -> ``[B]``."""
 
-    def __init__(self, vgg_layer: int = 16, resolution: int | None = None, distance: str = "l1") -> None:
+    def __init__(self, vgg_weights: Path, vgg_layer: int = 16, resolution: int | None = None,
+                 distance: str = "l1") -> None:
         super().__init__()
         if distance not in ("l1", "l2"):
             raise ConfigurationError(f"perceptual distance must be 'l1' or 'l2', got {distance!r}")
-        self.features = vgg16_features(vgg_layer)
+        self.features = vgg16_features(vgg_layer, vgg_weights)
         self.resolution = resolution
         self.distance = distance
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
@@ -99,12 +106,16 @@ class ReconstructionLoss(nn.Module):
     """
 
     def __init__(self, perceptual_weight: float = 1.0, vgg_layer: int = 16,
-                 perceptual_resolution: int | None = None, distance: str = "l1") -> None:
+                 perceptual_resolution: int | None = None, distance: str = "l1", *,
+                 vgg_weights: Path | None = None) -> None:
         super().__init__()
         self.perceptual_weight = perceptual_weight
-        self.perceptual = (
-            PerceptualDistance(vgg_layer, perceptual_resolution, distance) if perceptual_weight > 0 else None
-        )
+        self.perceptual = None
+        if perceptual_weight > 0:
+            if vgg_weights is None:
+                raise ConfigurationError("the perceptual term (perceptual_weight > 0) needs vgg_weights, the VGG16 "
+                                         "file (LossSettings.build() takes it from the weight store)")
+            self.perceptual = PerceptualDistance(vgg_weights, vgg_layer, perceptual_resolution, distance)
 
     def smallest_input(self) -> int:
         """The smallest image side this loss can compare (see :func:`smallest_input`)."""

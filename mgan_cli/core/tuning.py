@@ -26,8 +26,8 @@ import torch
 from mgan_cli.core.composition import compose
 from mgan_cli.core.degradations import Degradation
 from mgan_cli.core.engine import MultiCodeModel
+from mgan_cli.core.inversion import Inversion
 from mgan_cli.core.losses import ReconstructionLoss
-from mgan_cli.edit.frames import Inversion
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators.base import Generator
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from mgan_cli.core.engine import MultiCodeModel
+from mgan_cli.core.inversion import Inversion
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators.base import Generator
 
@@ -45,18 +46,6 @@ class Direction:
             raise ConfigurationError(f"direction {self.name}: expected a vector [D], got {tuple(self.vector.shape)}")
         if self.space not in ("z", "w"):
             raise ConfigurationError(f"direction {self.name}: space must be z or w, got {self.space!r}")
-
-
-@dataclass(frozen=True)
-class Inversion:
-    """One image's inversion (see the module docstring for shapes) and how it was rendered."""
-
-    codes: torch.Tensor
-    alphas: torch.Tensor
-    upper_latent: torch.Tensor | None
-    layer: int
-    space: str
-    composition: str = "sum"
 
 
 def parse_strengths(text: str) -> tuple[float, ...]:

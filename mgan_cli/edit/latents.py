@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
-from mgan_cli.edit.frames import Inversion
+from mgan_cli.core.inversion import Inversion
 from mgan_cli.errors import ConfigurationError, ImageInputError
 from mgan_cli.utils.atomic import write_atomic
 

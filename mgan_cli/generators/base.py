@@ -47,6 +47,8 @@ class Generator(nn.Module):
     resolution: int
     #: latent spaces the codes may live in (first = default)
     latent_spaces: tuple[str, ...] = ("z",)
+    #: the registry or imported name its weights were loaded under (``None``: built, or read from a file)
+    weights_name: str | None = None
 
     def layers(self) -> list[LayerInfo]:
         raise NotImplementedError

@@ -17,10 +17,12 @@ import torch
 
 from mgan_cli.config.presets import Preset
 from mgan_cli.core.degradations import Degradation, build_degradation
-from mgan_cli.core.engine import InversionResult, check_settings, invert
+from mgan_cli.core.engine import EngineOptions, InversionResult, check_settings, invert
+from mgan_cli.core.inversion import Inversion
 from mgan_cli.core.tuning import tune, tuned_parameters, tuning_autocast
-from mgan_cli.edit.frames import Inversion, render_frames, render_inversion
+from mgan_cli.edit.frames import render_frames, render_inversion
 from mgan_cli.generators import Generator
+from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job
 from mgan_cli.utils.imageio import to_uint8
@@ -48,13 +50,15 @@ def fitting_batch_size(free_bytes: int, per_image_bytes: int, limit: int, headro
 @dataclass
 class RestoredBatch:
     """Per image of a batch: uint8 ``images`` ``[B, 3, R, R]`` (CPU), final ``losses``, optimisation
-    ``steps`` taken, and the ``failures`` (``None`` where the image was restored)."""
+    ``steps`` taken, the ``failures`` (``None`` where the image was restored) and each image's ``inversions``
+    (codes, importances, upper latent on the CPU)."""
 
     images: torch.Tensor
     losses: list[float]
     steps: list[int]
     failures: list[Failure | None]
-    after: list[AfterInversion] | None = None  # with job.extras: each image's inversion, tuning, frames
+    after: list[AfterInversion] | None = None  # with extras: each image's inversion, tuning, frames
+    inversions: list[Inversion] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -77,23 +81,36 @@ class Chunk:
 
 
 class BatchRestorer:
-    """Restores batches of observed images for a preset on one device (see the module docstring)."""
+    """Restores batches of observed images for a preset on one device (see the module docstring).
 
-    def __init__(self, job: Job, generator: Generator,
+    It moves the generator, the degradation and the loss to ``device`` once; ``engine`` holds the speed options
+    (precision, compile, channels-last) and ``extras`` the per-image work after the inversion (tuning, edit
+    frames). ``on_step(step, iterations, mean loss)`` reports progress, ``on_warning(message)`` warnings.
+    """
+
+    def __init__(self, generator: Generator, preset: Preset, device: torch.device | str = "cpu",
+                 engine: EngineOptions | None = None, extras: RunExtras | None = None,
                  on_step: Callable[[int, int, float], None] | None = None,
                  on_warning: Callable[[str], None] | None = None) -> None:
-        preset: Preset = job.preset
-        self.job = job
-        self.device = job.device
-        self.generator = generator.to(job.device)
+        self.preset = preset
+        self.device = torch.device(device)
+        self.engine = engine or EngineOptions()
+        self.extras = extras or RunExtras()
+        self.generator = generator.to(self.device)
         check_settings(self.generator, preset.inversion)
-        self.degradation: Degradation = build_degradation(preset.degradation).to(job.device)
-        self.loss = preset.loss.build().to(job.device)
+        self.degradation: Degradation = build_degradation(preset.degradation).to(self.device)
+        self.loss = preset.loss.build().to(self.device)
         self.observed_size = self.degradation.observed_size(self.generator.resolution, self.loss.smallest_input())
         self.settings = preset.inversion
         self.on_step = on_step
         self.on_warning = on_warning
         self.batch_limit = max(1, preset.batch_size)
+
+    @classmethod
+    def for_job(cls, job: Job, generator: Generator, on_step: Callable[[int, int, float], None] | None = None,
+                on_warning: Callable[[str], None] | None = None) -> BatchRestorer:
+        """The restorer of a file :class:`Job` (it reads only the job's preset, device, engine and extras)."""
+        return cls(generator, job.preset, job.device, job.engine, job.extras, on_step, on_warning)
 
     @property
     def resolution(self) -> int:
@@ -116,7 +133,7 @@ class BatchRestorer:
         baseline = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         invert(self.generator, probe, self.degradation, self.loss, settings, [0],
-               mask=mask if self.needs_mask else None, options=self.job.engine)
+               mask=mask if self.needs_mask else None, options=self.engine)
         per_image = torch.cuda.max_memory_allocated(device) - baseline
         free, _ = torch.cuda.mem_get_info(device)
         self.batch_limit = fitting_batch_size(free, per_image, self.batch_limit)
@@ -162,28 +179,34 @@ class BatchRestorer:
                 self.on_step(step, iterations, float(finite.mean()) if finite.numel() else math.nan)
 
         result: InversionResult = invert(self.generator, observed, self.degradation, self.loss, self.settings,
-                                         list(seeds), mask=masks, progress=on_progress, options=self.job.engine,
+                                         list(seeds), mask=masks, progress=on_progress, options=self.engine,
                                          warn=self.on_warning)
-        after = self._after_inversion(result, observed, masks, seeds) if self.job.extras.needed else None
+        after = self._after_inversion(result, observed, masks, seeds) if self.extras.needed else None
         images = self.degradation.finalize(result.images, self.observed_full(observed), masks)
         steps = result.steps.tolist() if result.steps is not None else [iterations] * len(seeds)
         losses = [float(v) for v in result.losses]
         diverged = result.diverged_at.tolist() if result.diverged_at is not None else [-1] * len(seeds)
         failures = [diverged_failure(at if at >= 0 else iterations) if at >= 0 or not math.isfinite(loss) else None
                     for at, loss in zip(diverged, losses, strict=True)]
-        return RestoredBatch(to_uint8(images).cpu(), losses, steps, failures, after)
+        inversions = [inversion.to("cpu") for inversion in self.inversions_of(result)]
+        return RestoredBatch(to_uint8(images).cpu(), losses, steps, failures, after, inversions)
+
+    def inversions_of(self, result: InversionResult) -> list[Inversion]:
+        """Each image's :class:`Inversion` in ``result`` (views of its tensors, on the device)."""
+        settings = self.settings
+        return [Inversion(result.codes[b].detach(), result.alphas[b].detach(),
+                          None if result.upper_latent is None else result.upper_latent[b].detach(),
+                          settings.layer, settings.space, settings.composition)
+                for b in range(result.codes.shape[0])]
 
     def _after_inversion(self, result: InversionResult, observed: torch.Tensor, masks: torch.Tensor | None,
                          seeds: Sequence[int]) -> list[AfterInversion]:
         """Per image: tune a private copy of the generator (re-rendering the image and its loss in
         ``result``), and render the edit frames; see :mod:`mgan_cli.run.extras`."""
-        extras, settings = self.job.extras, self.settings
-        autocast = tuning_autocast(self.job.engine.precision)
+        extras = self.extras
+        autocast = tuning_autocast(self.engine.precision)
         done = []
-        for b, seed in enumerate(seeds):
-            inversion = Inversion(result.codes[b], result.alphas[b],
-                                  None if result.upper_latent is None else result.upper_latent[b],
-                                  settings.layer, settings.space, settings.composition)
+        for b, (seed, inversion) in enumerate(zip(seeds, self.inversions_of(result), strict=True)):
             generator, tuned_state = self.generator, None
             mask = None if masks is None else masks[b]
             if extras.tuning.steps > 0:

@@ -43,7 +43,7 @@ class Runner:
                  store: RunStore | None = None, run_id: int | None = None) -> None:
         self.job = job
         self.events = events or RunEvents()
-        self.restorer = BatchRestorer(job, generator or load_generator(job.preset.generator),
+        self.restorer = BatchRestorer.for_job(job, generator or load_generator(job.preset.generator),
                                       on_step=self.events.on_step, on_warning=self.events.on_warning)
         if self.restorer.needs_mask and job.mask is None:
             raise MganError(f"{job.task.name} needs --mask FILE_OR_DIR (white = missing pixels)")

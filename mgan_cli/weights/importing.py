@@ -40,8 +40,8 @@ from typing import Any, BinaryIO
 import torch
 from safetensors.torch import save_file
 
-from mgan_cli import __version__
 from mgan_cli.errors import ConfigurationError, UnknownFormatError, WeightsError
+from mgan_cli.version import __version__
 from mgan_cli.weights.formats import READERS, build
 from mgan_cli.weights.formats.safetensors_format import HEADER_KEY, INFO_FILE, WEIGHTS_FILE, read_info
 from mgan_cli.weights.store import WeightStore, default_store, sha256_of

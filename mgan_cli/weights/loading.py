@@ -32,11 +32,14 @@ def load_generator(name: str, store: WeightStore | None = None) -> Generator:
     store = store or default_store()
     imported = store.home / IMPORTED_DIR / name
     if name not in store.entries and (imported / "mgan.json").is_file():
-        return read_generator(imported, "mgan-safetensors")
-    entry = store.entry(name)
-    if entry.kind != "generator":
-        raise UnknownFormatError(f"weights {name!r} are a {entry.kind}, not a generator")
-    return read_generator(store.path(name), entry.format or "")
+        generator = read_generator(imported, "mgan-safetensors")
+    else:
+        entry = store.entry(name)
+        if entry.kind != "generator":
+            raise UnknownFormatError(f"weights {name!r} are a {entry.kind}, not a generator")
+        generator = read_generator(store.path(name), entry.format or "")
+    generator.weights_name = name
+    return generator
 
 
 @STRUCTURE_CHECKS.register("generator")

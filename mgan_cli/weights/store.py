@@ -271,8 +271,7 @@ class WeightStore:
         if check is None:
             if entry.kind not in STRUCTURE_CHECKS:
                 raise WeightsError(f"cannot verify {path} for {entry.name!r}: it has no sha256 and no structure "
-                                   f"check is registered for {entry.kind} weights (import "
-                                   "mgan_cli.weights.loading, which registers the generator check)")
+                                   f"check is registered for {entry.kind} weights")
             check = STRUCTURE_CHECKS.get(entry.kind)
         try:
             check(entry, path)
