@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from mgan_cli.generators import load_generator
+from mgan_cli import load_generator
 from mgan_cli.utils.imageio import to_uint8, write_png
 
 SEEDS = (186, 190, 145, 67, 180, 119)

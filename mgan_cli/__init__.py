@@ -30,6 +30,7 @@ from mgan_cli.edit.frames import Direction
 from mgan_cli.errors import InputValueError, MganError
 from mgan_cli.generators import Generator
 from mgan_cli.run.files import FilesOutcome, RunInterrupted
+from mgan_cli.run.job import RunEvents
 from mgan_cli.version import __version__
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "MganError",
     "Restoration",
     "Restorer",
+    "RunEvents",
     "RunInterrupted",
     "__version__",
     "directions",

@@ -56,14 +56,16 @@ Images = torch.Tensor | Sequence[Image.Image]
 Progress = Callable[[int, int, float], None]
 
 
-def load_generator(name_or_path: str | os.PathLike[str], *, device: torch.device | str = "cpu") -> Generator:
+def load_generator(name_or_path: str | os.PathLike[str], *, device: torch.device | str = "cpu",
+                   format: str = "auto") -> Generator:
     """A frozen generator on ``device``: a registry entry (fetched and verified), a generator imported with
     ``mgan weights import``, or a file (or imported folder) of any supported format, read through the safe
-    readers. A generator read from a file has no name, so :class:`Restorer` needs ``preset=`` for it."""
+    readers (``format``: a reader name as ``mgan weights import --format`` takes it; ``auto`` tells it from the
+    file). A generator read from a file has no name, so :class:`Restorer` needs ``preset=`` for it."""
     target = resolve_device(str(device))
     path = Path(name_or_path)
     if isinstance(name_or_path, os.PathLike) or path.exists():
-        generator = read_generator(path, sniff_format(path))
+        generator = read_generator(path, sniff_format(path) if format == "auto" else format)
     else:
         generator = load_named_generator(str(name_or_path))
     return generator.to(target)
@@ -99,34 +101,45 @@ class Restorer:
     loss and degradation move to ``device`` once; a restorer can be called any number of times.
     """
 
-    def __init__(self, generator: Generator | str, task: str = "invert", *,
+    def __init__(self, generator: Generator | str | None, task: str = "invert", *,
                  preset: str | os.PathLike[str] | Preset | None = None, device: torch.device | str = "auto",
                  precision: str = "auto", compile: str = "off", channels_last: bool | None = None,
                  **overrides: Any) -> None:
-        name = generator if isinstance(generator, str) else generator.weights_name
-        if preset is None and name is None:
+        name = generator if isinstance(generator, str) or generator is None else generator.weights_name
+        if preset is None and isinstance(generator, Generator) and name is None:
             raise ConfigurationError("this generator was read from a file, so it has no built-in preset: pass "
                                      "preset=NAME_OR_FILE, or import it with `mgan weights import FILE --name N`")
         TASKS.get(task)  # an unknown task is refused with the known ones
-        chosen = preset if isinstance(preset, Preset) else choose_preset(task, None if preset is None else
-                                                                          str(preset), name)
-        if isinstance(preset, Preset) and name is not None and name != preset.generator:
-            raise ConfigurationError(f"preset {preset.name!r} is for {preset.generator}, not {name}")
+        if isinstance(preset, Preset):
+            if name is not None and name != preset.generator:
+                raise ConfigurationError(f"preset {preset.name!r} is for {preset.generator}, not {name}")
+            chosen = preset
+        else:
+            chosen = choose_preset(task, None if preset is None else str(preset), name)
         resolved = apply_overrides(chosen, **overrides)
         if resolved.task != task:
-            raise ConfigurationError(f"preset {resolved.name!r} is for task {resolved.task!r}, not {task!r}")
+            raise ConfigurationError(f"preset {resolved.name!r} is for `mgan {resolved.task}`, not `mgan {task}`")
         if not isinstance(generator, Generator) or generator.weights_name is not None:
             check_preset_fits(resolved)  # layer, space, scale against the named generator: refused before loading
         self.task = TASKS.get(task)
         self.device = resolve_device(str(device))
         self.engine = EngineOptions.for_device(self.device, precision, compile, channels_last)
-        model = generator if isinstance(generator, Generator) else load_named_generator(generator)
-        self._batches = BatchRestorer(model, resolved, self.device, self.engine)
+        self._preset = resolved
+        self._model = generator if isinstance(generator, Generator) else None
+        self._restorer: BatchRestorer | None = None
+
+    @property
+    def _batches(self) -> BatchRestorer:
+        """The batch restorer, built on first use (the generator is loaded once, when first needed)."""
+        if self._restorer is None:
+            model = self._model if self._model is not None else load_named_generator(self._preset.generator)
+            self._restorer = BatchRestorer(model, self._preset, self.device, self.engine)
+        return self._restorer
 
     @property
     def preset(self) -> Preset:
         """The resolved preset (after overrides)."""
-        return self._batches.preset
+        return self._preset
 
     @property
     def generator(self) -> Generator:
@@ -195,7 +208,7 @@ class Restorer:
                 options[key] = Path(options[key])
         return restore_files(self.task, self.preset, [Path(i) for i in inputs], Path(output_dir),
                              FilesOptions(**options), device=self.device, engine=self.engine,
-                             generator=self.generator, events=events)
+                             generator=lambda: self.generator, events=events)
 
     def _seeds(self, seed: int | Sequence[int] | None, names: Sequence[str] | None, count: int) -> list[int]:
         if seed is not None and not isinstance(seed, int):

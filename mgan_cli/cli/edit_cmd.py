@@ -12,7 +12,7 @@ import click
 import torch
 
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stderr_console
-from mgan_cli.cli.restore import _common_options, extras_header, extras_options, run_task
+from mgan_cli.cli.restore import _common_options, extras_options, run_task
 from mgan_cli.config.presets import Preset
 from mgan_cli.config.tasks import TASKS
 from mgan_cli.core.tuning import TuningSettings, apply_tuned_state
@@ -30,6 +30,7 @@ from mgan_cli.errors import ConfigurationError, MganError
 from mgan_cli.report.tables import summarize, write_csv, write_json
 from mgan_cli.run import ImageRecord
 from mgan_cli.run.extras import EditRequest, RunExtras, frame_paths, strip_path
+from mgan_cli.run.files import extras_header
 from mgan_cli.utils.devices import resolve_device
 from mgan_cli.utils.imageio import to_uint8, write_png
 from mgan_cli.version import __version__

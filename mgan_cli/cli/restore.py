@@ -2,52 +2,36 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import datetime
 import json
-import platform
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from mgan_cli.api import Restorer
 from mgan_cli.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_SOME_FAILED,
-    EXIT_UNUSABLE,
     fail,
     reports_errors,
     stderr_console,
     stdout_console,
 )
 from mgan_cli.cli.options import override_option, override_options
-from mgan_cli.config.family_defaults import choose_preset, generator_facts
-from mgan_cli.config.preflight import check_preset_fits
-from mgan_cli.config.presets import Preset, apply_overrides
+from mgan_cli.config.presets import Preset
 from mgan_cli.config.tasks import TASKS, Task
-from mgan_cli.core.engine import COMPILE_MODES, PRECISIONS, EngineOptions
+from mgan_cli.core.engine import COMPILE_MODES, PRECISIONS
 from mgan_cli.core.tuning import TUNE_LAYERS, TuningSettings
-from mgan_cli.errors import MganError
-from mgan_cli.faces.alignment import ALIGNMENTS, generator_alignment, is_face_generator
-from mgan_cli.faces.identity import IdentityRows
-from mgan_cli.faces.session import FaceSession
-from mgan_cli.report.tables import METRIC_COLUMNS, summarize, write_views
-from mgan_cli.run import ImageRecord, Job, RunEvents, Runner, Stage, distributed, open_output_folder
+from mgan_cli.faces.alignment import ALIGNMENTS
+from mgan_cli.report.tables import METRIC_COLUMNS, summarize
+from mgan_cli.run import ImageRecord, RunEvents, distributed
 from mgan_cli.run.extras import RunExtras
-from mgan_cli.run.failures import BEFORE_RESTORING
-from mgan_cli.run.store import RunStore
-from mgan_cli.utils.devices import resolve_device
-from mgan_cli.utils.imageio import RESIZE_POLICIES, collect_inputs
-from mgan_cli.version import __version__
-from mgan_cli.weights.importing import generator_identity
-from mgan_cli.weights.store import default_store
+from mgan_cli.run.files import ALL_DONE, NOTHING_RAN, SOME_FAILED, RunInterrupted
+from mgan_cli.utils.imageio import RESIZE_POLICIES
 
 EXAMPLES = {
     "invert": "mgan invert faces/ -o restored/\n  mgan invert a.png b.png -o out/ --codes 30 --layer 3 --json",
@@ -122,6 +106,7 @@ class _Display:
         self.images_task: Any = None
         self.steps_task: Any = None
         self.warned: set[str] = set()
+        self.started = False
         if not (json_lines or quiet):
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -135,12 +120,21 @@ class _Display:
         return RunEvents(on_step=self.on_step, on_record=self.on_record,
                          on_warning=self.on_warning)
 
+    def _start(self) -> None:
+        """Show the bar at the first progress of the run (not before: a run that cannot start prints only its
+        one error line)."""
+        if self.progress is not None and not self.started:
+            self.started = True
+            self.progress.start()
+
     def on_step(self, step: int, total: int, loss: float) -> None:
+        self._start()
         if self.progress is not None:
             self.progress.update(self.steps_task, completed=step, total=total, loss=f"loss {loss:.4f}")
             self.progress.update(self.images_task, loss=f"loss {loss:.4f}")
 
     def on_record(self, record: ImageRecord) -> None:
+        self._start()
         if self.json_lines:
             row = record.to_json()
             keys = ("input", "output", "status", "error", *METRIC_COLUMNS, "seconds")
@@ -159,12 +153,10 @@ class _Display:
             stderr_console.print(f"[yellow]mgan: warning:[/] {message}", soft_wrap=True)
 
     def __enter__(self) -> _Display:
-        if self.progress is not None:
-            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
+        if self.progress is not None and self.started:
             self.progress.stop()
 
 
@@ -197,158 +189,35 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
              mask: Path | None = None, align: str = "none", paste_back: bool = False,
              face_alignment: str | None = None, extras: RunExtras | None = None,
              make_extras: Callable[[Preset], RunExtras] | None = None, **overrides: Any) -> None:
-    """Resolve the preset and inputs, run, write the report, show the summary. Exit status: 0 every image
-    ok or skipped, 1 some failed, 2 nothing could run, 130 interrupted (what finished is recorded).
-    ``extras`` (or ``make_extras(preset)``, once the preset is known) adds tuning, latents and edits."""
-    started = time.time()
-    resolved = apply_overrides(choose_preset(task.name, preset, generator), **overrides)
-    if make_extras is not None:
-        extras = make_extras(resolved)
-    if resolved.task != task.name:
-        raise click.UsageError(f"preset {resolved.name!r} is for `mgan {resolved.task}`, not `mgan {task.name}`")
-    check_preset_fits(resolved)  # layer, space, scale: refused before anything is written
-    stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
-    paths = collect_inputs(inputs, recursive=recursive, stdin_lines=stdin_lines, exclude=output_dir)
-    if not paths:
-        raise click.UsageError("no input images found (give files, folders, or - to read paths from stdin)")
+    """Parse what the flags say into a :class:`~mgan_cli.api.Restorer` and run its file pipeline, with a
+    progress bar (or JSON lines) and a summary. Exit status: 0 every image ok or skipped, 1 some failed,
+    2 nothing could run, 130 interrupted (what finished is recorded). ``extras`` (or ``make_extras(preset)``,
+    once the preset is known) adds tuning, latents and edits."""
     if paste_back and align != "faces":
         raise click.UsageError("--paste-back needs --align faces")
-    faces = None
-    if align == "faces":
-        faces = _face_session(task, resolved, output_dir, face_alignment)
-        paths, reference_dir, mask = faces.stage(paths, reference_dir, mask)
-    ranks = distributed.from_environment()
-    if paste_back and ranks.distributed:  # a photo's faces may land on different ranks
-        raise click.UsageError("--paste-back does not work under torchrun yet; run it in one process")
-    run_device = distributed.device_for(ranks, resolve_device(device))
-    options = EngineOptions.for_device(run_device, precision, compile_mode, channels_last)
-    distributed.start(ranks, run_device)
-    try:
-        records = _run(task, resolved, distributed.shard(paths, ranks), ranks, output_dir, reference_dir, mask,
-                       resize, run_device, options, overwrite, json_lines, quiet, started, faces, paste_back,
-                       extras or RunExtras())
-        outcomes = distributed.gather([(r.status, r.failure.stage if r.failure else None) for r in records], ranks)
-    finally:
-        distributed.stop(ranks)
-    status = exit_status(outcomes)
-    if status == EXIT_UNUSABLE:
-        fail(f"nothing could run: every input failed before restoring ({len(outcomes)}; reasons above)")
-    sys.exit(status)
-
-
-def exit_status(outcomes: list[tuple[str, Stage | None]]) -> int:
-    """0 if every image is ok or skipped; 2 if every image failed before restoring (nothing could run);
-    1 otherwise (some failed)."""
-    failed = [stage for status, stage in outcomes if status == "failed"]
-    if not failed:
-        return 0
-    if len(failed) == len(outcomes) and all(stage in BEFORE_RESTORING for stage in failed):
-        return EXIT_UNUSABLE
-    return EXIT_SOME_FAILED
-
-
-def used_weights(preset: Preset) -> dict[str, str | None]:
-    """The sha256 of every weight file the run uses: the generator, and VGG16 only when λ > 0."""
-    weights = {preset.generator: generator_identity(preset.generator)[2]}
-    if preset.loss.perceptual_weight > 0:
-        weights["vgg16-imagenet"] = default_store().entry("vgg16-imagenet").sha256
-    return weights
-
-
-def _face_session(task: Task, preset: Preset, output_dir: Path, face_alignment: str | None) -> FaceSession:
-    """The faces of this run: the generator's crop convention and the sizes the task observes and outputs."""
-    from mgan_cli.core.degradations import build_degradation
-
-    convention, alignment_options = generator_alignment(preset.generator, face_alignment)
-    resolution = generator_facts(preset.generator).resolution
-    observed = build_degradation(preset.degradation).observed_size(resolution)
-    return FaceSession(output_dir, convention, alignment_options, observed, resolution, task.compare_to_input)
-
-
-def _run(task: Task, preset: Preset, paths: list[Path], ranks: distributed.Ranks, output_dir: Path,
-         reference_dir: Path | None, mask: Path | None, resize: str, device: torch.device, options: EngineOptions,
-         overwrite: bool, json_lines: bool, quiet: bool, started: float, faces: FaceSession | None = None,
-         paste_back: bool = False, extras: RunExtras | None = None) -> list[ImageRecord]:
-    """Run this rank's share into the store of ``output_dir``, keep the report views current; this run's records."""
-    job = Job(task=task, preset=preset, inputs=paths, output_dir=output_dir, reference_dir=reference_dir,
-              mask=mask, resize=resize, device=device, overwrite=overwrite, engine=options,
-              weights_sha256=used_weights(preset), extras=extras or RunExtras())
-
-    def header() -> dict[str, Any]:
-        return {
-            "mgan_version": __version__,
-            "task": task.name,
-            "command": " ".join(["mgan", *sys.argv[1:]]),
-            "preset": preset.to_dict(),
-            "seed": preset.seed,
-            "device": str(device),
-            "engine": dataclasses.asdict(options),
-            "processes": ranks.world_size,
-            "rank": ranks.rank,
-            "weights_sha256": job.weights_sha256,
-            **extras_header(job.extras),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
-            "elapsed_seconds": round(time.time() - started, 3),
-        }
-
-    store = open_output_folder(job)
-    try:
-        return _run_into(store, job, ranks, header, json_lines, quiet, faces, paste_back)
-    finally:
-        store.close()
-
-
-def _run_into(store: RunStore, job: Job, ranks: distributed.Ranks, header: Callable[[], dict[str, Any]],
-              json_lines: bool, quiet: bool, faces: FaceSession | None, paste_back: bool) -> list[ImageRecord]:
-    output_dir = job.output_dir
-    run_id = store.begin_run(header())
-
-    def save(_: list[ImageRecord]) -> None:  # after every batch (records are stored as they finish)
-        store.update_run(run_id, header())
-        if ranks.is_main:
-            write_views(store, header())
-
-    display = _Display(json_lines, quiet or not ranks.is_main, len(job.inputs))
-    events = display.events()
-    events.on_batch_done = save
-    if faces is not None:  # each face crop's record becomes its photo's, with the face and its identity
-        events.annotate = faces.annotate
-    elif is_face_generator(job.preset.generator):  # identity of the output's face in every row
-        events.annotate = IdentityRows(job.reference_dir, job.task.compare_to_input).annotate
-    runner = Runner(job, events, store=store, run_id=run_id)
+    restorer = Restorer(generator, task.name, preset=preset, device=device, precision=precision,
+                        compile=compile_mode, channels_last=channels_last, **overrides)
+    if make_extras is not None:
+        extras = make_extras(restorer.preset)
+    stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
+    display = _Display(json_lines, quiet or not distributed.from_environment().is_main, len(inputs))
     try:
         with display:
-            if faces is not None and ranks.is_main:  # photos without a usable face
-                runner.sink.settle([(record, None, None) for record in faces.failed])
-            records = runner.run()
-    except (KeyboardInterrupt, MganError) as exc:
-        with contextlib.suppress(MganError):
-            store.update_run(run_id, header())
-            write_views(store, header())
-        if isinstance(exc, KeyboardInterrupt):
-            stderr_console.print(f"mgan: interrupted; {len(runner.sink.records)} finished images are recorded in "
-                                 f"{output_dir}: run the same command again to resume", soft_wrap=True)
-            sys.exit(EXIT_INTERRUPTED)
-        raise
-    if faces is not None and paste_back:
-        for photo, error in faces.paste_back(records, job.overwrite).items():
-            display.on_warning(error)
-            for record in records:
-                if record.input == photo and record.status == "ok":
-                    record.notes.append(error)
-        runner.sink.update(records)  # paste-back adds the composite to each face's row
-    store.update_run(run_id, header())
-    distributed.barrier(ranks)
-    if ranks.is_main:
-        report = write_views(store, header())
-        if not (json_lines or quiet):
-            rows = [r.to_json() for r in records]
-            stdout_console.print(_summary_table(job.task.name, rows, summarize(rows)))
-            stderr_console.print(f"wrote {output_dir / 'report.json'} and report.csv "
-                                 f"({report.summary['images']} images recorded in {output_dir})")
-    return records
+            outcome = restorer.restore_files(
+                list(inputs), output_dir, events=display.events(), reference_dir=reference_dir, mask=mask,
+                resize=resize, recursive=recursive, overwrite=overwrite, align=align, paste_back=paste_back,
+                face_alignment=face_alignment, extras=extras or RunExtras(), stdin_lines=stdin_lines)
+    except RunInterrupted as exc:
+        stderr_console.print(f"mgan: {exc}", soft_wrap=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if outcome.report is not None and not (json_lines or quiet):
+        rows = [r.to_json() for r in outcome.records]
+        stdout_console.print(_summary_table(task.name, rows, summarize(rows)))
+        stderr_console.print(f"wrote {output_dir / 'report.json'} and report.csv "
+                             f"({outcome.report.summary['images']} images recorded in {output_dir})")
+    if outcome.status == NOTHING_RAN:
+        fail(f"nothing could run: every input failed before restoring ({len(outcome.records)}; reasons above)")
+    sys.exit({ALL_DONE: 0, SOME_FAILED: EXIT_SOME_FAILED}[outcome.status])
 
 
 def make_task_command(task: Task) -> click.Command:
@@ -396,22 +265,6 @@ def extras_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def extras_header(extras: RunExtras) -> dict[str, Any]:
-    """What the report header says about tuning, latents and edits (nothing when none was asked for)."""
-    header: dict[str, Any] = {}
-    if extras.tuning.steps:
-        header["tuning"] = dataclasses.asdict(extras.tuning)
-    if extras.save_latents:
-        header["save_latents"] = True
-    if extras.edit is not None:
-        header["edit"] = {"direction": extras.edit.direction.name, "space": extras.edit.direction.space,
-                          "strengths": list(extras.edit.strengths),
-                          "edit_layers": None if extras.edit.rows is None else
-                          f"{extras.edit.rows.start}-{extras.edit.rows.stop - 1}",
-                          "edit_upper": extras.edit.move_upper}
-    return header
 
 
 def task_commands() -> list[click.Command]:

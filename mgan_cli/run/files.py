@@ -140,10 +140,12 @@ def face_session(task: Task, preset: Preset, output_dir: Path, face_alignment: s
 
 def restore_files(task: Task, preset: Preset, inputs: Sequence[str | Path], output_dir: Path,
                   options: FilesOptions | None = None, *, device: torch.device, engine: EngineOptions,
-                  generator: Generator | None = None, events: RunEvents | None = None) -> FilesOutcome:
+                  generator: Callable[[], Generator] | None = None, events: RunEvents | None = None
+                  ) -> FilesOutcome:
     """Restore the images named by ``inputs`` (files, folders, ``-`` for ``options.stdin_lines``) into
     ``output_dir`` with ``preset`` (already resolved and checked) on ``device``; see the module docstring.
-    ``generator`` (the preset's, already loaded) is used instead of loading it again.
+    ``generator()`` gives the preset's generator (e.g. one already loaded) instead of loading it here; it is
+    called once the inputs and the output folder are known to be usable.
 
     Raises :class:`ConfigurationError` for unusable options (no inputs, ``paste_back`` without faces),
     :class:`~mgan_cli.errors.OutputError` when ``OUT`` cannot be used, :class:`RunInterrupted` on an interrupt.
@@ -204,7 +206,7 @@ def restore_files(task: Task, preset: Preset, inputs: Sequence[str | Path], outp
 
 def _run_into(store: RunStore, job: Job, ranks: distributed.Ranks, header: Callable[[], dict[str, Any]],
               events: RunEvents, faces: FaceSession | None, paste_back: bool,
-              generator: Generator | None) -> tuple[list[ImageRecord], Report | None]:
+              generator: Callable[[], Generator] | None) -> tuple[list[ImageRecord], Report | None]:
     """Run this rank's share into ``store``, keeping the views current; this run's records and last views."""
     run_id = store.begin_run(header())
     events = dataclasses.replace(events)
@@ -222,7 +224,7 @@ def _run_into(store: RunStore, job: Job, ranks: distributed.Ranks, header: Calla
         events.annotate = faces.annotate
     elif is_face_generator(job.preset.generator):  # identity of the output's face in every row
         events.annotate = IdentityRows(job.reference_dir, job.task.compare_to_input).annotate
-    runner = Runner(job, events, generator=generator, store=store, run_id=run_id)
+    runner = Runner(job, events, generator=None if generator is None else generator(), store=store, run_id=run_id)
     try:
         if faces is not None and ranks.is_main:  # photos without a usable face
             runner.sink.settle([(record, None, None) for record in faces.failed])
