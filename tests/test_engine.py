@@ -326,6 +326,6 @@ def test_bf16_support_is_asked_of_the_run_device(monkeypatch) -> None:
 
     monkeypatch.setattr(torch.cuda, "device", use_device)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported",
-                        lambda including_emulation=True: current[0] == torch.device("cuda", 1) and not including_emulation)
+                        lambda including_emulation=True: current[0].index == 1 and not including_emulation)
     assert EngineOptions.for_device(torch.device("cuda", 1)).precision == "bf16"
     assert EngineOptions.for_device(torch.device("cuda", 0)).precision == "fp32"
