@@ -4,7 +4,8 @@
 ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set. Each rank takes every G-th *file stem* (so two inputs that
 would write the same output always meet on one rank), uses GPU ``LOCAL_RANK`` or the CPU, writes its own
 images and records each one in ``OUT/.mgan/`` (:mod:`mgan_cli.run.store`, which does the locking); rank 0
-keeps ``report.json``/``report.csv`` current and writes them once more after every rank is done. A rerun resumes like a single-process run (finished outputs are skipped and keep their results).
+keeps ``report.json``/``report.csv`` current and writes them once more after every rank is done.
+A rerun resumes like a single-process run (finished outputs are skipped and keep their results).
 
 The process group is always **gloo**, on GPUs too: the ranks only exchange small Python objects (status
 rows, a barrier), which gloo carries over CPU tensors. NCCL would add nothing and, without a bound device,
