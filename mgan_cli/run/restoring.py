@@ -21,6 +21,7 @@ from mgan_cli.core.engine import InversionResult, check_settings, invert
 from mgan_cli.core.tuning import tune, tuned_parameters, tuning_autocast
 from mgan_cli.edit.frames import Inversion, render_frames, render_inversion
 from mgan_cli.generators import Generator
+from mgan_cli.run.batching import BatchChoice, MemoryProbe, choose_batch_size, cuda_memory_api, probe_memory
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job
 from mgan_cli.utils.imageio import to_uint8
@@ -94,6 +95,7 @@ class BatchRestorer:
         self.on_step = on_step
         self.on_warning = on_warning
         self.batch_limit = max(1, preset.batch_size)
+        self.batch_choice: BatchChoice | None = None
 
     @property
     def resolution(self) -> int:
@@ -103,11 +105,22 @@ class BatchRestorer:
     def needs_mask(self) -> bool:
         return self.degradation.needs_mask
 
-    def fit_batch_to_memory(self) -> None:
-        """On CUDA: lower the batch limit to what fits in free memory, measured with a one-image probe of two
-        optimisation steps (out-of-memory later still halves it, see :meth:`restore_all`)."""
-        if self.device.type != "cuda":
-            return
+    # ---- batch sizing (policy: mgan_cli.run.batching; issue 19 item 7) ----
+    def fit_batch_to_memory(self, inputs: int | None = None, requested: int | str | None = None) -> BatchChoice:
+        """Set the batch limit by :func:`~mgan_cli.run.batching.choose_batch_size` from a one-image probe of two
+        optimisation steps (CUDA only; out-of-memory later still halves it, see :meth:`restore_all`).
+
+        ``requested``: ``"auto"``, a size, or ``None`` (= ``"auto"`` on CUDA once ``inputs`` is given; without
+        ``inputs`` the preset's size stays the cap, as before). Returns the choice (for the report header)."""
+        if requested is None and inputs is None:
+            requested = self.batch_limit
+        inputs = inputs if inputs is not None else self.batch_limit
+        probe = self._probe_memory() if self.device.type == "cuda" else None
+        choice = choose_batch_size(requested, self.batch_limit, inputs, self.device.type, probe)
+        self.batch_limit, self.batch_choice = choice.batch_size, choice
+        return choice
+
+    def _probe_memory(self) -> MemoryProbe:
         device = self.device
         probe = torch.zeros(1, 3, self.observed_size, self.observed_size, device=device)
         mask = torch.zeros(1, 1, self.resolution, self.resolution, device=device)
@@ -117,9 +130,8 @@ class BatchRestorer:
         torch.cuda.reset_peak_memory_stats(device)
         invert(self.generator, probe, self.degradation, self.loss, settings, [0],
                mask=mask if self.needs_mask else None, options=self.job.engine)
-        per_image = torch.cuda.max_memory_allocated(device) - baseline
-        free, _ = torch.cuda.mem_get_info(device)
-        self.batch_limit = fitting_batch_size(free, per_image, self.batch_limit)
+        return probe_memory(cuda_memory_api(), device, baseline, torch.cuda.max_memory_allocated(device))
+    # ---- end of batch sizing ----
 
     def restore_all(self, observed: Sequence[torch.Tensor], masks: Sequence[torch.Tensor | None],
                     seeds: Sequence[int]) -> list[Chunk]:
