@@ -1,17 +1,24 @@
-"""``make gpu-check``: one command that proves the GPU path, and records what it measured.
+"""``make gpu-check``: one command, at most 8 minutes on one H100/H200, aimed at what a first GPU run risks
+(issue 19), and a record of what it measured.
 
-On a machine with CUDA it runs, in order, each under a time limit:
+On a machine with CUDA it runs, in order, each in its own process under a time limit (:data:`LIMITS`, which
+sum to at most 8 minutes; start-up of the machine is not included):
 
-1. the ``cuda``-marked tests (``pytest -m cuda``);
-2. ``mgan invert examples/faces --device cuda`` (the default preset; about a minute at most);
-3. ``python -m bench --device cuda`` at a size that finishes in under 8 minutes on one H100/H200
-   (:data:`BENCH_ARGS`: every config, fewer timed steps and images than ``make bench``);
+1. ``reduce-overhead``: one StyleGAN2 batch with ``--compile reduce-overhead`` and early stopping
+   (:mod:`bench.gpu_probes`; as are 2-5);
+2. ``stylegan3-step``: StyleGAN3 seconds per step;
+3. ``precision``: bf16 vs fp16 vs fp32 speed and PSNR on StyleGAN2-256 random weights;
+4. ``auto-batch``: the ``--batch-size auto`` choice vs the largest batch that really runs;
+5. ``metrics-oom``: a forced CUDA out-of-memory in the metrics (images restored, metrics null);
+6. ``reference loop``: ``python -m bench --configs pggan256`` (PGGAN-256, ℓ = 8, N = 20): images per hour
+   against the reference loop at equal final PSNR, achieved TFLOP/s and its share of the bf16 peak;
+7. ``torchrun gloo``: 2 processes on one GPU (``--device cuda:0``), gloo process group.
 
-then appends a section to ``BENCHMARKS.md``: the device, torch and CUDA versions, the commit, the date, and per
-step its command, outcome, wall time and result, followed by the benchmark's own tables. Without CUDA it says
-so and exits 0 (nothing is run or written). The exit status is 1 when any step failed or ran out of time.
+then appends one table to ``BENCHMARKS.md``: the device, torch and CUDA versions, the commit, the date, and
+per step its command, outcome, wall time and result, followed by the benchmark's own tables. Without CUDA it
+says so and exits 0 (nothing is run or written). The exit status is 1 when any step failed or ran out of time.
 
-    python -m bench.gpu_check [--out BENCHMARKS.md] [--bench-args "--configs dcgan64 --iterations 10"]
+    python -m bench.gpu_check [--out BENCHMARKS.md] [--bench-args "--configs pggan256 --iterations 10"]
 """
 
 from __future__ import annotations
@@ -31,10 +38,15 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-#: the benchmark's size for this check (``make bench`` uses 50 steps and 4 images)
-BENCH_ARGS = ("--iterations", "20", "--images", "2")
-#: wall-clock limits in seconds: the cuda tests, the example inversion, the benchmark
-LIMITS = {"cuda tests": 600, "invert": 120, "bench": 480}
+#: the reference-loop comparison of this check (``make bench`` runs every config, 50 steps, 4 images)
+BENCH_ARGS = ("--configs", "pggan256", "--iterations", "20", "--images", "4", "--no-shipped")
+#: the probes of :mod:`bench.gpu_probes`, in order
+PROBES = ("reduce-overhead", "stylegan3-step", "precision", "auto-batch", "metrics-oom")
+#: wall-clock limits in seconds per step; they sum to at most 8 minutes (a device check must fit ~15 minutes
+#: of device time with the machine's start-up and a rerun)
+LIMITS = {"reduce-overhead": 100, "stylegan3-step": 45, "precision": 75, "auto-batch": 45, "metrics-oom": 40,
+          "reference loop": 120, "torchrun gloo": 50}
+TOTAL_LIMIT = 8 * 60
 
 
 @dataclass
@@ -66,10 +78,12 @@ def run_step(step: Step, limit: float) -> subprocess.CompletedProcess[str] | Non
     return done
 
 
-def pytest_summary(stdout: str) -> str:
-    """The last line of pytest's summary (``3 passed, 1 skipped in 4.2s``)."""
-    lines = [line.strip(" =") for line in stdout.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+def probe_summary(stdout: str) -> str:
+    """The ``result`` of a probe's JSON line."""
+    rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    if not rows:
+        raise ValueError("no result line")
+    return str(rows[-1]["result"]).replace("|", "/")
 
 
 def invert_summary(stdout: str) -> str:
@@ -127,6 +141,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def steps(tmp: Path, bench_args: str, bench_md: Path) -> list[Step]:
+    """The commands of the check (see the module docstring)."""
+    python = sys.executable
+    probes = [Step(name, [python, "-m", "bench.gpu_probes", name, "--device", "cuda"]) for name in PROBES]
+    inputs = REPO / "examples" / "faces"
+    torchrun = [str(Path(python).with_name("torchrun")), "--standalone", "--nproc-per-node", "2", "-m", "mgan_cli",
+                "invert", str(inputs), "-o", str(tmp / "torchrun"), "--overwrite", "--iterations", "5", "--codes",
+                "4", "--device", "cuda:0", "--json"]
+    return [*probes,
+            Step("reference loop", [python, "-m", "bench", "--device", "cuda", *shlex.split(bench_args),
+                                    "--out", str(bench_md)]),
+            Step("torchrun gloo", torchrun)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not torch.cuda.is_available():
@@ -134,16 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               "a GPU). Exit 0.")
         return 0
     device = torch.cuda.get_device_name(0)
+    summaries = {name: probe_summary for name in PROBES}
+    summaries.update({"reference loop": lambda out: "tables below", "torchrun gloo": invert_summary})
     with tempfile.TemporaryDirectory(prefix="mgan-gpu-check-") as tmp:
         bench_md = Path(tmp) / "bench.md"
-        tests = Step("cuda tests", [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests"])
-        invert = Step("invert", [sys.executable, "-m", "mgan_cli", "invert", "examples/faces", "--device", "cuda",
-                                 "-o", str(Path(tmp) / "invert"), "--overwrite", "--json"])
-        bench = Step("bench", [sys.executable, "-m", "bench", "--device", "cuda", *shlex.split(args.bench_args),
-                               "--out", str(bench_md)])
-        summaries = {"cuda tests": pytest_summary, "invert": invert_summary,
-                     "bench": lambda out: "tables below"}
-        for step in (tests, invert, bench):
+        planned = steps(Path(tmp), args.bench_args, bench_md)
+        for step in planned:
             done = run_step(step, LIMITS[step.name])
             if done is not None:
                 try:
@@ -152,12 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     step.result = f"(output not understood: {exc})"
             print(f"gpu-check: {step.name}: {step.outcome} in {step.seconds:.1f} s {step.result}", file=sys.stderr)
         tables = bench_md.read_text() if bench_md.is_file() else ""
-        text = section((tests, invert, bench), device, tables)
+        text = section(planned, device, tables)
     with args.out.open("a", encoding="utf-8") as handle:
         handle.write("\n" + text)
     print(text)
     print(f"gpu-check: appended to {args.out}", file=sys.stderr)
-    return 0 if all(step.ok for step in (tests, invert, bench)) else 1
+    return 0 if all(step.ok for step in planned) else 1
 
 
 if __name__ == "__main__":

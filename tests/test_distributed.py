@@ -47,3 +47,29 @@ def test_torchrun_two_processes_merge_one_report(shared_dir, tmp_path) -> None:
     rerun = json.loads((out / "report.json").read_text())
     assert [row["status"] for row in rerun["images"]] == ["skipped"] * 5
     assert [row["psnr"] for row in rerun["images"]] == [row["psnr"] for row in report["images"]]
+
+
+def test_gpu_ranks_use_gloo_and_bind_their_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 1 of a CUDA job makes GPU 1 current before joining a gloo group (NCCL without a bound device
+    puts every rank's object collectives on GPU 0)."""
+    import torch
+    import torch.distributed as dist
+
+    from mgan_cli.run import distributed
+
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group",
+                        lambda backend, **kwargs: calls.append(("init", backend)))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", torch.device(device))))
+    ranks = Ranks(1, 2, 1)
+    device = distributed.device_for(ranks, torch.device("cuda"))
+    assert device == torch.device("cuda", 1)
+    distributed.start(ranks, device)
+    assert calls == [("set_device", torch.device("cuda", 1)), ("init", "gloo")]
+    calls.clear()
+    distributed.start(Ranks(0, 2, 0), torch.device("cpu"))
+    assert calls == [("init", "gloo")]  # a CPU rank touches no CUDA state
+    calls.clear()
+    distributed.start(Ranks(), torch.device("cuda"))
+    assert calls == []  # a single process joins nothing

@@ -170,20 +170,163 @@ def test_early_stopping_freezes_finished_images_and_shrinks_the_batch(generator)
     assert torch.allclose(result.images[1], alone.images[0], atol=1e-5)
 
 
-def test_compile_failure_falls_back_to_eager(generator, targets, monkeypatch) -> None:
+def _compile_options(mode: str = "default"):
     from mgan_cli.core.engine import EngineOptions
 
-    def broken_compile(function, **kwargs):
-        def compiled(*args):
-            raise RuntimeError("no compiler here")
+    return EngineOptions(compile=mode)
 
-        return compiled
 
-    monkeypatch.setattr(torch, "compile", broken_compile)
+@pytest.mark.slow
+def test_compile_default_matches_eager_on_the_cpu(generator, targets) -> None:
+    """A real ``--compile default`` run (inductor, CPU): no fallback, and the images match eager within
+    1e-3 (max abs, images in [-1, 1]; inductor fuses and reorders float32 sums, so bits differ)."""
+    warnings: list[str] = []
+    loss = ReconstructionLoss(perceptual_weight=0.0)
+    settings = _settings(iterations=3)
+    compiled = invert(generator, targets[:2], Identity(), loss, settings, seeds=[3, 4],
+                      options=_compile_options(), warn=warnings.append)
+    eager = invert(generator, targets[:2], Identity(), loss, settings, seeds=[3, 4])
+    assert warnings == []
+    assert result_moved_from(eager, generator, settings, [3, 4])
+    assert (compiled.images - eager.images).abs().max() < 1e-3
+
+
+def result_moved_from(result, generator, settings, seeds) -> bool:
+    from mgan_cli.core.engine import initial_state
+
+    start, _, _ = initial_state(generator, settings, seeds, torch.device("cpu"))
+    return bool((result.codes - start).abs().max() > 1e-3)
+
+
+class _FailingBackward(torch.autograd.Function):
+    """Identity forward; its backward raises (as a compiled backward that fails to compile does)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("backward failed to compile")
+
+
+def _patch_compiled(monkeypatch, compiled_factory) -> None:
+    """Make ``torch.compile`` return ``compiled_factory(eager_function)``."""
+    monkeypatch.setattr(torch, "compile", lambda function, **kwargs: compiled_factory(function))
+
+
+def test_a_compiled_backward_that_fails_falls_back_to_eager(generator, targets, monkeypatch) -> None:
+    _patch_compiled(monkeypatch, lambda eager: (lambda *args: _FailingBackward.apply(eager(*args))))
     warnings: list[str] = []
     loss = ReconstructionLoss(perceptual_weight=0.0)
     compiled = invert(generator, targets[:1], Identity(), loss, _settings(), seeds=[3],
-                      options=EngineOptions(compile="default"), warn=warnings.append)
+                      options=_compile_options(), warn=warnings.append)
     eager = invert(generator, targets[:1], Identity(), loss, _settings(), seeds=[3])
     assert torch.equal(compiled.images, eager.images)
     assert len(warnings) == 1 and "running eagerly" in warnings[0]
+
+
+def test_out_of_memory_is_not_taken_for_a_compile_failure(generator, targets, monkeypatch) -> None:
+    def compiled_factory(eager):
+        def compiled(*args):
+            try:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            except torch.OutOfMemoryError as exc:  # as torch.compile re-raises it, wrapped
+                raise RuntimeError("backend compiler failed") from exc
+        return compiled
+
+    _patch_compiled(monkeypatch, compiled_factory)
+    warnings: list[str] = []
+    with pytest.raises(RuntimeError, match="backend compiler failed") as raised:
+        invert(generator, targets[:1], Identity(), ReconstructionLoss(0.0), _settings(), seeds=[3],
+               options=_compile_options(), warn=warnings.append)
+    assert isinstance(raised.value.__cause__, torch.OutOfMemoryError) and warnings == []
+
+
+class _StaticOutput(torch.autograd.Function):
+    """Returns its input copied into one buffer that every call overwrites, as a CUDA graph replay does."""
+
+    buffer: torch.Tensor | None = None
+
+    @staticmethod
+    def forward(ctx, x):
+        if _StaticOutput.buffer is None or _StaticOutput.buffer.shape != x.shape:
+            _StaticOutput.buffer = torch.empty_like(x)
+        return _StaticOutput.buffer.copy_(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def test_early_stopping_holds_no_reference_to_a_step_output(generator, targets, monkeypatch) -> None:
+    """``--compile reduce-overhead``: the next replay overwrites a step's output; early stopping compares
+    against the loss of the last check, which therefore has to be a copy (else every image 'stops')."""
+    _patch_compiled(monkeypatch, lambda eager: (lambda *args: _StaticOutput.apply(eager(*args))))
+    settings = _settings(iterations=20, schedule="constant", early_stop_window=5, early_stop_tolerance=1e-4)
+    loss = ReconstructionLoss(perceptual_weight=0.0)
+    plain = invert(generator, targets[:2], Identity(), loss, settings, seeds=[0, 1])
+    graphs = invert(generator, targets[:2], Identity(), loss, settings, seeds=[0, 1], options=_compile_options())
+    assert plain.steps.tolist() == [20, 20]  # nothing stops early in the plain run
+    assert graphs.steps.tolist() == plain.steps.tolist()
+    assert torch.equal(graphs.images, plain.images)
+
+
+def _fp16_options():
+    from mgan_cli.core.engine import EngineOptions
+
+    return EngineOptions(precision="fp16")
+
+
+def test_fp16_overflow_of_one_image_skips_only_its_steps(generator, targets) -> None:
+    """An image whose float16 gradient overflows (a target far outside [-1, 1]) does not hold back the
+    others: image 0 ends (nearly: the loss scale is shared, see the engine's docstring) as it does alone."""
+    loss = ReconstructionLoss(perceptual_weight=0.0)
+    wild = targets[1:2] * 0 + 1e4
+    settings = _settings(iterations=6)
+    together = invert(generator, torch.cat([targets[:1], wild]), Identity(), loss, settings, seeds=[1, 2],
+                      options=_fp16_options())
+    alone = invert(generator, targets[:1], Identity(), loss, settings, seeds=[1], options=_fp16_options())
+    assert together.overflow_skips.tolist()[0] == 0 and together.overflow_skips.tolist()[1] >= 2
+    assert alone.overflow_skips.tolist() == [0]
+    assert result_moved_from(alone, generator, settings, [1])
+    assert (together.images[0] - alone.images[0]).abs().max() < 2e-3
+    assert together.diverged_at.tolist() == [-1, -1]
+
+
+def test_a_nonfinite_loss_under_fp16_blames_float16_not_the_learning_rate() -> None:
+    from mgan_cli.core.engine import nonfinite_reason
+
+    assert "lower --lr" in nonfinite_reason(7, "fp32") and "step 7" in nonfinite_reason(7, "bf16")
+    fp16 = nonfinite_reason(7, "fp16")
+    assert "float16" in fp16 and "--precision bf16" in fp16 and "--lr" not in fp16
+
+
+def test_adam_is_fused_on_cuda_only() -> None:
+    from mgan_cli.core.engine import make_optimizer
+
+    params = [{"params": [torch.zeros(2, 3, requires_grad=True)]}]
+    assert make_optimizer("adam", params, 0.1, torch.device("cuda")).defaults["fused"] is True
+    assert not make_optimizer("adam", params, 0.1, torch.device("cpu")).defaults["fused"]
+    assert isinstance(make_optimizer("sgd", params, 0.1, torch.device("cuda")), torch.optim.SGD)
+
+
+def test_bf16_support_is_asked_of_the_run_device(monkeypatch) -> None:
+    """``precision auto`` on ``cuda:1`` asks GPU 1 (``is_bf16_supported`` answers for the current device)."""
+    from contextlib import contextmanager
+
+    from mgan_cli.core.engine import EngineOptions
+
+    current = [torch.device("cuda", 0)]
+
+    @contextmanager
+    def use_device(device):
+        previous, current[0] = current[0], torch.device(device)
+        yield
+        current[0] = previous
+
+    monkeypatch.setattr(torch.cuda, "device", use_device)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: current[0].index == 1 and not including_emulation)
+    assert EngineOptions.for_device(torch.device("cuda", 1)).precision == "bf16"
+    assert EngineOptions.for_device(torch.device("cuda", 0)).precision == "fp32"

@@ -473,3 +473,24 @@ def test_cuda_equals_cpu(data_dir: Path) -> None:
         assert row_gpu["niqe"] == pytest.approx(row_cpu["niqe"], rel=1e-3)
     for fn in (psnr, ssim, lpips_distance):
         assert fn(images.cuda(), references.cuda()).device.type == "cuda"
+
+
+def test_lpips_changes_no_process_wide_flag_and_runs_float64_on_cuda(monkeypatch) -> None:
+    """The metrics run on the writer thread: on CUDA LPIPS computes in float64 (no TF32 path) instead of
+    switching cuDNN's process-wide TF32 flag; float64 agrees with float32 on the CPU."""
+    import torch
+
+    from mgan_cli.metrics import perceptual
+
+    assert perceptual.compute_dtype(torch.device("cuda")) == torch.float64
+    assert perceptual.compute_dtype(torch.device("cpu")) == torch.float32
+    rng = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 256, (2, 3, 48, 48), generator=rng, dtype=torch.uint8)
+    b = torch.randint(0, 256, (2, 3, 48, 48), generator=rng, dtype=torch.uint8)
+    single = perceptual.lpips_distance(a, b)
+    monkeypatch.setattr(perceptual, "compute_dtype", lambda device: torch.float64)
+    double = perceptual.lpips_distance(a, b)
+    torch.testing.assert_close(double, single, atol=1e-5, rtol=1e-5)
+    assert not hasattr(perceptual, "_ieee_float32")
+    monkeypatch.setattr(perceptual, "LPIPS_CHUNK_PIXELS", 48 * 48)  # one image per pass: the same distances
+    torch.testing.assert_close(perceptual.lpips_distance(a, b), single, atol=1e-6, rtol=1e-6)

@@ -223,3 +223,24 @@ def test_full_size_split_is_exact() -> None:
         for layer in (1, 6, 13):
             lower, upper = model.split(layer, "z")
             assert torch.equal(upper(lower(code), wplus[:, layer:]), expected)
+
+
+@pytest.mark.parametrize("modulated_conv, fir", [("input-scaling", "single-channel"), ("grouped", "depthwise"),
+                                                 ("input-scaling", "depthwise")])
+def test_the_switchable_implementations_compute_the_same_image(modulated_conv: str, fir: str, monkeypatch) -> None:
+    """Issue 19 item 8: each choice the device run may pick renders what the default does."""
+    from mgan_cli.generators import ARCHITECTURES, stylegan2
+
+    torch.manual_seed(0)
+    model = ARCHITECTURES.get("stylegan2")(resolution=16, z_dim=8, w_dim=8, fmaps_base=64, fmaps_max=8,
+                                           num_mapping_layers=2, truncation_psi=None, truncation_layers=None)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_()
+        codes = torch.randn(3, 8)
+        expected = model(codes)
+        monkeypatch.setitem(stylegan2.implementation, "modulated_conv", modulated_conv)
+        monkeypatch.setitem(stylegan2.implementation, "filter", fir)
+        torch.testing.assert_close(model(codes), expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError):
+        stylegan2.set_implementation(modulated_conv="winograd")

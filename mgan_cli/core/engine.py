@@ -7,6 +7,16 @@ image (:func:`mgan_cli.core.composition.compose`), renders the upper part, appli
 and minimises ``Σ_b L(A(x̂_b), y_b)``. Images never interact: each one's loss depends only on its own
 parameters, and the optimisers (Adam, SGD) are element-wise, so a batch gives the same result as
 running the images one by one. The generator's weights never receive gradients.
+
+**Where "a batch = one image at a time" does not hold exactly (fp16).** Under ``precision="fp16"`` the
+backward pass runs with one loss scale shared by the batch (:class:`RowLossScaler`). A gradient that
+overflows float16 skips the optimiser step of *that image only* (its codes and Adam moments are restored;
+the others step normally), but (a) the shared scale is halved for every image, which changes the rounding
+of the other images' float16 gradients (not their step), and (b) Adam's step counter is one per parameter
+tensor, so the skipping image's bias correction afterwards counts the skipped step. With bf16, fp32 and
+with fp16 steps that do not overflow, the promise holds. A loss that is already non-finite in the forward
+pass under fp16 is a float16 overflow of the generator's activations (not a learning rate that is too
+high): :func:`nonfinite_reason` says which.
 """
 
 from __future__ import annotations
@@ -32,6 +42,15 @@ from mgan_cli.utils.shapes import check_shape
 OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer")
 OPTIMIZERS.register("adam")(torch.optim.Adam)
 OPTIMIZERS.register("sgd")(torch.optim.SGD)
+
+
+def make_optimizer(name: str, groups: list[dict], lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """The optimiser ``name`` over ``groups``; Adam on CUDA is the fused (one-kernel) implementation, which
+    computes the same element-wise update as the default one."""
+    kind = OPTIMIZERS.get(name)
+    if kind is torch.optim.Adam and device.type == "cuda":
+        return kind(groups, lr=lr, fused=True)
+    return kind(groups, lr=lr)
 
 #: learning-rate schedules by name: ``SCHEDULES.get(name)(t)`` is the multiplier at progress ``t`` in [0, 1)
 SCHEDULES: Registry[Callable[[float], float]] = Registry("learning-rate schedule")
@@ -119,6 +138,7 @@ class InversionResult:
     upper_latent: torch.Tensor | None
     steps: torch.Tensor | None = None  # [B] optimisation steps each image took (fewer if it stopped early)
     diverged_at: torch.Tensor | None = None  # [B] first step whose loss was not finite, -1 where none was
+    overflow_skips: torch.Tensor | None = None  # fp16: [B] steps skipped because that image's gradient overflowed
 
 
 #: ``progress(step, losses)`` is called every few steps with the steps done and the per-image losses.
@@ -174,6 +194,9 @@ class EngineOptions:
     precision: str = "fp32"
     channels_last: bool = False
     compile: str = "off"
+    #: on CUDA: let cuDNN time its convolution algorithms once per shape (the shapes of a run are fixed but
+    #: for the batch shrinking when images stop early)
+    cudnn_benchmark: bool = True
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -190,7 +213,7 @@ class EngineOptions:
         a step 1.6× faster, bf16 another 2.3×, with the same PSNR to 0.001 dB after 50 steps."""
         cuda = device.type == "cuda"
         if precision == "auto":
-            native = torch.cuda.is_bf16_supported() if cuda else cpu_has_native_bf16()
+            native = cuda_has_native_bf16(device) if cuda else cpu_has_native_bf16()
             precision = "bf16" if native else "fp32"
         if precision == "fp16" and not cuda:
             raise ConfigurationError("--precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
@@ -198,6 +221,13 @@ class EngineOptions:
 
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """Whether CUDA ``device`` (not whichever device is current) computes bf16 natively (Ampere and later;
+    emulated bf16 on older GPUs is slower than fp32)."""
+    with torch.cuda.device(device):
+        return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 @functools.cache
@@ -210,8 +240,28 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def _caused_by_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised from, an out-of-memory error (torch.compile wraps errors)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, torch.OutOfMemoryError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class _Stepper:
-    """Renders, degrades and scores the active images; optionally compiled, with an eager fallback."""
+    """Renders, degrades and scores the active images and back-propagates; optionally compiled, with an
+    eager fallback.
+
+    :meth:`forward_backward` is the one place the compiled function runs: its forward pass *and* its
+    backward pass (compiled lazily, at the first backward) are inside the fallback's ``try``, so a failure
+    of either switches to eager mode and redoes the step. An out-of-memory error is never a compile
+    failure: it propagates (the caller halves the batch). The per-image losses it returns are a copy, never
+    a compiled function's output buffer (CUDA graphs overwrite those at the next replay).
+    """
 
     def __init__(self, model: MultiCodeModel, degradation: Degradation, loss: ReconstructionLoss,
                  options: EngineOptions, device: torch.device, warn: Callable[[str], None] | None) -> None:
@@ -220,6 +270,7 @@ class _Stepper:
         self.autocast_dtype = _AUTOCAST_DTYPES.get(options.precision)
         self.channels_last = options.channels_last
         self.warn = warn
+        self.cuda_graphs = options.compile == "reduce-overhead"
         self.compiled: Callable[..., torch.Tensor] | None = None
         if options.compile != "off":
             self.compiled = torch.compile(self.eager, mode=None if options.compile == "default" else options.compile,
@@ -234,15 +285,83 @@ class _Stepper:
                 images = images.contiguous(memory_format=torch.channels_last)
             return self.loss(self.degradation(images.float(), mask), observed, target_features).float()
 
-    def __call__(self, *args: torch.Tensor | None) -> torch.Tensor:
+    def forward_backward(self, args: tuple[torch.Tensor | None, ...], params: Sequence[torch.Tensor],
+                         loss_scale: float | None = None) -> torch.Tensor:
+        """Per-image losses ``[B]`` (a detached copy); the gradient of their sum (× ``loss_scale``) is in
+        ``params``' ``.grad`` (which this sets afresh)."""
         if self.compiled is not None:
             try:
-                return self.compiled(*args)
+                if self.cuda_graphs:
+                    torch.compiler.cudagraph_mark_step_begin()
+                return self._run(self.compiled, args, params, loss_scale)
             except Exception as exc:  # torch.compile raises many kinds of errors; eager always works
+                if _caused_by_out_of_memory(exc):
+                    raise
                 if self.warn is not None:
                     self.warn(f"torch.compile failed ({exc.__class__.__name__}); running eagerly")
                 self.compiled = None
-        return self.eager(*args)  # type: ignore[arg-type]
+        return self._run(self.eager, args, params, loss_scale)
+
+    @staticmethod
+    def _run(function: Callable[..., torch.Tensor], args: tuple[torch.Tensor | None, ...],
+             params: Sequence[torch.Tensor], loss_scale: float | None) -> torch.Tensor:
+        for param in params:
+            param.grad = None
+        per_image = function(*args)
+        total = per_image.sum()
+        (total if loss_scale is None else total * loss_scale).backward()
+        return per_image.detach().clone()
+
+
+class RowLossScaler:
+    """fp16 loss scaling that skips the step of each overflowing image only (see the module docstring).
+
+    The policy of ``torch.amp.GradScaler`` (start 2¹⁶, halve on overflow, double after 2000 clean steps),
+    with the overflow decided per image (row): the rows whose unscaled gradient is not finite get a zero
+    gradient and, after the optimiser's step, their parameters and optimiser state back.
+    """
+
+    def __init__(self, scale: float = 2.0**16, growth_interval: int = 2000) -> None:
+        self.scale, self.growth_interval, self.clean_steps = scale, growth_interval, 0
+
+    def step(self, optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Unscale, step every row whose gradient is finite; the ``[B]`` mask of rows that overflowed."""
+        overflow = torch.zeros(params[0].shape[0], dtype=torch.bool, device=params[0].device)
+        for param in params:
+            if param.grad is not None:
+                param.grad.div_(self.scale)
+                overflow |= ~torch.isfinite(param.grad).flatten(1).all(dim=1)
+        if not bool(overflow.any()):  # one sync per step, as GradScaler's
+            optimizer.step()
+            self.clean_steps += 1
+            if self.clean_steps >= self.growth_interval:
+                self.scale, self.clean_steps = self.scale * 2.0, 0
+            return overflow
+        rows = overflow.nonzero().flatten()
+        saved = []
+        for param in params:
+            if param.grad is not None:
+                param.grad[rows] = 0.0
+            state = optimizer.state.get(param, {})
+            saved.append((param.detach()[rows].clone(),
+                           {k: v[rows].clone() for k, v in state.items() if torch.is_tensor(v) and v.dim() > 0}))
+        optimizer.step()
+        with torch.no_grad():
+            for param, (values, state) in zip(params, saved, strict=True):
+                param[rows] = values
+                for key, value in state.items():
+                    optimizer.state[param][key][rows] = value
+        self.scale, self.clean_steps = self.scale / 2.0, 0
+        return overflow
+
+
+def nonfinite_reason(step: int, precision: str) -> str:
+    """Why an image's loss became inf/NaN at ``step``: under fp16 a float16 overflow of the generator's
+    activations (a learning rate is not to blame), otherwise a divergence."""
+    if precision == "fp16":
+        return (f"the loss overflowed float16 at step {step} (activations beyond ±65504); "
+                "use --precision bf16 or fp32")
+    return f"the optimisation diverged at step {step}; lower --lr"
 
 
 def _keep_rows(optimizer: torch.optim.Optimizer, keep: torch.Tensor) -> list[torch.Tensor]:
@@ -281,10 +400,11 @@ def invert(
     make the initial codes reproducible and independent of how images are batched. With
     ``settings.early_stop_window`` > 0, an image whose loss improved by less than
     ``early_stop_tolerance`` (relative) over the last window stops there, and the batch shrinks.
-    An image whose loss becomes inf or NaN (a learning rate far too high) is taken out of the batch at the
-    next check (with ``progress``: every ``progress_every`` steps; always at the last step; every step with
-    fp16's gradient scaler, which would otherwise skip every image's step) and its first non-finite step is
-    reported in ``diverged_at``; the others go on, unaffected (rows never interact).
+    An image whose loss becomes inf or NaN (a learning rate far too high; under fp16 a float16 overflow, see
+    :func:`nonfinite_reason`) is taken out of the batch at the next check (with ``progress``: every
+    ``progress_every`` steps; always at the last step; every step under fp16) and its first non-finite step
+    is reported in ``diverged_at``; the others go on, unaffected (rows never interact). Under fp16 a
+    gradient overflow skips only that image's step (``overflow_skips``; see the module docstring).
     """
     batch = check_shape(observed, "B 3 H W", "observed")["B"]
     if mask is not None:
@@ -309,8 +429,10 @@ def invert(
               {"params": [alphas.requires_grad_()], "base_lr": alpha_lr}]
     if upper is not None:
         groups.append({"params": [upper.requires_grad_()], "base_lr": settings.lr})
-    optimizer = OPTIMIZERS.get(settings.optimizer)(groups, lr=settings.lr)
-    scaler = torch.amp.GradScaler(device.type) if options.precision == "fp16" else None
+    optimizer = make_optimizer(settings.optimizer, groups, settings.lr, device)
+    scaler = RowLossScaler() if options.precision == "fp16" else None
+    if device.type == "cuda" and options.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True  # main thread, before any convolution of this run
 
     active = torch.arange(observed.shape[0], device=device)
     active_observed, active_mask = observed, mask
@@ -350,6 +472,7 @@ def invert(
 
     # divergence checks cost a device sync: every step under fp16's scaler (which syncs anyway), with the
     # progress callback (which syncs anyway), else only at the end
+    overflowed = torch.zeros(observed.shape[0], dtype=torch.long)  # fp16: skipped steps per image
     check_every = 1 if scaler is not None else max(1, progress_every) if progress is not None \
         else max(1, settings.iterations)
     for step in range(settings.iterations):
@@ -357,20 +480,18 @@ def invert(
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         upper_param = params[2] if len(params) > 2 else None
-        per_image = stepper(params[0], params[1], upper_param, active_observed, active_mask, active_targets)
-        bad_since = torch.where((bad_since < 0) & ~torch.isfinite(per_image.detach()), step + 1, bad_since)
-        optimizer.zero_grad(set_to_none=True)
-        total = per_image.sum()
+        per_image = stepper.forward_backward(
+            (params[0], params[1], upper_param, active_observed, active_mask, active_targets), params,
+            None if scaler is None else scaler.scale)
+        bad_since = torch.where((bad_since < 0) & ~torch.isfinite(per_image), step + 1, bad_since)
         if scaler is not None:
-            scaler.scale(total).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            skipped = scaler.step(optimizer, params)
+            overflowed[active[skipped].cpu()] += 1
         else:
-            total.backward()
             optimizer.step()
         done = step + 1
         if progress is not None and (done % progress_every == 0 or done == settings.iterations):
-            progress(done, per_image.detach())
+            progress(done, per_image)
         if done % check_every == 0 or done == settings.iterations:
             diverged = bad_since >= 0
             if bool(diverged.any()):  # take them out: rows are independent, the others go on
@@ -382,7 +503,7 @@ def invert(
                 per_image = per_image[kept]
         window = settings.early_stop_window
         if window and done % window == 0 and done < settings.iterations:
-            current = per_image.detach()
+            current = per_image  # a copy (see _Stepper): a CUDA graph replay cannot overwrite it
             if last_check is not None:
                 stopped = (last_check - current) <= settings.early_stop_tolerance * last_check.abs()
                 if stopped.any():
@@ -399,4 +520,5 @@ def invert(
         images = model(final_codes, final_alphas, final_upper).float()
         final = loss(degradation(images, mask), observed, target_features)
     return InversionResult(images=images, losses=final, codes=final_codes, alphas=final_alphas,
-                           upper_latent=final_upper, steps=steps, diverged_at=diverged_at)
+                           upper_latent=final_upper, steps=steps, diverged_at=diverged_at,
+                           overflow_skips=overflowed if scaler is not None else None)

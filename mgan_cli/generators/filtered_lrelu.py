@@ -22,6 +22,11 @@ samples. Everything is whole-tensor ``conv2d``/``pad``/``view`` work, on CPU and
 over pixels.
 ``bench/filtered_lrelu.py`` measures this against :func:`reference_filtered_lrelu` (the textbook
 zero-insert / full-rate filter / subsample pipeline, kept here for tests and benchmarks).
+
+**No host synchronisation, no graph break.** Off the CPU (and whenever ``torch.compile`` traces it) the
+clamp is unconditional: deciding whether it is needed would read a value back from the device every layer
+and branch on data, which breaks a compiled graph and rules out CUDA graphs. The dense filter matrices
+depend only on the layer's geometry: a layer builds them once (:func:`filter_matrices`) and passes them in.
 """
 
 from __future__ import annotations
@@ -129,11 +134,44 @@ def _along_both_axes(x: torch.Tensor, width_matrix: torch.Tensor, height_matrix:
     return torch.matmul(height_matrix.t().to(x.dtype), torch.matmul(x, width_matrix.to(x.dtype)))
 
 
+def filter_matrices(up_filter: torch.Tensor | None, down_filter: torch.Tensor | None, up: int, down: int,
+                    padding: Padding, size: int, scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """The dense matrices :func:`filtered_lrelu` uses on a square ``size`` × ``size`` input (with its up-filter
+    ``scale``), built once: ``up_width``/``up_height`` where step 2 takes the matrix path, and
+    ``down_width``/``down_height`` where step 4 does (keys absent where the convolutions run)."""
+    matrices: dict[str, torch.Tensor] = {}
+    x_lo, x_hi, y_lo, y_hi = padding
+    if size <= MATMUL_MAX_LENGTH and not (up_filter is None and up == 1):
+        taps = torch.ones(1) if up_filter is None else up_filter
+        if taps.dim() == 1:
+            taps = taps * math.sqrt(scale) if scale != 1.0 else taps
+            matrices["up_width"] = upsampling_matrix(size, taps, up, x_lo, x_hi)
+            matrices["up_height"] = upsampling_matrix(size, taps, up, y_lo, y_hi)
+    taps_up = 1 if up_filter is None else up_filter.numel()
+    width, height = size * up + x_lo + x_hi - taps_up + 1, size * up + y_lo + y_hi - taps_up + 1
+    if down_filter is not None and down_filter.dim() == 1 and max(height, width) <= MATMUL_MAX_LENGTH:
+        matrices["down_width"] = downsampling_matrix(width, down_filter, down)
+        matrices["down_height"] = downsampling_matrix(height, down_filter, down)
+    return matrices
+
+
+def _matching(matrices: dict[str, torch.Tensor] | None, width_key: str, height_key: str, width: int,
+              height: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The cached ``(width, height)`` matrices when they are there and fit an input of this size."""
+    if matrices is None or width_key not in matrices:
+        return None
+    width_matrix, height_matrix = matrices[width_key], matrices[height_key]
+    if width_matrix.shape[0] != width or height_matrix.shape[0] != height:
+        return None
+    return width_matrix, height_matrix
+
+
 def upsample_filter(x: torch.Tensor, taps: torch.Tensor | None, up: int, padding: Padding,
-                    scale: float = 1.0) -> torch.Tensor:
+                    scale: float = 1.0, matrices: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Step 2: zero-insert ×``up``, pad/crop by ``padding``, separable ``taps`` with gain ``up²`` (``[N, C, H, W]``).
 
-    ``scale`` multiplies the result at no cost (it is folded into the filter taps).
+    ``scale`` multiplies the result at no cost (it is folded into the filter taps). ``matrices``: from
+    :func:`filter_matrices` with the same filter, geometry and ``scale`` (used when they fit).
     """
     x_lo, x_hi, y_lo, y_hi = padding
     if taps is None and up == 1:
@@ -147,13 +185,18 @@ def upsample_filter(x: torch.Tensor, taps: torch.Tensor | None, up: int, padding
         taps = taps * math.sqrt(scale)  # once per axis
     height, width = x.shape[2:]
     if max(height, width) <= MATMUL_MAX_LENGTH:
+        cached = _matching(matrices, "up_width", "up_height", width, height)
+        if cached is not None:
+            return _along_both_axes(x, *cached)
         return _along_both_axes(x, upsampling_matrix(width, taps, up, x_lo, x_hi),
                                 upsampling_matrix(height, taps, up, y_lo, y_hi))
     return _upsample_height(_upsample_width(x, taps, up, x_lo, x_hi), taps, up, y_lo, y_hi)
 
 
-def downsample_filter(x: torch.Tensor, taps: torch.Tensor | None, down: int) -> torch.Tensor:
-    """Step 4: valid convolution with ``taps`` (``[T]`` separable or ``[T, T]``), keep every ``down``-th sample."""
+def downsample_filter(x: torch.Tensor, taps: torch.Tensor | None, down: int,
+                      matrices: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Step 4: valid convolution with ``taps`` (``[T]`` separable or ``[T, T]``), keep every ``down``-th sample
+    (``matrices`` as in :func:`upsample_filter`)."""
     channels, height, width = x.shape[1:]
     if taps is None:
         return x[:, :, ::down, ::down] if down > 1 else x
@@ -161,6 +204,9 @@ def downsample_filter(x: torch.Tensor, taps: torch.Tensor | None, down: int) -> 
     if taps.dim() == 2:
         return F.conv2d(x, kernel.expand(channels, 1, *kernel.shape), stride=down, groups=channels)
     if max(height, width) <= MATMUL_MAX_LENGTH:
+        cached = _matching(matrices, "down_width", "down_height", width, height)
+        if cached is not None:
+            return _along_both_axes(x, *cached)
         return _along_both_axes(x, downsampling_matrix(width, taps, down), downsampling_matrix(height, taps, down))
     count = kernel.numel()
     x = F.conv2d(x, kernel.view(1, 1, 1, count).expand(channels, 1, 1, count), stride=(1, down), groups=channels)
@@ -170,15 +216,18 @@ def downsample_filter(x: torch.Tensor, taps: torch.Tensor | None, down: int) -> 
 def activate(x: torch.Tensor, gain: float, slope: float, clamp: float | None) -> torch.Tensor:
     """Step 3: leaky ReLU (``slope``; 1 = linear), × ``gain``, clamp to ±``clamp`` (after the gain).
 
-    The clamp runs only when a value exceeds it (one read-only pass decides): the result and its gradient are
-    the same, but the clamp's forward and backward passes at the high rate (the usual case with
-    ``conv_clamp`` 256) are skipped.
+    On the CPU in eager mode the clamp runs only when a value exceeds it (one read-only pass decides; the
+    result and its gradient are the same, but the clamp's forward and backward passes at the high rate are
+    skipped in the usual case, ``conv_clamp`` 256; measured on the CPU only). On any other device, and while
+    ``torch.compile`` traces, it always runs: the decision would be a host sync and a data-dependent branch.
     """
     if slope != 1.0:
         x = F.leaky_relu(x, slope)
     if gain != 1.0:
         x = x * gain
     if clamp is not None:
+        if x.device.type != "cpu" or torch.compiler.is_compiling():
+            return x.clamp(-clamp, clamp)
         low, high = torch.aminmax(x.detach())
         if bool(high > clamp) or bool(low < -clamp):
             x = x.clamp(-clamp, clamp)
@@ -187,17 +236,20 @@ def activate(x: torch.Tensor, gain: float, slope: float, clamp: float | None) ->
 
 def filtered_lrelu(x: torch.Tensor, bias: torch.Tensor | None, up_filter: torch.Tensor | None,
                    down_filter: torch.Tensor | None, up: int, down: int, padding: Padding,
-                   gain: float = math.sqrt(2.0), slope: float = 0.2, clamp: float | None = None) -> torch.Tensor:
-    """Bias, up-sample + filter, leaky ReLU·gain + clamp, filter + down-sample (see the module docstring)."""
+                   gain: float = math.sqrt(2.0), slope: float = 0.2, clamp: float | None = None,
+                   matrices: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Bias, up-sample + filter, leaky ReLU·gain + clamp, filter + down-sample (see the module docstring).
+
+    ``matrices``: :func:`filter_matrices` of this geometry with ``scale = gain`` if ``gain > 0`` else 1."""
     if x.dim() != 4:
         raise ValueError(f"filtered_lrelu needs [N, C, H, W], got {tuple(x.shape)}")
     if bias is not None:
         x = x + bias.to(x.dtype).view(1, -1, 1, 1)
     if gain > 0:  # leaky ReLU is positively homogeneous: the gain moves into the up-filter taps
-        x = activate(upsample_filter(x, up_filter, up, padding, scale=gain), 1.0, slope, clamp)
+        x = activate(upsample_filter(x, up_filter, up, padding, scale=gain, matrices=matrices), 1.0, slope, clamp)
     else:
-        x = activate(upsample_filter(x, up_filter, up, padding), gain, slope, clamp)
-    return downsample_filter(x, down_filter, down)
+        x = activate(upsample_filter(x, up_filter, up, padding, matrices=matrices), gain, slope, clamp)
+    return downsample_filter(x, down_filter, down, matrices)
 
 
 # ---- the textbook pipeline (tests and benchmarks) -------------------------------------------------------

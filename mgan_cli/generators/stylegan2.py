@@ -86,6 +86,41 @@ def lrelu_gain(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, LRELU_SLOPE) * ACT_GAIN
 
 
+#: Implementation choices of the synthesis convolutions (issue 19 item 8), switchable so that a device run can
+#: pick the default per family: :func:`set_implementation` or ``MGAN_STYLEGAN2_IMPL=modconv:filter``.
+#: **Both defaults were chosen without a GPU measurement** (the CPU only):
+#:
+#: * ``modulated_conv``: ``grouped`` (per-sample weights, one grouped conv, NVlabs' ``fused_modconv``) or
+#:   ``input-scaling`` (x·style, one shared-weight conv, × demodulation per output channel: StyleGAN3's way;
+#:   cuDNN may prefer it at large batches, where a grouped conv with B groups is slow).
+#: * ``filter``: ``single-channel`` (the FIR as a conv on ``[B·C, 1, H, W]``; the reshape makes an NHWC input
+#:   contiguous NCHW again, so channels-last gains nothing here) or ``depthwise`` (a ``groups=C`` conv that
+#:   keeps the memory format).
+IMPLEMENTATIONS = {"modulated_conv": ("grouped", "input-scaling"), "filter": ("single-channel", "depthwise")}
+implementation = {"modulated_conv": "grouped", "filter": "single-channel"}
+
+
+def set_implementation(modulated_conv: str | None = None, filter: str | None = None) -> None:
+    """Choose the implementations above (process-wide; call before building or compiling a model)."""
+    for key, value in (("modulated_conv", modulated_conv), ("filter", filter)):
+        if value is not None:
+            if value not in IMPLEMENTATIONS[key]:
+                raise ValueError(f"{key} must be one of {', '.join(IMPLEMENTATIONS[key])}, got {value!r}")
+            implementation[key] = value
+
+
+def _from_environment() -> None:
+    import os
+
+    value = os.environ.get("MGAN_STYLEGAN2_IMPL")
+    if value:
+        modconv, _, fir = value.partition(":")
+        set_implementation(modconv or None, fir or None)
+
+
+_from_environment()
+
+
 class Filter(nn.Module):
     """Depthwise ×4 FIR on ``[M, C, H, W]`` with zero padding ``pad = (left, right, top, bottom)``.
 
@@ -103,6 +138,9 @@ class Filter(nn.Module):
         if self.upsample:
             x = F.pad(x.reshape(batch, channels, height, 1, width, 1), (0, 1, 0, 0, 0, 1))
             height, width = 2 * height, 2 * width
+        if implementation["filter"] == "depthwise":
+            x = F.pad(x.reshape(batch, channels, height, width), self.pad)
+            return F.conv2d(x, self.kernel.expand(channels, 1, *self.kernel.shape[2:]), groups=channels)
         x = F.pad(x.reshape(batch * channels, 1, height, width), self.pad)
         x = F.conv2d(x, self.kernel)
         return x.view(batch, channels, x.shape[2], x.shape[3])
@@ -144,9 +182,28 @@ class ModulatedConv(nn.Module):
             self.register_buffer("noise", torch.randn(1, 1, resolution, resolution))
             self.noise_strength = nn.Parameter(torch.zeros(()))
 
+    def _input_scaling(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """The same convolution as x·style → one shared-weight conv → × demodulation per output channel."""
+        k = self.ksize
+        weight = self.weight * self.weight_scale  # [k, k, in, out]
+        x = x * style.view(*style.shape, 1, 1).to(x.dtype)
+        if self.up:
+            shared = weight.flip(0, 1).permute(2, 3, 0, 1)  # [in, out, k, k]
+            x = F.conv_transpose2d(x, shared.to(x.dtype), stride=2, padding=0)
+        else:
+            x = F.conv2d(x, weight.permute(3, 2, 0, 1).to(x.dtype), stride=1, padding=k // 2)
+        if not self.rgb:
+            demod = (style.square() @ weight.square().sum(dim=[0, 1]) + EPS).rsqrt()  # [M, out]
+            x = x * demod.view(*demod.shape, 1, 1).to(x.dtype)
+        if self.up:
+            x = self.filter(x)
+        return x
+
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         batch, k = x.shape[0], self.ksize
         style = self.style(w)
+        if implementation["modulated_conv"] == "input-scaling":
+            return self._finish(self._input_scaling(x, style))
         weight = (self.weight * self.weight_scale).view(1, k, k, self.in_c, self.out_c)
         weight = weight * style.view(batch, 1, 1, self.in_c, 1)
         if not self.rgb:
@@ -161,7 +218,9 @@ class ModulatedConv(nn.Module):
             x = self.filter(x.view(batch, self.out_c, x.shape[2], x.shape[3]))
         else:
             x = F.conv2d(x, weight.permute(3, 2, 0, 1), stride=1, padding=k // 2, groups=batch)
-        x = x.view(batch, self.out_c, self.res, self.res)
+        return self._finish(x.view(batch, self.out_c, self.res, self.res))
+
+    def _finish(self, x: torch.Tensor) -> torch.Tensor:
         if self.rgb:
             x = x + self.bias.view(1, -1, 1, 1)
         else:

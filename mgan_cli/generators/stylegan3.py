@@ -57,7 +57,7 @@ from torch import nn
 
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators.base import LayerInfo, check_upper_inputs
-from mgan_cli.generators.filtered_lrelu import design_lowpass_filter, filtered_lrelu
+from mgan_cli.generators.filtered_lrelu import design_lowpass_filter, filter_matrices, filtered_lrelu
 from mgan_cli.generators.layers import EPS, LRELU_SLOPE
 from mgan_cli.generators.registry import ARCHITECTURES
 from mgan_cli.generators.style_base import StyleFamilyGenerator, Truncation
@@ -239,6 +239,29 @@ class SynthesisLayer(nn.Module):
                                                                   2 * spec.out_half_width, tmp_rate,
                                                                   radial=spec.down_radial))
         self.style_gain = 1.0 / math.sqrt(spec.in_channels * k * k) if spec.is_torgb else 1.0
+        self.gain, self.slope = (1.0, 1.0) if spec.is_torgb else (ACT_GAIN, LRELU_SLOPE)
+        self.matrix_names: list[str] = []
+        self.build_filter_matrices()
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.build_filter_matrices())
+
+    def build_filter_matrices(self) -> None:
+        """(Re)build the dense filter matrices of this layer's fixed geometry from its filters (non-persistent
+        buffers: they follow ``.to()``, are never saved, and are rebuilt after the filters are loaded)."""
+        spec = self.spec
+        size = spec.in_size + spec.conv_kernel - 1  # the modulated conv's output
+        up_filter, down_filter = self.up_filter, self.down_filter
+        matrices = filter_matrices(up_filter, down_filter, spec.up, spec.down, spec.padding, size,
+                                   scale=self.gain if self.gain > 0 else 1.0)
+        for name in self.matrix_names:
+            delattr(self, name)
+        self.matrix_names = []
+        for key, matrix in matrices.items():
+            name = f"matrix_{key}"
+            self.register_buffer(name, matrix, persistent=False)
+            self.matrix_names.append(name)
+
+    def filter_matrices(self) -> dict[str, torch.Tensor]:
+        return {name.removeprefix("matrix_"): getattr(self, name) for name in self.matrix_names}
 
     def modulated_conv(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
         """The modulated convolution before the bias: ``[M, in, s, s] -> [M, out, s + k − 1, s + k − 1]``.
@@ -262,8 +285,7 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w) * self.style_gain
         x = self.modulated_conv(x, styles)
         return filtered_lrelu(x, self.bias, self.up_filter, self.down_filter, spec.up, spec.down, spec.padding,
-                              gain=1.0 if spec.is_torgb else ACT_GAIN, slope=1.0 if spec.is_torgb else LRELU_SLOPE,
-                              clamp=self.conv_clamp)
+                              gain=self.gain, slope=self.slope, clamp=self.conv_clamp, matrices=self.filter_matrices())
 
 
 class Synthesis(nn.Module):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -19,10 +17,13 @@ from mgan_cli.weights.store import weight_path
 LPIPS_BACKBONES = {"alex": "alexnet-imagenet", "vgg": "vgg16-imagenet"}
 #: Smallest height and width each backbone accepts (smaller images give NaN).
 LPIPS_MIN_SIZE = {"alex": 31, "vgg": 16}
-#: Images per forward pass (bounds memory on large images; results do not depend on it).
+#: Images per forward pass at most (results do not depend on it) ...
 LPIPS_CHUNK = 8
+#: ... and pixels per forward pass at most (8 images of 256²): the metric's memory does not grow with the
+#: image size, so a fixed reserve beside the optimisation covers it (:mod:`mgan_cli.run.batching`).
+LPIPS_CHUNK_PIXELS = 8 * 256 * 256
 
-_models: dict[tuple[str, str], torch.nn.Module] = {}
+_models: dict[tuple[str, str, str], torch.nn.Module] = {}
 _lock = threading.Lock()
 
 
@@ -55,33 +56,30 @@ def _build_model(net: str) -> torch.nn.Module:
     return model.eval().requires_grad_(False)
 
 
-def lpips_model(net: str = "alex", device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The ``lpips.LPIPS`` module for ``net`` on ``device``, built on first use and cached per (net, device).
+def lpips_model(net: str = "alex", device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """The ``lpips.LPIPS`` module for ``net`` on ``device`` in ``dtype``, built on first use and cached.
 
     Raises :class:`~mgan_cli.errors.WeightsNotFoundError` when the backbone weights are unavailable.
     """
     _check_net(net)
     device = torch.device(device)
-    key = (net, str(device))
+    key = (net, str(device), str(dtype))
     with _lock:
         if key not in _models:
-            _models[key] = _build_model(net).to(device)
+            _models[key] = _build_model(net).to(device=device, dtype=dtype)
         return _models[key]
 
 
-@contextmanager
-def _ieee_float32(device: torch.device) -> Iterator[None]:
-    """Run cuDNN float32 convolutions in full float32 (not TF32), so CUDA agrees with the CPU to ~1e-6."""
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if device.type != "cuda" or conv is None or not hasattr(conv, "fp32_precision"):
-        yield
-        return
-    previous = conv.fp32_precision
-    conv.fp32_precision = "ieee"
-    try:
-        yield
-    finally:
-        conv.fp32_precision = previous
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """float64 on CUDA: cuDNN never uses TF32 for doubles, so CUDA agrees with the CPU's float32 to ~1e-6
+    without touching the process-wide TF32 flags (the metrics run on the writer thread while the main thread
+    convolves); float32 elsewhere."""
+    return torch.float64 if device.type == "cuda" else torch.float32
+
+
+def _chunk(height: int, width: int) -> int:
+    return max(1, min(LPIPS_CHUNK, LPIPS_CHUNK_PIXELS // max(1, height * width)))
 
 
 @torch.no_grad()
@@ -91,8 +89,8 @@ def lpips_distance(image: Tensor, reference: Tensor, *, net: str = "alex", crop_
     Args:
         image, reference: ``[N, 3, H, W]`` RGB (``[N, 1, H, W]`` gray is repeated to RGB), uint8 or float
             in [0, 255], same shape. They are mapped to the network's [-1, 1] by ``x / 127.5 - 1`` (the
-            ``lpips`` package's ``normalize=True`` applied to ``x / 255``) and run in float32 on
-            ``image``'s device (on CUDA with TF32 convolutions switched off for the call).
+            ``lpips`` package's ``normalize=True`` applied to ``x / 255``) and run on ``image``'s device, in
+            float32 (float64 on CUDA: :func:`compute_dtype`), at most :data:`LPIPS_CHUNK_PIXELS` at a time.
         net: ``"alex"`` (default, the paper's recommended metric) or ``"vgg"``.
         crop_border: pixels dropped at each edge first.
 
@@ -108,13 +106,14 @@ def lpips_distance(image: Tensor, reference: Tensor, *, net: str = "alex", crop_
     device = a.device
     if min(height, width) < LPIPS_MIN_SIZE[net] or batch == 0:
         return torch.full((batch,), math.nan, dtype=torch.float64, device=device)
-    model = lpips_model(net, device)
+    dtype = compute_dtype(device)
+    model = lpips_model(net, device, dtype)
+    chunk = _chunk(height, width)
     out = []
-    with _ieee_float32(device):
-        for start in range(0, batch, LPIPS_CHUNK):
-            x = a[start:start + LPIPS_CHUNK].to(torch.float32) / 127.5 - 1
-            y = b[start:start + LPIPS_CHUNK].to(device=device, dtype=torch.float32) / 127.5 - 1
-            if x.shape[1] == 1:
-                x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
-            out.append(model(x, y).reshape(-1))
+    for start in range(0, batch, chunk):
+        x = a[start:start + chunk].to(dtype) / 127.5 - 1
+        y = b[start:start + chunk].to(device=device, dtype=dtype) / 127.5 - 1
+        if x.shape[1] == 1:
+            x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
+        out.append(model(x, y).reshape(-1))
     return torch.cat(out).to(torch.float64)

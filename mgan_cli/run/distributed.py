@@ -2,10 +2,16 @@
 
 ``torchrun --nproc-per-node G [--nnodes …] -m mgan_cli invert in/ -o out/`` starts G processes with
 ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set. Each rank takes every G-th *file stem* (so two inputs that
-would write the same output always meet on one rank), uses GPU ``LOCAL_RANK`` (NCCL) or the CPU (gloo),
-writes its own images and records each one in ``OUT/.mgan/`` (:mod:`mgan_cli.run.store`, which does the
-locking); rank 0 keeps ``report.json``/``report.csv`` current and writes them once more after every rank
-is done. A rerun resumes like a single-process run (finished outputs are skipped and keep their results).
+would write the same output always meet on one rank), uses GPU ``LOCAL_RANK`` or the CPU, writes its own
+images and records each one in ``OUT/.mgan/`` (:mod:`mgan_cli.run.store`, which does the locking); rank 0
+keeps ``report.json``/``report.csv`` current and writes them once more after every rank is done.
+A rerun resumes like a single-process run (finished outputs are skipped and keep their results).
+
+The process group is always **gloo**, on GPUs too: the ranks only exchange small Python objects (status
+rows, a barrier), which gloo carries over CPU tensors. NCCL would add nothing and, without a bound device,
+puts every rank's object collective on GPU 0 ("Duplicate GPU detected" or a hang). Each GPU rank also makes
+its own GPU the current CUDA device (``torch.cuda.set_device``), so nothing that defaults to the current
+device lands on GPU 0.
 """
 
 from __future__ import annotations
@@ -46,11 +52,18 @@ def from_environment() -> Ranks:
     return Ranks(int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0")))
 
 
+#: the process-group backend on every device (see the module docstring)
+BACKEND = "gloo"
+
+
 def start(ranks: Ranks, device: torch.device) -> None:
-    """Join the process group: NCCL when this rank works on a GPU, gloo on CPU."""
-    if ranks.distributed and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(hours=12))
+    """Join the (gloo) process group; a rank working on a GPU first makes ``device`` its current CUDA device."""
+    if not ranks.distributed:
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device if device.index is not None else torch.device("cuda", ranks.local_rank))
+    if not dist.is_initialized():
+        dist.init_process_group(BACKEND, timeout=datetime.timedelta(hours=12))
 
 
 def device_for(ranks: Ranks, device: torch.device) -> torch.device:

@@ -17,11 +17,12 @@ import torch
 
 from mgan_cli.config.presets import Preset
 from mgan_cli.core.degradations import Degradation, build_degradation
-from mgan_cli.core.engine import EngineOptions, InversionResult, check_settings, invert
+from mgan_cli.core.engine import EngineOptions, InversionResult, check_settings, invert, nonfinite_reason
 from mgan_cli.core.inversion import Inversion
 from mgan_cli.core.tuning import tune, tuned_parameters, tuning_autocast
 from mgan_cli.edit.frames import render_frames, render_inversion
 from mgan_cli.generators import Generator
+from mgan_cli.run.batching import BatchChoice, MemoryProbe, choose_batch_size, cuda_memory_api, probe_memory
 from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job
@@ -31,20 +32,9 @@ OUT_OF_MEMORY = ("out of memory for a single image; lower --codes, or use --prec
                  "more memory")
 
 
-def diverged_failure(step: int) -> Failure:
-    """The failure of an image whose loss became inf or NaN at ``step``."""
-    return Failure(Stage.RESTORE, f"the optimisation diverged at step {step}; lower --lr")
-
-
-def fitting_batch_size(free_bytes: int, per_image_bytes: int, limit: int, headroom: float = 0.85) -> int:
-    """How many images fit in ``headroom`` × the free memory at ``per_image_bytes`` each (1 .. ``limit``).
-
-    >>> fitting_batch_size(10 * 2**30, 2**30, 16)
-    8
-    """
-    if per_image_bytes <= 0:
-        return max(1, limit)
-    return max(1, min(limit, int(headroom * free_bytes // per_image_bytes)))
+def diverged_failure(step: int, precision: str = "fp32") -> Failure:
+    """The failure of an image whose loss became inf or NaN at ``step`` (under fp16: a float16 overflow)."""
+    return Failure(Stage.RESTORE, nonfinite_reason(step, precision))
 
 
 @dataclass
@@ -105,6 +95,7 @@ class BatchRestorer:
         self.on_step = on_step
         self.on_warning = on_warning
         self.batch_limit = max(1, preset.batch_size)
+        self.batch_choice: BatchChoice | None = None
 
     @classmethod
     def for_job(cls, job: Job, generator: Generator, on_step: Callable[[int, int, float], None] | None = None,
@@ -120,11 +111,22 @@ class BatchRestorer:
     def needs_mask(self) -> bool:
         return self.degradation.needs_mask
 
-    def fit_batch_to_memory(self) -> None:
-        """On CUDA: lower the batch limit to what fits in free memory, measured with a one-image probe of two
-        optimisation steps (out-of-memory later still halves it, see :meth:`restore_all`)."""
-        if self.device.type != "cuda":
-            return
+    # ---- batch sizing (policy: mgan_cli.run.batching; issue 19 item 7) ----
+    def fit_batch_to_memory(self, inputs: int | None = None, requested: int | str | None = None) -> BatchChoice:
+        """Set the batch limit by :func:`~mgan_cli.run.batching.choose_batch_size` from a one-image probe of two
+        optimisation steps (CUDA only; out-of-memory later still halves it, see :meth:`restore_all`).
+
+        ``requested``: ``"auto"``, a size, or ``None`` (= ``"auto"`` on CUDA once ``inputs`` is given; without
+        ``inputs`` the preset's size stays the cap, as before). Returns the choice (for the report header)."""
+        if requested is None and inputs is None:
+            requested = self.batch_limit
+        inputs = inputs if inputs is not None else self.batch_limit
+        probe = self._probe_memory() if self.device.type == "cuda" else None
+        choice = choose_batch_size(requested, self.batch_limit, inputs, self.device.type, probe)
+        self.batch_limit, self.batch_choice = choice.batch_size, choice
+        return choice
+
+    def _probe_memory(self) -> MemoryProbe:
         device = self.device
         probe = torch.zeros(1, 3, self.observed_size, self.observed_size, device=device)
         mask = torch.zeros(1, 1, self.resolution, self.resolution, device=device)
@@ -134,9 +136,8 @@ class BatchRestorer:
         torch.cuda.reset_peak_memory_stats(device)
         invert(self.generator, probe, self.degradation, self.loss, settings, [0],
                mask=mask if self.needs_mask else None, options=self.engine)
-        per_image = torch.cuda.max_memory_allocated(device) - baseline
-        free, _ = torch.cuda.mem_get_info(device)
-        self.batch_limit = fitting_batch_size(free, per_image, self.batch_limit)
+        return probe_memory(cuda_memory_api(), device, baseline, torch.cuda.max_memory_allocated(device))
+    # ---- end of batch sizing ----
 
     def restore_all(self, observed: Sequence[torch.Tensor], masks: Sequence[torch.Tensor | None],
                     seeds: Sequence[int]) -> list[Chunk]:
@@ -186,7 +187,7 @@ class BatchRestorer:
         steps = result.steps.tolist() if result.steps is not None else [iterations] * len(seeds)
         losses = [float(v) for v in result.losses]
         diverged = result.diverged_at.tolist() if result.diverged_at is not None else [-1] * len(seeds)
-        failures = [diverged_failure(at if at >= 0 else iterations) if at >= 0 or not math.isfinite(loss) else None
+        failures = [diverged_failure(at if at >= 0 else iterations, self.engine.precision) if at >= 0 or not math.isfinite(loss) else None
                     for at, loss in zip(diverged, losses, strict=True)]
         inversions = [inversion.to("cpu") for inversion in self.inversions_of(result)]
         return RestoredBatch(to_uint8(images).cpu(), losses, steps, failures, after, inversions)

@@ -4,6 +4,11 @@ Each image is one transaction of the run store: its PNG is encoded to a temporar
 place and its record committed together (:meth:`RunStore.put`). A problem of the output folder itself
 (full, read-only) is an :class:`OutputError` that stops the run: every image finished before it stays
 recorded.
+
+Metrics can never take down a run: a metric that raises (an out-of-memory error on the GPU included) is
+retried image by image, and an image whose metrics still fail keeps its output with every metric null and
+a ``<name>_reason`` saying why (:meth:`Sink._measure`). Nothing here changes process-wide state (this runs
+on the writer thread while the main thread optimises).
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ from mgan_cli.run.restoring import AfterInversion, Chunk, RestoredBatch
 from mgan_cli.run.store import Identity, RunStore, input_key
 from mgan_cli.utils.atomic import StagedFile, stage
 from mgan_cli.utils.imageio import encode_png, to_uint8, write_png
+
+
+def null_metrics(names: list[str] | tuple[str, ...], reason: str) -> dict[str, float | str | None]:
+    """Every metric in ``names`` null with ``reason``."""
+    row: dict[str, float | str | None] = {}
+    for name in names:
+        row[name], row[f"{name}_reason"] = None, reason
+    return row
 
 
 class Sink:
@@ -66,13 +79,54 @@ class Sink:
         if self.events.on_batch_done:
             self.events.on_batch_done(list(self.records))
 
-    def _finish_restored(self, items: list[LoadedImage], batch: RestoredBatch, seconds: float) -> None:
-        metrics, warnings = measure(batch.images, [p.reference for p in items], self.job.metrics, self.job.device)
+    def _scores(self, items: list[LoadedImage], images: torch.Tensor
+                ) -> tuple[list[dict[str, float | str | None]], torch.Tensor | None,
+                           list[dict[str, float | str | None]], list[str]]:
+        """Metrics and baseline (images, scores) of ``items`` and their warnings; raises what they raise."""
+        metrics, warnings = measure(images, [p.reference for p in items], self.job.metrics, self.job.device)
         baselines, baseline_scores, baseline_warnings = score_baselines(
             self.job.task.baseline, [p.observed for p in items], [p.mask for p in items],
-            [p.reference for p in items], batch.images.shape[-1], self.job.metrics, self.job.device)
-        for message in [*warnings, *baseline_warnings]:
-            self.events.warn(message)
+            [p.reference for p in items], images.shape[-1], self.job.metrics, self.job.device)
+        return metrics, baselines, baseline_scores, [*warnings, *baseline_warnings]
+
+    def _measure(self, items: list[LoadedImage], images: torch.Tensor
+                 ) -> tuple[list[dict[str, float | str | None]], list[torch.Tensor | None]]:
+        """Per image: metric row (baseline scores merged) and baseline image; a failure costs metrics, never
+        an output (see the module docstring)."""
+        try:
+            metrics, baselines, scores, warnings = self._scores(items, images)
+            for message in warnings:
+                self.events.warn(message)
+            return ([{**m, **b} for m, b in zip(metrics, scores, strict=True)],
+                    [None] * len(items) if baselines is None else list(baselines))
+        except Exception as exc:
+            first = exc
+        self._release_cached_memory()
+        rows: list[dict[str, float | str | None]] = []
+        baseline_images: list[torch.Tensor | None] = []
+        for index, item in enumerate(items):
+            try:
+                metrics, baselines, scores, warnings = self._scores([item], images[index:index + 1])
+                for message in warnings:
+                    self.events.warn(message)
+                rows.append({**metrics[0], **scores[0]})
+                baseline_images.append(None if baselines is None else baselines[0])
+            except Exception as exc:
+                reason = f"metric failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                self.events.warn(f"{item.item.output.name}: {reason}; output kept, metrics null")
+                rows.append(null_metrics(self.job.metrics, reason[:300]))
+                baseline_images.append(None)
+                self._release_cached_memory()
+        if len(items) > 1:
+            self.events.warn(f"metrics of a batch failed ({type(first).__name__}); measured image by image")
+        return rows, baseline_images
+
+    def _release_cached_memory(self) -> None:
+        if self.job.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _finish_restored(self, items: list[LoadedImage], batch: RestoredBatch, seconds: float) -> None:
+        metrics, baselines = self._measure(items, batch.images)
         iterations = self.job.preset.inversion.iterations
         for index, item in enumerate(items):
             record = item.record
@@ -86,12 +140,12 @@ class Sink:
             except OSError as exc:
                 raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None
             record.status = "ok"
-            record.metrics = {**metrics[index], **baseline_scores[index]}
+            record.metrics = dict(metrics[index])
             if item.reference_missing is not None:
                 for key, value in list(record.metrics.items()):
                     if key.endswith("_reason") and value == NO_REFERENCE:
                         record.metrics[key] = item.reference_missing
-            self._thumbnails(item, batch.images[index], None if baselines is None else baselines[index])
+            self._thumbnails(item, batch.images[index], baselines[index])
             record.loss = batch.losses[index]
             if batch.after is not None:
                 self._write_after(record, item, batch.after[index])
