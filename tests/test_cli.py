@@ -200,3 +200,27 @@ def test_presets_and_weights_commands() -> None:
     verify = run("weights", "verify")
     assert verify.exit_code == 0 and "ok       dcgan64-digiface" in verify.stdout
     assert run("weights", "path", "dcgan32-celeba").stdout.strip().endswith("gan/dcgan32_celeba/generator.pt")
+
+
+def test_help_puts_the_output_first_and_the_tuning_help_is_short() -> None:
+    for task in ("invert", "superres", "inpaint", "edit"):
+        text = run(task, "--help").output
+        options = text.split("Options:", 1)[1]
+        assert options.index("\n  -o, --output") < options.index("\n  --tune-generator") \
+            < options.index("\n  --save-latents"), task
+    tuning = run("invert", "--help").output.split("--tune-generator", 1)[1].split("--tune-layers", 1)[0]
+    assert "BENCHMARKS.md" in tuning and "dB" not in tuning and len(tuning.splitlines()) <= 7  # no numbers here
+
+
+def test_batch_size_flag_takes_auto_or_a_size_and_the_report_says_what_ran(faces, tmp_path) -> None:
+    out = tmp_path / "fixed"
+    result = run("invert", str(faces), "-o", str(out), "--quiet", "--batch-size", "1", *FAST)
+    assert result.exit_code == 0, result.output
+    header = json.loads((out / "report.json").read_text())
+    assert header["batch"]["batch_size"] == 1 and header["preset"]["batch_size"] == 1
+    out = tmp_path / "auto"
+    assert run("invert", str(faces), "-o", str(out), "--quiet", "--batch-size", "auto", *FAST).exit_code == 0
+    batch = json.loads((out / "report.json").read_text())["batch"]
+    assert batch["batch_mode"] == "auto" and batch["batch_size"] == 2  # nothing measured on a CPU: capped by inputs
+    refused = CliRunner().invoke(main, ["invert", str(faces), "-o", str(tmp_path / "x"), "--batch-size", "0"])
+    assert refused.exit_code == 2 and "at least 1" in refused.output

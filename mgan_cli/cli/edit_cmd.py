@@ -106,9 +106,9 @@ def resolve_edit(generator_name: str, space: str, direction: str, conditions: tu
 
 
 @click.command("edit", help=HELP)
+@_common_options
 @_edit_options
 @extras_options
-@_common_options
 @reports_errors
 def edit_command(direction: str, strengths: str, conditions: tuple[str, ...], edit_layers: str | None,
                  edit_upper: bool, from_latents: Path | None, tune_generator: int, tune_layers: str,

@@ -21,7 +21,7 @@ from mgan_cli.cli.common import (
     stderr_console,
     stdout_console,
 )
-from mgan_cli.cli.options import override_option, override_options
+from mgan_cli.cli.options import COMMON_OVERRIDES, override_option, override_options
 from mgan_cli.config.presets import Preset
 from mgan_cli.config.tasks import TASKS, Task
 from mgan_cli.core.engine import COMPILE_MODES, PRECISIONS
@@ -54,6 +54,23 @@ class _OutputFolder(click.Path):
         return super().convert(value, param, ctx)
 
 
+class _BatchSize(click.ParamType):
+    """``auto`` or a positive integer."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "auto" or isinstance(value, int):
+            return value
+        try:
+            number = int(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not auto or a whole number", param, ctx)
+        if number < 1:
+            self.fail(f"{number} is not allowed: must be at least 1", param, ctx)
+        return number
+
+
 def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.argument("inputs", nargs=-1, required=True, metavar="INPUT..."),
@@ -64,7 +81,11 @@ def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--generator", help="Registry or imported generator (`mgan weights list`); without --preset "
                                          "its settings come from the per-family defaults "
                                          "(`mgan presets show --generator NAME --task TASK`)."),
-        override_options(),
+        override_options(tuple(name for name in COMMON_OVERRIDES if name != "batch_size")),
+        click.option("--batch-size", "batch_size", type=_BatchSize(), metavar="auto|N",
+                     help="Images optimised together: auto = as many as the GPU's free memory holds (measured with "
+                          "a one-image probe; the default on CUDA), N = at most N. [default: auto on CUDA, the "
+                          "preset's batch_size elsewhere]"),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option("--reference", "reference_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      help="Ground-truth images with the same file stems, for PSNR/SSIM/LPIPS."),
@@ -195,6 +216,9 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
     once the preset is known) adds tuning, latents and edits."""
     if paste_back and align != "faces":
         raise click.UsageError("--paste-back needs --align faces")
+    batch_size = overrides.pop("batch_size", None)
+    if isinstance(batch_size, int):
+        overrides["batch_size"] = batch_size  # the preset's value too: the report shows what ran
     restorer = Restorer(generator, task.name, preset=preset, device=device, precision=precision,
                         compile=compile_mode, channels_last=channels_last, **overrides)
     if make_extras is not None:
@@ -206,7 +230,8 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
             outcome = restorer.restore_files(
                 list(inputs), output_dir, events=display.events(), reference_dir=reference_dir, mask=mask,
                 resize=resize, recursive=recursive, overwrite=overwrite, align=align, paste_back=paste_back,
-                face_alignment=face_alignment, extras=extras or RunExtras(), stdin_lines=stdin_lines)
+                face_alignment=face_alignment, extras=extras or RunExtras(), stdin_lines=stdin_lines,
+                batch_size=batch_size)
     except RunInterrupted as exc:
         stderr_console.print(f"mgan: {exc}", soft_wrap=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -236,7 +261,7 @@ def make_task_command(task: Task) -> click.Command:
         f"defaults; with neither, the task's default ({task.default_preset}). Flags override it.\n\n"
         f"\b\nExamples:\n  {EXAMPLES.get(task.name, '')}"
     )
-    decorated: Callable[..., Any] = extras_options(_common_options(command))
+    decorated: Callable[..., Any] = _common_options(extras_options(command))
     if task.needs_scale:
         decorated = override_option("scale")(decorated)
     if task.needs_mask:
@@ -251,11 +276,9 @@ def extras_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--tune-generator``, ``--tune-layers`` and ``--save-latents`` (every task and ``mgan edit``)."""
     options = [
         click.option("--tune-generator", type=click.IntRange(min=0), default=0, show_default=True, metavar="STEPS",
-                     help="After the inversion, tune a private copy of the generator for STEPS Adam steps on the "
-                          "task's loss with the codes fixed (PTI, with its locality term); the shared weights are "
-                          "never changed. Off for every task by default (measured, BENCHMARKS.md): it adds pixel "
-                          "fidelity to invert and edit (~1 dB at equal time), does not help colorize/inpaint, and "
-                          "beyond ~200 steps it fits the noise of denoise inputs."),
+                     help="After the inversion, tune a private copy of the generator for STEPS steps with the codes "
+                          "fixed (pivotal tuning). Off by default; where it helps and where it hurts: "
+                          "BENCHMARKS.md."),
         click.option("--tune-layers", type=click.Choice(TUNE_LAYERS), default="all", show_default=True,
                      help="Which weights --tune-generator changes: all, or only those above the layer ℓ."),
         click.option("--save-latents", is_flag=True,

@@ -75,6 +75,7 @@ class FilesOptions:
     paste_back: bool = False
     face_alignment: str | None = None
     extras: RunExtras = dataclasses.field(default_factory=RunExtras)
+    batch_size: int | str | None = None  # "auto", a size, or None: auto on CUDA, the preset's elsewhere
     stdin_lines: Sequence[str] = ()  # the paths "-" stands for among the inputs
     command: str | None = None  # recorded in the report header (default: this process's command line)
 
@@ -169,7 +170,8 @@ def restore_files(task: Task, preset: Preset, inputs: Sequence[str | Path], outp
     run_device = distributed.device_for(ranks, device)
     job = Job(task=task, preset=preset, inputs=distributed.shard(paths, ranks), output_dir=output_dir,
               reference_dir=reference_dir, mask=mask, resize=options.resize, device=run_device,
-              overwrite=options.overwrite, engine=engine, weights_sha256=used_weights(preset), extras=options.extras)
+              overwrite=options.overwrite, engine=engine, weights_sha256=used_weights(preset), extras=options.extras,
+              batch_size=options.batch_size)
     command = options.command if options.command is not None else " ".join(["mgan", *sys.argv[1:]])
 
     def header() -> dict[str, Any]:
@@ -208,6 +210,13 @@ def _run_into(store: RunStore, job: Job, ranks: distributed.Ranks, header: Calla
               events: RunEvents, faces: FaceSession | None, paste_back: bool,
               generator: Callable[[], Generator] | None) -> tuple[list[ImageRecord], Report | None]:
     """Run this rank's share into ``store``, keeping the views current; this run's records and last views."""
+    runner: Runner | None = None
+    plain_header = header
+
+    def header() -> dict[str, Any]:  # with the batch size chosen (and the memory probe's numbers) once known
+        choice = None if runner is None else runner.restorer.batch_choice
+        return plain_header() | ({"batch": choice.header()} if choice is not None else {})
+
     run_id = store.begin_run(header())
     events = dataclasses.replace(events)
     after_batch = events.on_batch_done

@@ -53,6 +53,8 @@ class Job:
     engine: EngineOptions = field(default_factory=EngineOptions)
     weights_sha256: dict[str, str | None] = field(default_factory=dict)  # the weights used, by name
     extras: RunExtras = field(default_factory=RunExtras)  # tuning, saved latents, edits (run/extras.py)
+    #: ``"auto"`` (as many as fit), a size, or ``None`` (auto on CUDA, the preset's size elsewhere)
+    batch_size: int | str | None = None
 
 
 def image_seed(seed: int, name: str) -> int:

@@ -187,7 +187,9 @@ class BatchRestorer:
         steps = result.steps.tolist() if result.steps is not None else [iterations] * len(seeds)
         losses = [float(v) for v in result.losses]
         diverged = result.diverged_at.tolist() if result.diverged_at is not None else [-1] * len(seeds)
-        failures = [diverged_failure(at if at >= 0 else iterations, self.engine.precision) if at >= 0 or not math.isfinite(loss) else None
+        precision = self.engine.precision
+        failures = [diverged_failure(at if at >= 0 else iterations, precision)
+                    if at >= 0 or not math.isfinite(loss) else None
                     for at, loss in zip(diverged, losses, strict=True)]
         inversions = [inversion.to("cpu") for inversion in self.inversions_of(result)]
         return RestoredBatch(to_uint8(images).cpu(), losses, steps, failures, after, inversions)

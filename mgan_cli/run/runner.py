@@ -66,7 +66,7 @@ class Runner:
         plan = self.plan()
         self.sink.settle(plan.settled)
         if plan.todo:
-            self.restorer.fit_batch_to_memory()
+            self.restorer.fit_batch_to_memory(inputs=len(plan.todo), requested=self.job.batch_size)
         limit = self.restorer.batch_limit
         batches = [plan.todo[i:i + limit] for i in range(0, len(plan.todo), limit)]
         with ThreadPoolExecutor(1, thread_name_prefix="mgan-load") as loader, \
