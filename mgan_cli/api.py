@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from mgan_cli.analysis.sweep import AnalysisOutcome, analyze_files
 from mgan_cli.config.family_defaults import choose_preset
 from mgan_cli.config.preflight import check_preset_fits
 from mgan_cli.config.presets import Preset, apply_overrides
@@ -209,6 +210,19 @@ class Restorer:
         return restore_files(self.task, self.preset, [Path(i) for i in inputs], Path(output_dir),
                              FilesOptions(**options), device=self.device, engine=self.engine,
                              generator=lambda: self.generator, events=events)
+
+    def analyze_files(self, inputs: Sequence[str | os.PathLike[str]], output_dir: str | os.PathLike[str], *,
+                      layers: str | None = None, codes: str | None = None,
+                      contributions: tuple[int, int] | None = None, events: RunEvents | None = None,
+                      on_pair: Callable[[int, int, int, int], None] | None = None, **options: Any) -> AnalysisOutcome:
+        """The paper's layer analysis on ``inputs`` into ``output_dir`` (what ``mgan analyze`` runs): one run per
+        (layer ℓ, codes N) pair of ``layers`` × ``codes`` (texts as the flags take them: ``"1-4"``,
+        ``"1,5,10,20,30"``), each with this restorer's preset otherwise; ``contributions=(ℓ, N)`` also draws which
+        code explains which region. ``options``: ``reference_dir``, ``mask``, ``resize``, ``recursive``,
+        ``overwrite``, ``stdin_lines``. ``on_pair(index, total, layer, codes)`` before each pair."""
+        return analyze_files(self.task, self.preset, [Path(i) for i in inputs], Path(output_dir),
+                             lambda: self.generator, device=self.device, engine=self.engine, layers=layers,
+                             codes=codes, contributions=contributions, events=events, on_pair=on_pair, **options)
 
     def _seeds(self, seed: int | Sequence[int] | None, names: Sequence[str] | None, count: int) -> list[int]:
         if seed is not None and not isinstance(seed, int):

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mgan_cli.analysis.page import write_analysis_page
 from mgan_cli.config.presets import Preset, apply_overrides
 from mgan_cli.config.tasks import Task
 from mgan_cli.core.engine import EngineOptions
@@ -37,6 +38,7 @@ from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import Generator
 from mgan_cli.report.tables import write_csv, write_json, write_views
 from mgan_cli.run import Job, RunEvents, Runner, open_output_folder
+from mgan_cli.utils.imageio import collect_inputs
 from mgan_cli.version import __version__
 
 ANALYSIS_METRICS = ("psnr", "ssim", "lpips")
@@ -283,3 +285,48 @@ def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Gener
                 restored[index].permute(1, 2, 0).numpy(), shares[index],
                 f"{item.item.input.name}: layer {layer}, {codes} codes"))
     return written
+
+
+@dataclass
+class AnalysisOutcome:
+    """What :func:`analyze_files` wrote: the ``document`` of ``analysis.json`` (``rows`` and ``means``), the
+    ``page`` (``OUT/index.html``), and the contribution maps it drew this time."""
+
+    document: dict[str, Any]
+    page: Path
+    contribution_maps: list[Path]
+
+    @property
+    def any_failed(self) -> bool:
+        return any(row["status"] == "failed" for row in self.document["rows"])
+
+
+def analyze_files(task: Task, preset: Preset, inputs: Sequence[str | Path], output_dir: Path,
+                  generator: Callable[[], Generator], *, device: torch.device, engine: EngineOptions,
+                  layers: str | None = None, codes: str | None = None, contributions: tuple[int, int] | None = None,
+                  reference_dir: Path | None = None, mask: Path | None = None, resize: str = "error",
+                  recursive: bool = False, overwrite: bool = False, stdin_lines: Sequence[str] = (),
+                  events: RunEvents | None = None,
+                  on_pair: Callable[[int, int, int, int], None] | None = None) -> AnalysisOutcome:
+    """The whole ``mgan analyze``: every (layer, codes) pair as a run into ``OUT/runs/``, ``analysis.json``/
+    ``.csv``, the plots, the contribution maps of ``contributions`` (a (layer, codes) pair) and
+    ``OUT/index.html``. ``layers``/``codes`` are the flags' texts (``1-8``, ``1,5,10``; default every layer and
+    1,5,10,20,30). ``generator()`` gives the preset's generator on ``device``."""
+    paths = collect_inputs([str(i) for i in inputs], recursive=recursive, stdin_lines=list(stdin_lines))
+    if not paths:
+        raise ConfigurationError("no input images found (give files, folders, or - to read paths from stdin)")
+    model = generator()
+    available = len(model.layers())
+    if contributions is not None and not 1 <= contributions[0] <= available:
+        raise ConfigurationError(f"--contributions: layer {contributions[0]} is out of range 1..{available}")
+    job = AnalysisJob(task=task, preset=preset, inputs=paths, output_dir=output_dir,
+                      layers=parse_layers(layers, available), codes=parse_codes(codes),
+                      reference_dir=reference_dir, mask=mask, resize=resize, device=device, overwrite=overwrite,
+                      engine=engine)
+    events = events or RunEvents()
+    document = run_analysis(job, model, events, on_pair=on_pair)
+    written = run_contributions(job, *contributions, model, events) if contributions else []
+    figures = sorted(contributions_dir(output_dir, *contributions).glob("*.png")) if contributions else []
+    page = write_analysis_page(output_dir, document, {pair: pair_dir(output_dir, *pair) for pair in job.pairs()},
+                               figures)
+    return AnalysisOutcome(document, page, written)

@@ -10,28 +10,13 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mgan_cli.analysis.page import write_analysis_page
-from mgan_cli.analysis.sweep import (
-    AnalysisJob,
-    contributions_dir,
-    pair_dir,
-    parse_codes,
-    parse_layers,
-    run_analysis,
-    run_contributions,
-)
+from mgan_cli.api import Restorer
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stderr_console, stdout_console
 from mgan_cli.cli.options import override_options
-from mgan_cli.config.family_defaults import choose_preset
-from mgan_cli.config.preflight import check_preset_fits
-from mgan_cli.config.presets import apply_overrides
 from mgan_cli.config.tasks import TASKS
-from mgan_cli.core.engine import PRECISIONS, EngineOptions
-from mgan_cli.errors import ConfigurationError
+from mgan_cli.core.engine import PRECISIONS
 from mgan_cli.run import RunEvents
-from mgan_cli.utils.devices import resolve_device
-from mgan_cli.utils.imageio import RESIZE_POLICIES, collect_inputs
-from mgan_cli.weights.loading import load_generator
+from mgan_cli.utils.imageio import RESIZE_POLICIES
 
 
 def _pair(text: str | None) -> tuple[int, int] | None:
@@ -101,25 +86,9 @@ def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | Non
       mgan analyze faces/ -o analysis/ --codes 1,20 --contributions 2:20
       mgan analyze holed/ -o an/ --task inpaint --mask m.png --reference originals/ --layers 2,3
     """
-    task = TASKS.get(task_name)
-    resolved = apply_overrides(choose_preset(task.name, preset, generator), **overrides)
-    if resolved.task != task.name:
-        raise click.UsageError(f"preset {resolved.name!r} is for `mgan {resolved.task}`; pass --task {resolved.task}")
-    check_preset_fits(resolved)  # space, scale, loss sizes: refused before anything is written
+    restorer = Restorer(generator, task_name, preset=preset, device=device, precision=precision, **overrides)
     stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
-    paths = collect_inputs(inputs, recursive=recursive, stdin_lines=stdin_lines)
-    if not paths:
-        raise click.UsageError("no input images found (give files, folders, or - to read paths from stdin)")
-    run_device = resolve_device(device)
-    model = load_generator(resolved.generator).to(run_device)
-    available = len(model.layers())
     contributions = _pair(contributions_text)
-    if contributions is not None and not 1 <= contributions[0] <= available:
-        raise ConfigurationError(f"--contributions: layer {contributions[0]} is out of range 1..{available}")
-    job = AnalysisJob(task=task, preset=resolved, inputs=paths, output_dir=output_dir,
-                      layers=parse_layers(layers, available), codes=parse_codes(codes_text),
-                      reference_dir=reference_dir, mask=mask, resize=resize, device=run_device, overwrite=overwrite,
-                      engine=EngineOptions.for_device(run_device, precision))
     warned: set[str] = set()
 
     def warn(message: str) -> None:
@@ -129,11 +98,14 @@ def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | Non
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=stderr_console, disable=quiet)
-    pairs_bar = progress.add_task("pairs", total=len(job.pairs()))
+    pairs_bar = progress.add_task("pairs", total=None)
     steps_bar = progress.add_task("  steps", total=None)
 
+    pairs_total = {"count": 0}
+
     def on_pair(index: int, total: int, layer: int, codes: int) -> None:
-        progress.update(pairs_bar, completed=index, description=f"layer {layer}, {codes} codes")
+        pairs_total["count"] = total
+        progress.update(pairs_bar, completed=index, total=total, description=f"layer {layer}, {codes} codes")
 
     def on_record(record: Any) -> None:
         if record.status == "failed":
@@ -142,15 +114,15 @@ def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | Non
     events = RunEvents(on_step=lambda step, total, loss: progress.update(steps_bar, completed=step, total=total),
                        on_record=on_record, on_warning=warn)
     with progress:
-        document = run_analysis(job, model, events, on_pair=on_pair)
-        progress.update(pairs_bar, completed=len(job.pairs()), description="pairs")
-        written = run_contributions(job, *contributions, model, events) if contributions else []
-    figures = sorted(contributions_dir(output_dir, *contributions).glob("*.png")) if contributions else []
-    page = write_analysis_page(output_dir, document, {pair: pair_dir(output_dir, *pair) for pair in job.pairs()},
-                               figures)
+        outcome = restorer.analyze_files(
+            inputs, output_dir, layers=layers, codes=codes_text, contributions=contributions, events=events,
+            on_pair=on_pair, reference_dir=reference_dir, mask=mask, resize=resize, recursive=recursive,
+            overwrite=overwrite, stdin_lines=stdin_lines)
+        progress.update(pairs_bar, completed=pairs_total["count"], description="pairs")
+    document, page, written = outcome.document, outcome.page, outcome.contribution_maps
     if not quiet:
         stdout_console.print(_means_table(document["means"]))
         stderr_console.print(f"wrote {page}, analysis.json, analysis.csv, quality_vs_codes.png and "
                              f"quality_vs_layer.png" + (f"; {len(written)} new contribution maps" if written else ""))
-    if any(row["status"] == "failed" for row in document["rows"]):
+    if outcome.any_failed:
         sys.exit(EXIT_SOME_FAILED)
