@@ -46,3 +46,15 @@ class UnknownNameError(MganError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class EncoderError(MganError):
+    """An encoder (the learned warm start of :mod:`mgan_cli.encoder`) cannot be used: damaged or malformed files."""
+
+
+class EncoderNotFoundError(EncoderError):
+    """No encoder was trained for this generator; the message says how to train one."""
+
+
+class ForeignEncoderError(EncoderError):
+    """The encoder found was trained for another generator (a different sha256); the message says how to train one."""
