@@ -240,7 +240,7 @@ def train_encoder(
             now = time.perf_counter()
             seconds = previous + (now - started)
             if progress is not None:
-                progress(TrainingProgress(step, seconds, budget, float(loss), float(latent), float(pixel)))
+                progress(TrainingProgress(step, seconds, budget, loss.item(), latent.item(), pixel.item()))
             if now - last_save >= checkpoint_seconds:
                 save_checkpoint(folder, record, encoder, optimizer, step, seconds)
                 last_save = now
