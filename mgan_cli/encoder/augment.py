@@ -117,18 +117,21 @@ class Photometric:
 
 
 def augmented_inputs(images: torch.Tensor, rng: torch.Generator, size: int, shares: dict[str, float],
-                     photometric: Photometric) -> torch.Tensor:
+                     photometric: Photometric) -> tuple[torch.Tensor, torch.Tensor]:
     """Training inputs ``[M, 4, size, size]`` for clean samples ``[M, 3, R, R]``: each image gets one task
     augmentation, drawn with probabilities proportional to ``shares`` (names of :data:`TASK_AUGMENTATIONS`),
-    then the photometric changes."""
+    then the photometric changes. Also returns the known-pixel maps ``[M, 1, R, R]`` (1 = known)."""
     names = [name for name in sorted(shares) if shares[name] > 0]
     weights = torch.tensor([float(shares[name]) for name in names])
     choice = torch.multinomial(weights, images.shape[0], replacement=True, generator=rng)
     inputs = images.new_empty(images.shape[0], 4, size, size)
+    known_maps = images.new_ones(images.shape[0], 1, *images.shape[2:])
     for index, name in enumerate(names):
-        rows = (choice == index).nonzero().flatten()
+        rows = (choice == index).nonzero().flatten().to(images.device)
         if rows.numel() == 0:
             continue
-        observed, known = TASK_AUGMENTATIONS.get(name)(images[rows.to(images.device)], rng)
-        inputs[rows.to(images.device)] = encoder_input(photometric(observed, rng), known, size)
-    return inputs
+        observed, known = TASK_AUGMENTATIONS.get(name)(images[rows], rng)
+        inputs[rows] = encoder_input(photometric(observed, rng), known, size)
+        if known is not None:
+            known_maps[rows] = known
+    return inputs, known_maps

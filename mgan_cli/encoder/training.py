@@ -4,14 +4,16 @@ Each step draws a batch of latents from a generator seeded by ``(settings.seed, 
 exactly the batches an uninterrupted one would), renders them, degrades each image with a random task
 augmentation (:mod:`mgan_cli.encoder.augment`), and minimises
 
-    latent_weight · mean(((ê − t) / scale)²) + pixel_weight · mean((G(ê) − G(t))²)
+    latent_weight · mean(((ê − t) / scale)²) + pixel_weight · mean((G(ê) − G(t))²) / v
 
 with Adam: a regression to the latent t (normalised by the targets' spread) and the pixel error of the
-prediction rendered back through the frozen generator (on the clean image, whatever the augmentation: the
-encoder must predict the whole image from what it sees). On CUDA the encoder and generator run under bf16
-autocast. The budget (steps or minutes) counts over all runs: a checkpoint (model and optimiser state, the step
-and the seconds spent) is written every ``checkpoint_seconds``, on an interrupt and at the end, and a rerun
-with the same settings continues from it; the finished encoder goes to the cache (:mod:`mgan_cli.encoder.storage`).
+prediction rendered back through the frozen generator, on the clean image's known pixels (all but an
+inpainting hole's: what the inversion's loss measures), normalised by v, the per-pixel variance of the
+generator's images (so both terms are about 1 for a guess at the mean, whatever the generator's range). On
+CUDA the encoder and generator run under bf16 autocast. The budget (steps or minutes) counts over all runs: a
+checkpoint (model and optimiser state, the step and the seconds spent) is written every ``checkpoint_seconds``,
+on an interrupt and at the end, and a rerun with the same settings continues from it; the finished encoder goes
+to the cache (:mod:`mgan_cli.encoder.storage`).
 """
 
 from __future__ import annotations
@@ -186,6 +188,23 @@ def load_checkpoint(folder: Path, record: dict[str, Any], encoder: Encoder,
     return step, float(info.get("seconds", 0.0))
 
 
+def pixel_loss(rendered: torch.Tensor, images: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over each image's known pixels (all of them but an inpainting hole's), as the
+    inversion's loss measures it; averaged over the batch."""
+    error = ((rendered - images).square().mean(dim=1, keepdim=True) * known).flatten(1).sum(dim=1)
+    return (error / known.flatten(1).sum(dim=1).clamp_min(1)).mean()
+
+
+def image_variance(generator: Generator, seed: int, device: torch.device, samples: int = 256,
+                   chunk: int = 32) -> float:
+    """Mean over pixels of the variance of the generator's images (``samples`` random ones)."""
+    target = target_for(generator)
+    rng = torch.Generator().manual_seed(seed)
+    images = torch.cat([target.sample(generator, min(chunk, samples - start), rng, device)[1].float().cpu()
+                        for start in range(0, samples, chunk)])
+    return max(float(images.var(dim=0).mean()), 1e-8)
+
+
 def train_encoder(
     generator: Generator,
     generator_name: str,
@@ -207,7 +226,9 @@ def train_encoder(
     target = target_for(generator)
     architecture = settings.architecture(generator)
     folder = encoder_folder(generator_sha256, home)
-    encoder = Encoder(architecture)
+    with torch.random.fork_rng(devices=[]):  # the same initial weights for the same seed
+        torch.manual_seed(settings.seed)
+        encoder = Encoder(architecture)
     mean, scale = target.statistics(generator, torch.Generator().manual_seed(settings.seed), device)
     encoder.target_mean.copy_(mean)
     encoder.target_scale.copy_(scale)
@@ -220,17 +241,19 @@ def train_encoder(
     start_step = step
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     scale_on_device = encoder.target_scale.detach()
+    variance = image_variance(generator, settings.seed + 1, device) if settings.pixel_weight > 0 else 1.0
     started = last_save = time.perf_counter()
     previous = seconds
     try:
         while not budget.done(step, seconds):
             rng = torch.Generator().manual_seed(step_seed(settings.seed, step))
             targets, images = target.sample(generator, settings.batch_size, rng, device)
-            inputs = augmented_inputs(images, rng, architecture.input_size, settings.shares, settings.photometric)
+            inputs, known = augmented_inputs(images, rng, architecture.input_size, settings.shares,
+                                             settings.photometric)
             with autocast:
                 predicted = encoder(inputs).float()
                 latent = ((predicted - targets) / scale_on_device).square().mean()
-                pixel = (target.render(generator, predicted).float() - images).square().mean() \
+                pixel = pixel_loss(target.render(generator, predicted).float(), images, known) / variance \
                     if settings.pixel_weight > 0 else latent.new_zeros(())
             loss = settings.latent_weight * latent + settings.pixel_weight * pixel
             optimizer.zero_grad(set_to_none=True)
