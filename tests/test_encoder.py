@@ -146,6 +146,9 @@ def test_stylegan_start_uses_predicted_wplus_rows_and_upper_latent(tmp_path):
     train_encoder(generator, "tiny-sg2", SHA_B, Budget(steps=3), TINY, home=tmp_path)
     loaded = read_encoder(encoder_folder(SHA_B, tmp_path), "tiny-sg2", SHA_B, _minutes)
     assert loaded.target == "w+"
+    with torch.no_grad():  # after 3 steps every row is still about w_avg: make the rows tell apart
+        head = loaded.encoder.head[-1]
+        head.weight.copy_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(0)))
     z = torch.randn(2, 24, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         images = generator(z)

@@ -19,7 +19,7 @@ import torch
 from mgan_cli.core.degradations import Degradation
 from mgan_cli.core.engine import InversionSettings
 from mgan_cli.encoder.augment import observed_input
-from mgan_cli.encoder.storage import LoadedEncoder, encoder_folder, read_encoder
+from mgan_cli.encoder.storage import LoadedEncoder, encoder_folder, read_encoder, train_hint
 from mgan_cli.encoder.targets import TARGETS
 from mgan_cli.encoder.training import default_minutes
 from mgan_cli.errors import EncoderNotFoundError
@@ -55,8 +55,7 @@ def load_encoder(generator_name: str, store: WeightStore | None = None) -> Loade
     store = store or default_store()
     _, _, sha = generator_identity(generator_name, store)
     if sha is None:
-        raise EncoderNotFoundError(f"no encoder for {generator_name}; train one with `mgan encoder train "
-                                   f"{generator_name}` (about {default_minutes():.0f} minutes on this machine)")
+        raise EncoderNotFoundError(f"no encoder for {generator_name}; {train_hint(generator_name, default_minutes())}")
     return read_encoder(encoder_folder(sha, store.home), generator_name, sha, default_minutes)
 
 
