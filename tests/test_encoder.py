@@ -46,6 +46,16 @@ def _minutes() -> float:
     return 7.0
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One CPU thread: the short trainings take the same float path on every machine (and run faster on a shared
+    2-core machine than with threads contending)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def pggan():
     return tiny_generator()
