@@ -51,3 +51,15 @@ class UnknownNameError(MganError, KeyError):
 class InputValueError(MganError, ValueError):
     """A tensor, image or mask handed to the Python API has the wrong type, shape, dtype, value range or size;
     the message names what was expected. Nothing is resized or converted silently."""
+
+
+class EncoderError(MganError):
+    """An encoder (the learned warm start of :mod:`mgan_cli.encoder`) cannot be used: damaged or malformed files."""
+
+
+class EncoderNotFoundError(EncoderError):
+    """No encoder was trained for this generator; the message says how to train one."""
+
+
+class ForeignEncoderError(EncoderError):
+    """The encoder found was trained for another generator (a different sha256); the message says how to train one."""

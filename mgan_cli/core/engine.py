@@ -162,8 +162,14 @@ class MultiCodeModel(torch.nn.Module):
 
 
 def initial_state(generator: Generator, settings: InversionSettings, seeds: Sequence[int],
-                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Seeded starting codes, α = 1/N and upper latents; image b's values depend only on ``seeds[b]``."""
+                  device: torch.device, initial_codes: torch.Tensor | None = None,
+                  initial_upper: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Seeded starting codes, α = 1/N and upper latents; image b's values depend only on ``seeds[b]``.
+
+    A warm start (e.g. :func:`mgan_cli.encoder.encoder_initial_state`) replaces the seeded codes with
+    ``initial_codes`` ``[B, N, *code_shape]`` and/or the upper latents with ``initial_upper``
+    ``[B, *upper_latent_shape]`` (``ValueError`` for another shape, or an upper latent the generator does not read).
+    """
     channels = generator.layer(settings.layer).shape[0]
     codes, uppers = [], []
     for seed in seeds:
@@ -173,6 +179,14 @@ def initial_state(generator: Generator, settings: InversionSettings, seeds: Sequ
     code_tensor = torch.stack(codes).to(device)
     alphas = initial_alphas(len(seeds), settings.codes, channels, device)
     upper = torch.cat(uppers).to(device) if uppers and uppers[0] is not None else None
+    if initial_codes is not None:
+        check_shape(initial_codes, " ".join(map(str, code_tensor.shape)), "initial_codes")
+        code_tensor = initial_codes.detach().to(device, code_tensor.dtype).clone()
+    if initial_upper is not None:
+        if upper is None:
+            raise ValueError(f"initial_upper given, but {type(generator).__name__} reads no upper latent")
+        check_shape(initial_upper, " ".join(map(str, upper.shape)), "initial_upper")
+        upper = initial_upper.detach().to(device, upper.dtype).clone()
     return code_tensor, alphas, upper
 
 
@@ -393,6 +407,8 @@ def invert(
     progress_every: int = 10,
     options: EngineOptions | None = None,
     warn: Callable[[str], None] | None = None,
+    initial_codes: torch.Tensor | None = None,
+    initial_upper: torch.Tensor | None = None,
 ) -> InversionResult:
     """Restore ``observed`` ``[B, 3, r, r]`` in [-1, 1] with the multi-code prior (see the module docstring).
 
@@ -405,6 +421,8 @@ def invert(
     ``progress_every`` steps; always at the last step; every step under fp16) and its first non-finite step
     is reported in ``diverged_at``; the others go on, unaffected (rows never interact). Under fp16 a
     gradient overflow skips only that image's step (``overflow_skips``; see the module docstring).
+    ``initial_codes`` / ``initial_upper``: a warm start instead of the seeded codes / upper latents (see
+    :func:`initial_state`).
     """
     batch = check_shape(observed, "B 3 H W", "observed")["B"]
     if mask is not None:
@@ -418,7 +436,7 @@ def invert(
         model = model.to(memory_format=torch.channels_last)
         loss = loss.to(memory_format=torch.channels_last)
     stepper = _Stepper(model, degradation, loss, options, device, warn)
-    codes, alphas, upper = initial_state(generator, settings, seeds, device)
+    codes, alphas, upper = initial_state(generator, settings, seeds, device, initial_codes, initial_upper)
     final_codes, final_alphas = codes.clone(), alphas.clone()
     final_upper = None if upper is None else upper.clone()
     steps = torch.full((observed.shape[0],), settings.iterations, dtype=torch.long)

@@ -1,0 +1,23 @@
+"""A learned warm start for the multi-code inversion: an encoder trained only on the generator's own samples.
+
+* :mod:`~mgan_cli.encoder.targets`: what it predicts (z, or w+ rows and the upper latent) per generator family;
+* :mod:`~mgan_cli.encoder.augment`: its input, from any task's observed image, and the training augmentations;
+* :mod:`~mgan_cli.encoder.model`: the network; :mod:`~mgan_cli.encoder.training`: resumable training;
+* :mod:`~mgan_cli.encoder.storage`: the cache folder beside the generator's sha256, read through safetensors only;
+* :mod:`~mgan_cli.encoder.warm_start`: the initial codes for ``invert(..., initial_codes=, initial_upper=)``.
+"""
+
+from mgan_cli.encoder.storage import LoadedEncoder, list_encoders, read_encoder
+from mgan_cli.encoder.training import Budget, TrainingSettings, default_minutes, train_encoder
+from mgan_cli.encoder.warm_start import (
+    INITS,
+    NOISE_SCALE,
+    WarmStart,
+    encoder_initial_state,
+    init_fingerprint,
+    load_encoder,
+)
+
+__all__ = ["INITS", "NOISE_SCALE", "Budget", "LoadedEncoder", "TrainingSettings", "WarmStart", "default_minutes",
+           "encoder_initial_state", "init_fingerprint", "list_encoders", "load_encoder", "read_encoder",
+           "train_encoder"]

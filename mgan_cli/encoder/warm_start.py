@@ -1,0 +1,101 @@
+"""The warm start: each image's N codes begin at the encoder's prediction for its observed image.
+
+For image b with seed s_b, the codes are ``c(ê_b) + noise_scale · (ε_b − centre)`` where ê_b is the encoder's
+prediction from the observed image (through the task's degradation, see :func:`observed_input`), c maps it to
+the engine's latent space (:mod:`mgan_cli.encoder.targets`), and ε_b are exactly the codes the random start
+draws from seed s_b (``generator.sample_codes``), so runs stay reproducible. Each image is encoded on its own,
+so its start never depends on the other images of its batch. The upper latent (StyleGANs) starts at the
+prediction's rows above the composing layer; α starts at 1/N as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mgan_cli.core.degradations import Degradation
+from mgan_cli.core.engine import InversionSettings
+from mgan_cli.encoder.augment import observed_input
+from mgan_cli.encoder.storage import LoadedEncoder, encoder_folder, read_encoder, train_hint
+from mgan_cli.encoder.targets import TARGETS
+from mgan_cli.encoder.training import default_minutes
+from mgan_cli.errors import EncoderNotFoundError
+from mgan_cli.generators.base import Generator
+from mgan_cli.utils.shapes import check_shape
+from mgan_cli.weights.store import WeightStore, default_store
+
+#: scale of the seeded noise around the prediction (the issue's prototype: 0.5; to be set from measurements)
+NOISE_SCALE = 0.5
+
+#: the ``--init`` choices
+INITS = ("random", "encoder")
+
+
+@dataclass
+class WarmStart:
+    """Initial codes ``[B, N, *code_shape]`` and upper latents ``[B, *upper_shape]`` (or ``None``) for
+    :func:`mgan_cli.core.engine.invert`'s ``initial_codes`` / ``initial_upper``."""
+
+    codes: torch.Tensor
+    upper: torch.Tensor | None
+
+
+def load_encoder(generator_name: str, store: WeightStore | None = None) -> LoadedEncoder:
+    """The verified encoder trained for generator ``generator_name`` (registry or imported), on the CPU.
+
+    Raises :class:`EncoderNotFoundError` (one line: ``no encoder for G; train one with `mgan encoder train G`
+    (about M minutes on this machine)``), :class:`mgan_cli.errors.ForeignEncoderError` for one trained for
+    other weights, and the errors of :func:`mgan_cli.encoder.storage.read_encoder`.
+    """
+    from mgan_cli.weights.importing import generator_identity
+
+    store = store or default_store()
+    _, _, sha = generator_identity(generator_name, store)
+    if sha is None:
+        raise EncoderNotFoundError(f"no encoder for {generator_name}; {train_hint(generator_name, default_minutes())}")
+    return read_encoder(encoder_folder(sha, store.home), generator_name, sha, default_minutes)
+
+
+def predict(loaded: LoadedEncoder, observed: torch.Tensor, degradation: Degradation,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The encoder's prediction ``[B, *target_shape]`` for each observed image ``[B, 3, r, r]`` (one at a time)."""
+    encoder = loaded.encoder.to(observed.device)
+    size = encoder.architecture.input_size
+    with torch.no_grad():
+        rows = [encoder(observed_input(observed[b:b + 1], degradation, None if mask is None else mask[b:b + 1],
+                                       size)) for b in range(observed.shape[0])]
+    return torch.cat(rows).float()
+
+
+def encoder_initial_state(loaded: LoadedEncoder, generator: Generator, observed: torch.Tensor,
+                          degradation: Degradation, settings: InversionSettings, seeds: Sequence[int], *,
+                          mask: torch.Tensor | None = None, noise_scale: float = NOISE_SCALE) -> WarmStart:
+    """The warm start of ``observed`` ``[B, 3, r, r]`` (see the module docstring); pass its ``codes`` and
+    ``upper`` to ``invert(..., initial_codes=, initial_upper=)``. ``mask`` ``[B, 1, R, R]``, 1 = missing."""
+    batch = check_shape(observed, "B 3 H H", "observed")["B"]
+    if len(seeds) != batch:
+        raise ValueError(f"need one seed per image: {len(seeds)} seeds for {batch} images")
+    target = TARGETS.get(loaded.target)
+    prediction = predict(loaded, observed, degradation, mask)
+    centre = target.codes(generator, prediction, settings.space, settings.layer).cpu()
+    offset = target.noise_center(generator, settings.space)
+    noise = []
+    for seed in seeds:
+        rng = torch.Generator().manual_seed(int(seed))
+        noise.append(generator.sample_codes(settings.codes, rng, settings.space).float().cpu() - offset)
+    codes = centre[:, None] + noise_scale * torch.stack(noise)
+    upper = target.upper(generator, prediction, settings.layer)
+    return WarmStart(codes.to(observed.device), None if upper is None else upper.to(observed.device))
+
+
+def init_fingerprint(init: str, loaded: LoadedEncoder | None, noise_scale: float = NOISE_SCALE) -> dict[str, Any]:
+    """What the start contributes to a run's settings fingerprint: ``{"init": "random"}``, or the encoder's
+    checksum and the noise scale as well, so that reruns with another encoder or scale clash."""
+    if init == "random":
+        return {"init": "random"}
+    if loaded is None:
+        raise ValueError("init 'encoder' needs the loaded encoder")
+    return {"init": init, "encoder_sha256": loaded.sha256, "noise_scale": noise_scale}
