@@ -301,6 +301,7 @@ OVERRIDE_TARGETS: dict[str, tuple[str | None, str]] = {
     "iterations": ("inversion", "iterations"),
     "lr": ("inversion", "lr"),
     "optimizer": ("inversion", "optimizer"),
+    "init": ("inversion", "init"),
     "perceptual_weight": ("loss", "perceptual_weight"),
     "seed": (None, "seed"),
     "batch_size": (None, "batch_size"),

@@ -71,6 +71,10 @@ def cosine_schedule(progress: float) -> float:
 LATENT_SPACES = ("z", "w", "w+")
 
 
+#: how codes start: ``random`` (seeded draws) or ``encoder`` (a warm start handed in as ``initial_codes``)
+INITS = ("random", "encoder")
+
+
 @dataclass(frozen=True)
 class InversionSettings:
     """Everything the optimisation needs besides the data (one-to-one with a preset's ``inversion`` block).
@@ -99,6 +103,9 @@ class InversionSettings:
     alpha_lr: float | None = setting(None, ValueSpec("float", minimum=0, min_open=True, nullable=True))
     early_stop_window: int = setting(0, ValueSpec("int", minimum=0))
     early_stop_tolerance: float = setting(1e-3, ValueSpec("float", minimum=0))
+    init: str = setting("random", ValueSpec("choice", choices=INITS),
+                        "How each image's codes start: random (seeded), or encoder (a warm start predicted by the "
+                        "generator's encoder, `mgan encoder train`; the caller passes it as initial_codes).")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -422,9 +429,12 @@ def invert(
     is reported in ``diverged_at``; the others go on, unaffected (rows never interact). Under fp16 a
     gradient overflow skips only that image's step (``overflow_skips``; see the module docstring).
     ``initial_codes`` / ``initial_upper``: a warm start instead of the seeded codes / upper latents (see
-    :func:`initial_state`).
+    :func:`initial_state`). ``settings.init == "encoder"`` requires ``initial_codes``.
     """
     batch = check_shape(observed, "B 3 H W", "observed")["B"]
+    if settings.init == "encoder" and initial_codes is None:
+        raise ConfigurationError("init 'encoder' needs the warm start as initial_codes "
+                                 "(mgan_cli.encoder.encoder_initial_state)")
     if mask is not None:
         check_shape(mask, "B 1 R R", "mask", B=batch, R=generator.resolution)
     if len(seeds) != batch:

@@ -7,10 +7,10 @@
 * :mod:`~mgan_cli.encoder.warm_start`: the initial codes for ``invert(..., initial_codes=, initial_upper=)``.
 """
 
+from mgan_cli.core.engine import INITS
 from mgan_cli.encoder.storage import LoadedEncoder, list_encoders, read_encoder
 from mgan_cli.encoder.training import Budget, TrainingSettings, default_minutes, train_encoder
 from mgan_cli.encoder.warm_start import (
-    INITS,
     NOISE_SCALE,
     WarmStart,
     encoder_initial_state,

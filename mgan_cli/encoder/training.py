@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 
-from mgan_cli import __version__
 from mgan_cli.encoder.augment import Photometric, augmented_inputs
 from mgan_cli.encoder.model import Encoder, EncoderArchitecture, default_architecture
 from mgan_cli.encoder.storage import (
@@ -44,6 +43,7 @@ from mgan_cli.encoder.targets import target_for
 from mgan_cli.errors import ConfigurationError, UnknownFormatError
 from mgan_cli.generators.base import Generator
 from mgan_cli.utils.devices import resolve_device
+from mgan_cli.version import __version__
 from mgan_cli.weights.formats.safetensors_format import read_info
 
 #: default training budget in minutes by device type (what ``mgan encoder train G`` runs without a budget)

@@ -31,7 +31,6 @@ from mgan_cli.weights.store import WeightStore, default_store
 NOISE_SCALE = 0.5
 
 #: the ``--init`` choices
-INITS = ("random", "encoder")
 
 
 @dataclass

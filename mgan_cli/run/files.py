@@ -27,6 +27,7 @@ from mgan_cli.config.presets import VGG16_WEIGHTS, Preset
 from mgan_cli.config.tasks import Task
 from mgan_cli.core.degradations import build_degradation
 from mgan_cli.core.engine import EngineOptions
+from mgan_cli.encoder import load_encoder
 from mgan_cli.errors import ConfigurationError, MganError
 from mgan_cli.faces.alignment import generator_alignment, is_face_generator
 from mgan_cli.faces.identity import IdentityRows
@@ -108,10 +109,13 @@ def run_status(outcomes: Sequence[tuple[str, Stage | None]]) -> int:
 
 
 def used_weights(preset: Preset) -> dict[str, str | None]:
-    """The sha256 of every weight file the run uses: the generator, and VGG16 only when λ > 0."""
+    """The sha256 of every weight file the run uses: the generator, VGG16 only when λ > 0, and the encoder with
+    ``init: encoder`` (they enter the settings fingerprint: a rerun with other weights is a clash)."""
     weights = {preset.generator: generator_identity(preset.generator)[2]}
     if preset.loss.perceptual_weight > 0:
         weights[VGG16_WEIGHTS] = default_store().entry(VGG16_WEIGHTS).sha256
+    if preset.inversion.init == "encoder":  # refused here, before anything runs, when there is none
+        weights[f"encoder:{preset.generator}"] = load_encoder(preset.generator).sha256
     return weights
 
 

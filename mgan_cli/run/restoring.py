@@ -21,6 +21,7 @@ from mgan_cli.core.engine import EngineOptions, InversionResult, check_settings,
 from mgan_cli.core.inversion import Inversion
 from mgan_cli.core.tuning import tune, tuned_parameters, tuning_autocast
 from mgan_cli.edit.frames import render_frames, render_inversion
+from mgan_cli.encoder import LoadedEncoder, WarmStart, encoder_initial_state, load_encoder
 from mgan_cli.generators import Generator
 from mgan_cli.run.batching import BatchChoice, MemoryProbe, choose_batch_size, cuda_memory_api, probe_memory
 from mgan_cli.run.extras import RunExtras
@@ -96,6 +97,7 @@ class BatchRestorer:
         self.on_warning = on_warning
         self.batch_limit = max(1, preset.batch_size)
         self.batch_choice: BatchChoice | None = None
+        self._encoder: LoadedEncoder | None = None
 
     @classmethod
     def for_job(cls, job: Job, generator: Generator, on_step: Callable[[int, int, float], None] | None = None,
@@ -130,7 +132,7 @@ class BatchRestorer:
         device = self.device
         probe = torch.zeros(1, 3, self.observed_size, self.observed_size, device=device)
         mask = torch.zeros(1, 1, self.resolution, self.resolution, device=device)
-        settings = dataclasses.replace(self.settings, iterations=2, early_stop_window=0)
+        settings = dataclasses.replace(self.settings, iterations=2, early_stop_window=0, init="random")
         torch.cuda.synchronize(device)
         baseline = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -179,9 +181,11 @@ class BatchRestorer:
                 finite = losses[torch.isfinite(losses)]
                 self.on_step(step, iterations, float(finite.mean()) if finite.numel() else math.nan)
 
+        start = self.warm_start(observed, masks, seeds)
         result: InversionResult = invert(self.generator, observed, self.degradation, self.loss, self.settings,
                                          list(seeds), mask=masks, progress=on_progress, options=self.engine,
-                                         warn=self.on_warning)
+                                         warn=self.on_warning, initial_codes=None if start is None else start.codes,
+                                         initial_upper=None if start is None else start.upper)
         after = self._after_inversion(result, observed, masks, seeds) if self.extras.needed else None
         images = self.degradation.finalize(result.images, self.observed_full(observed), masks)
         steps = result.steps.tolist() if result.steps is not None else [iterations] * len(seeds)
@@ -201,6 +205,22 @@ class BatchRestorer:
                           None if result.upper_latent is None else result.upper_latent[b].detach(),
                           settings.layer, settings.space, settings.composition)
                 for b in range(result.codes.shape[0])]
+
+    def warm_start(self, observed: torch.Tensor, masks: torch.Tensor | None, seeds: Sequence[int]) -> WarmStart | None:
+        """With ``init: encoder``, each image's starting codes predicted by the generator's encoder (image by
+        image, so independent of batching); ``None`` for the seeded random start."""
+        if self.settings.init != "encoder":
+            return None
+        return encoder_initial_state(self.encoder, self.generator, observed, self.degradation, self.settings, seeds,
+                                     mask=masks)
+
+    @property
+    def encoder(self) -> LoadedEncoder:
+        """The encoder of the preset's generator (``init: encoder``), loaded once; a missing or foreign one is
+        refused in one line."""
+        if self._encoder is None:
+            self._encoder = load_encoder(self.preset.generator)
+        return self._encoder
 
     def _after_inversion(self, result: InversionResult, observed: torch.Tensor, masks: torch.Tensor | None,
                          seeds: Sequence[int]) -> list[AfterInversion]:
