@@ -178,6 +178,23 @@ def test_mask_of_the_wrong_size_is_reported(faces, tmp_path) -> None:
     assert all("mask" in e and "32x32" in e and "64x64" in e for e in errors)
 
 
+def test_a_changed_mask_is_a_changed_input(faces, tmp_path) -> None:
+    """A rerun with the same mask file skips the output; with other mask pixels under the same file name it is
+    other settings (a clash, redone with --overwrite), never "skipped"."""
+    face, out, mask = sorted(faces.iterdir())[0], tmp_path / "out", tmp_path / "mask.png"
+    hole = np.zeros((64, 64), np.uint8)
+    hole[16:32, 16:48] = 255
+    Image.fromarray(hole).save(mask)
+    command = ["inpaint", str(face), "-o", str(out), "--mask", str(mask), "--json", *FAST]
+    assert run(*command).exit_code == 0
+    assert json.loads(run(*command).stdout)["status"] == "skipped"
+    Image.fromarray(hole.T.copy()).save(mask)  # the same file, another hole
+    again = json.loads(run(*command).stdout)
+    assert again["status"] == "failed" and "other settings" in again["error"]
+    redone = json.loads(run(*command, "--overwrite").stdout)
+    assert redone["status"] == "ok"
+
+
 def test_usage_errors(faces, tmp_path) -> None:
     result = CliRunner().invoke(main, ["superres", str(faces), "-o", str(tmp_path / "o"), "--scale", "3", *FAST])
     assert result.exit_code == 2 and "does not divide" in result.stderr
