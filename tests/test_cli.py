@@ -208,6 +208,27 @@ def test_usage_errors(faces, tmp_path) -> None:
     assert result.exit_code == 2 and "mgan superres" in result.output
 
 
+def test_weights_list_is_tsv_in_a_pipe_and_a_full_table_on_a_terminal(monkeypatch) -> None:
+    from mgan_cli.cli import weights_cmd
+
+    piped = run("weights", "list")  # CliRunner's stdout is not a terminal
+    lines = [line.split("\t") for line in piped.stdout.splitlines()]
+    assert lines[0] == ["name", "kind", "architecture", "resolution", "latent_size", "available", "location"]
+    assert ["dcgan64-digiface", "generator", "dcgan64", "64", "100", "yes", "mirror"] in lines
+    assert {len(line) for line in lines} == {7}
+
+    monkeypatch.setattr(weights_cmd, "_stdout_is_terminal", lambda: True)
+    monkeypatch.setenv("COLUMNS", "40")  # a narrow terminal shortens nothing
+    rows = run("weights", "list").stdout.splitlines()
+    headings = ["name", "kind", "architecture", "res", "latent", "available", "location"]
+    assert rows[0].split() == headings and "…" not in "".join(rows)
+    dcgan = next(row for row in rows if row.startswith("dcgan64-digiface "))
+    cells = ["dcgan64-digiface", "generator", "dcgan64", "64", "100", "yes", "mirror"]
+    assert dcgan.split() == cells
+    assert [dcgan.index(cell, rows[0].index(heading)) for cell, heading in zip(cells, headings, strict=True)] == [
+        rows[0].index(heading) for heading in headings]  # each value starts under its heading
+
+
 def test_presets_and_weights_commands() -> None:
     listed = run("presets", "list", "--json")
     names = {json.loads(line)["name"] for line in listed.stdout.splitlines()}
@@ -215,7 +236,8 @@ def test_presets_and_weights_commands() -> None:
     shown = json.loads(run("presets", "show", "dcgan64-invert", "--codes", "7", "--json").stdout)
     assert shown["inversion"]["codes"] == 7
     assert shown["generator_layers"][1] == {"layer": 2, "name": "block2", "shape": [256, 8, 8]}
-    weights = [json.loads(line) for line in run("weights", "list", "--json").stdout.splitlines()]
+    weights = [json.loads(line) for line in run("weights", "list", "--format", "json").stdout.splitlines()]
+    assert [json.loads(line) for line in run("weights", "list", "--json").stdout.splitlines()] == weights
     dcgan = next(w for w in weights if w["name"] == "dcgan64-digiface")
     assert dcgan["available"] and dcgan["parameters"] == 3576704 and dcgan["resolution"] == 64
     verify = run("weights", "verify")
