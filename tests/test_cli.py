@@ -199,6 +199,21 @@ def test_a_changed_mask_is_a_changed_input(faces, tmp_path) -> None:
     assert redone["status"] == "ok"
 
 
+def test_a_reference_folder_without_the_image_is_not_called_no_reference(faces, tmp_path) -> None:
+    references = tmp_path / "references"
+    references.mkdir()
+    first, second = sorted(faces.iterdir())
+    (references / first.name).write_bytes(first.read_bytes())
+    result = run("denoise", str(faces), "-o", str(tmp_path / "out"), "--reference", str(references), "--json", *FAST)
+    rows = {Path(row["input"]).stem: row for row in map(json.loads, result.stdout.splitlines())}
+    assert result.exit_code == 0 and rows[first.stem]["psnr"] is not None
+    missing = rows[second.stem]
+    assert missing["psnr"] is None and not any("no --reference" in note for note in missing["notes"])
+    assert any(second.stem in note and str(references) in note for note in missing["notes"])
+    assert missing["identity"] is None
+    assert missing["identity_reason"] == f"no reference named {second.stem}.* in {references}"
+
+
 def test_usage_errors(faces, tmp_path) -> None:
     result = CliRunner().invoke(main, ["superres", str(faces), "-o", str(tmp_path / "o"), "--scale", "3", *FAST])
     assert result.exit_code == 2 and "does not divide" in result.stderr
