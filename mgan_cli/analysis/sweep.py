@@ -38,6 +38,7 @@ from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import Generator
 from mgan_cli.report.tables import write_csv, write_json, write_views
 from mgan_cli.run import Job, RunEvents, Runner, open_output_folder
+from mgan_cli.utils.messages import skipped_line
 
 ANALYSIS_METRICS = ("psnr", "ssim", "lpips")
 ROW_COLUMNS = ("input", "layer", "codes", "status", *ANALYSIS_METRICS, "seconds")
@@ -264,7 +265,7 @@ def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Gener
     for start in range(0, len(todo), restorer.batch_limit):
         loaded, failed = loader.load_batch(todo[start:start + restorer.batch_limit])
         for record in failed:
-            events.warn(f"contributions: skipped {record.input}: {record.error}")
+            events.warn(f"contributions: {skipped_line(record.input, record.error)}")
         if not loaded:
             continue
         observed = torch.stack([p.observed for p in loaded]).to(job.device)
