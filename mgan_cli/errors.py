@@ -37,6 +37,15 @@ class ConfigurationError(MganError):
     """A combination of settings cannot work (e.g. a layer out of range, a scale that does not divide)."""
 
 
+class DirectionCountError(ConfigurationError):
+    """More semantic directions were asked for than a generator has (its latent size): ``asked``, ``available``."""
+
+    def __init__(self, asked: int, available: int) -> None:
+        super().__init__(f"asked for {asked} directions, but there are {available} (the latent size)")
+        self.asked = asked
+        self.available = available
+
+
 class OutputError(MganError):
     """The output folder (or a file in it, or the run store) cannot be created or written."""
 

@@ -141,3 +141,12 @@ def test_analyze_refuses_a_preset_that_cannot_run_before_writing_anything(tmp_pa
                                        "--scale", "7", "--layers", "2", "--codes", "1", "--device", "cpu"])
     assert result.exit_code == 2 and "--scale 7 does not divide" in result.output
     assert not out.exists()
+
+
+def test_analyze_exits_2_when_every_input_fails_and_names_each_path_once(tmp_path) -> None:
+    (tmp_path / "a.png").write_bytes(b"not an image")
+    result = CliRunner().invoke(main, ["analyze", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--layers",
+                                       "2", "--codes", "1", "--iterations", "1", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 2, result.output
+    warning = next(line for line in result.stderr.splitlines() if "skipped" in line)
+    assert warning.count(str(tmp_path / "a.png")) == 1, warning

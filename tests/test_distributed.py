@@ -41,7 +41,11 @@ def test_torchrun_two_processes_merge_one_report(shared_dir, tmp_path) -> None:
     assert sorted(reported) == sorted(p.stem for p in photos)  # every input exactly once
     assert all(row["status"] == "ok" for row in report["images"])
     assert len(first.stdout.splitlines()) == 5  # one JSON line per image, from both ranks
-    assert not list(out.glob(".report-rank*.json"))  # partial reports merged and removed
+    made_by: dict[int, set[str]] = {}  # each rank recorded its own run and the images of its shard, once
+    for row in report["images"]:
+        made_by.setdefault(row["run"], set()).add(Path(row["input"]).stem)
+    stems = sorted(p.stem for p in photos)
+    assert sorted(made_by.values(), key=sorted) == [set(stems[0::2]), set(stems[1::2])]
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     rerun = json.loads((out / "report.json").read_text())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from PIL import Image
 
 from mgan_cli.cli import main
@@ -131,3 +131,68 @@ def test_tuning_in_a_run_never_changes_the_shared_generator(shared_dir: Path, tm
 
     saved = latents.load(Path(records[0].fields["latents"]), "dcgan64-digiface")
     assert saved.tuned and all(not torch.equal(before[k], v) for k, v in saved.tuned.items())
+
+
+def _one_line_error(result: Result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and "Aborted!" not in result.output and "Traceback" not in result.output, lines
+    return lines[-1]
+
+
+def test_errors_name_the_option_that_was_given(shared_dir: Path, tmp_path: Path) -> None:
+    rows = CliRunner().invoke(main, ["directions", "dcgan32-celeba", "--style-rows", "abc", "-o", str(tmp_path / "d")])
+    assert "--style-rows must look like 4-7" in _one_line_error(rows) and "--edit-layers" not in rows.output
+    many = CliRunner().invoke(main, ["directions", "dcgan32-celeba", "-n", "100000", "-o", str(tmp_path / "d")])
+    assert "-n must be between 1 and 100 (the latent size), got 100000" in _one_line_error(many)
+    far = CliRunner().invoke(main, ["edit", *_faces(shared_dir)[:1], "-o", str(tmp_path / "e"), "--resize", "crop",
+                                    "--direction", "sefa:100000", *_fast([])])
+    message = _one_line_error(far)
+    assert "--direction sefa:100000: K must be between 0 and 99" in message and "-n " not in far.output
+
+
+def test_direction_files_that_are_empty_or_pickles_are_refused_in_mgans_words(shared_dir: Path,
+                                                                           tmp_path: Path) -> None:
+    empty, objects = tmp_path / "empty.npy", tmp_path / "objects.npy"
+    empty.write_bytes(b"")
+    np.save(objects, np.array([{"run": "code"}], dtype=object), allow_pickle=True)
+
+    def edit(direction: Path) -> str:
+        return _one_line_error(CliRunner().invoke(main, ["edit", *_faces(shared_dir)[:1], "-o", str(tmp_path / "e"),
+                                                         "--resize", "crop", "--direction", str(direction),
+                                                         *_fast([])]))
+
+    assert f"{empty}: empty or cut short, not a .npy array" in edit(empty)
+    refusal = edit(objects)
+    assert f"{objects}: refused: it holds Python objects" in refusal and "can run code" in refusal
+    assert "allow_pickle" not in refusal
+
+
+def test_an_empty_output_folder_name_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"")
+    for args in (["directions", "dcgan32-celeba", "-o", ""], ["analyze", str(tmp_path / "a.png"), "-o", " "]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and "must name a folder (it is empty)" in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_edit_from_latents_exits_2_when_every_file_fails_and_1_when_some_do(shared_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.safetensors").write_bytes(b"not safetensors")
+    (broken / "b.safetensors").write_bytes(b"")
+    result = CliRunner().invoke(main, ["edit", "--from-latents", str(broken), "-o", str(tmp_path / "out"),
+                                       "--direction", "sefa:0"])
+    assert result.exit_code == 2, result.output
+    warnings = [line for line in result.stderr.splitlines() if "skipped" in line]
+    assert len(warnings) == 2
+    for line in warnings:
+        path = line.split("skipped ", 1)[1].split(": ", 1)[0]
+        assert line.count(path) == 1, line  # the path is not repeated
+
+    inverted = CliRunner().invoke(main, ["invert", *_faces(shared_dir)[:1], "-o", str(tmp_path / "inv"), "--resize",
+                                         "crop", "--save-latents", *_fast([])])
+    assert inverted.exit_code == 0, inverted.output
+    (tmp_path / "inv" / "latents" / "broken.safetensors").write_bytes(b"")
+    some = CliRunner().invoke(main, ["edit", "--from-latents", str(tmp_path / "inv" / "latents"), "-o",
+                                     str(tmp_path / "out2"), "--direction", "sefa:0", "--strengths", "0"])
+    assert some.exit_code == 1, some.output

@@ -175,6 +175,20 @@ def test_missing_niqe_parameters_warn_once(photos: dict[str, np.ndarray], tmp_pa
         naturalness._pristine_cpu.cache_clear()
     assert result.exit_code == 0
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "mgan weights fetch niqe-pristine" in warnings[0]
+    assert len(warnings) == 1 and "niqe-pristine" in warnings[0]
+    assert "  then run: mgan weights fetch niqe-pristine" in result.stderr.splitlines()
     rows = _json_lines(result.stdout)
     assert len(rows) == 3 and all(row["niqe"] is None for row in rows)
+
+
+def test_exit_status_is_2_when_no_image_could_be_measured(photos: dict[str, np.ndarray], tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"not an image")
+    (broken / "b.png").write_bytes(b"")
+    result = _invoke([str(broken)])
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
+    assert len(lines) == 2 and all(line.count(str(broken)) == 1 for line in lines), lines  # the path once
+    _save(broken / "c.png", photos["restored/face"])
+    assert _invoke([str(broken)]).exit_code == 1  # some measured, some skipped

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mgan_cli.cli.presets_cmd import generator_layers
-from mgan_cli.config.presets import apply_overrides, load_preset, preset_files
+from mgan_cli.config.presets import MAX_PRESET_BYTES, apply_overrides, load_preset, preset_files
 from mgan_cli.config.tasks import TASKS
 from mgan_cli.errors import PresetError
 
@@ -180,11 +180,13 @@ def test_hostile_preset_files_are_refused_in_one_line_quickly(tmp_path) -> None:
     (tmp_path / "list.yaml").write_text("- generator\n- task\n")
     (tmp_path / "loop.yaml").write_text("description: &a [*a]\ngenerator: x\n")
     (tmp_path / "deep.yaml").write_text("description: " + "[" * 5000 + "]" * 5000 + "\n")
+    (tmp_path / "widest.yaml").write_text("description: " + "[" * (MAX_PRESET_BYTES - 20) + "\n")  # at the size limit
+    (tmp_path / "indented.yaml").write_text("".join(" " * i + f"k{i}:\n" for i in range(600)))  # block-style depth
     code = f"""
 import time
 from mgan_cli.config.presets import load_preset
 from mgan_cli.errors import PresetError
-for name in ('bomb', 'binary', 'list', 'loop', 'deep'):
+for name in ('bomb', 'binary', 'list', 'loop', 'deep', 'widest', 'indented'):
     started = time.perf_counter()
     try:
         load_preset({str(tmp_path)!r} + '/' + name + '.yaml')
@@ -194,12 +196,13 @@ for name in ('bomb', 'binary', 'list', 'loop', 'deep'):
     status, output, _, _ = run_bounded(code, timeout=60, max_rss_mb=1500)
     assert status == 0, output
     refused = {line.split()[0]: line for line in output.splitlines() if line.split()[:1] != ["PEAK_RSS_KB"]}
-    assert set(refused) == {"bomb", "binary", "list", "loop", "deep"}, output
+    assert set(refused) == {"bomb", "binary", "list", "loop", "deep", "widest", "indented"}, output
     for name, line in refused.items():
         assert float(line.split()[1]) < 0.5, line
         assert f"{name}.yaml: " in line and "|" not in line
     assert "nested YAML aliases" in refused["bomb"] and "not UTF-8" in refused["binary"]
     assert "must be a YAML mapping" in refused["list"] and "got a list" in refused["list"]
+    assert all("nested more than 20 levels" in refused[name] for name in ("deep", "widest", "indented"))
 
 
 @pytest.mark.parametrize(("edit", "message"), [

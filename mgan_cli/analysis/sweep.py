@@ -39,6 +39,7 @@ from mgan_cli.generators import Generator
 from mgan_cli.report.tables import write_csv, write_json, write_views
 from mgan_cli.run import Job, RunEvents, Runner, open_output_folder
 from mgan_cli.utils.imageio import collect_inputs
+from mgan_cli.utils.messages import skipped_line
 from mgan_cli.version import __version__
 
 ANALYSIS_METRICS = ("psnr", "ssim", "lpips")
@@ -266,7 +267,7 @@ def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Gener
     for start in range(0, len(todo), restorer.batch_limit):
         loaded, failed = loader.load_batch(todo[start:start + restorer.batch_limit])
         for record in failed:
-            events.warn(f"contributions: skipped {record.input}: {record.error}")
+            events.warn(f"contributions: {skipped_line(record.input, record.error)}")
         if not loaded:
             continue
         observed = torch.stack([p.observed for p in loaded]).to(job.device)

@@ -7,11 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mgan_cli.api import Restorer
-from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stderr_console, stdout_console
+from mgan_cli.cli.common import (
+    OutputFolder,
+    exit_for_failures,
+    reports_errors,
+    skipped_line,
+    stderr_console,
+    stdout_console,
+)
 from mgan_cli.cli.options import override_options
 from mgan_cli.config.tasks import TASKS
 from mgan_cli.core.engine import PRECISIONS
@@ -44,7 +52,7 @@ def _means_table(means: list[dict[str, Any]]) -> Table:
 
 @click.command("analyze")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("-o", "--output", "output_dir", required=True, type=OutputFolder(),
               help="Folder for analysis.json/.csv, the plots, runs/layer<L>-codes<N>/ and contributions/.")
 @click.option("--layers", help="Composing layers: a range and/or list, e.g. 1-8 or 2,4,6. [default: every layer]")
 @click.option("--codes", "codes_text", help="Numbers of codes N, comma-separated. [default: 1,5,10,20,30]")
@@ -94,7 +102,7 @@ def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | Non
     def warn(message: str) -> None:
         if message not in warned:
             warned.add(message)
-            stderr_console.print(f"[yellow]mgan: warning:[/] {message}", soft_wrap=True)
+            stderr_console.print(f"[yellow]mgan: warning:[/] {escape(message)}", soft_wrap=True)
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=stderr_console, disable=quiet)
@@ -109,7 +117,7 @@ def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | Non
 
     def on_record(record: Any) -> None:
         if record.status == "failed":
-            warn(f"skipped {record.input}: {record.error}")
+            warn(skipped_line(record.input, record.error))
 
     events = RunEvents(on_step=lambda step, total, loss: progress.update(steps_bar, completed=step, total=total),
                        on_record=on_record, on_warning=warn)
@@ -124,5 +132,4 @@ def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | Non
         stdout_console.print(_means_table(document["means"]))
         stderr_console.print(f"wrote {page}, analysis.json, analysis.csv, quality_vs_codes.png and "
                              f"quality_vs_layer.png" + (f"; {len(written)} new contribution maps" if written else ""))
-    if outcome.any_failed:
-        sys.exit(EXIT_SOME_FAILED)
+    exit_for_failures(sum(row["status"] == "failed" for row in document["rows"]), len(document["rows"]))

@@ -5,12 +5,16 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
 from mgan_cli.errors import MganError
+from mgan_cli.utils.messages import skipped_line
+
+__all__ = ["OutputFolder", "exit_for_failures", "reports_errors", "skipped_line"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,6 +33,27 @@ def fail(message: str) -> None:
     """Print ``mgan: error: message`` on stderr (one line) and exit with :data:`EXIT_UNUSABLE`."""
     click.echo(f"mgan: error: {message}", err=True)
     sys.exit(EXIT_UNUSABLE)
+
+
+class OutputFolder(click.Path):
+    """A folder path that is not empty (``-o ""`` would otherwise mean the current folder)."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("must name a folder (it is empty)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def exit_for_failures(failed: int, total: int) -> None:
+    """Exit :data:`EXIT_UNUSABLE` when every one of ``total`` inputs failed (or there were none: nothing could
+    run), :data:`EXIT_SOME_FAILED` when some did; return when none did."""
+    if total == 0 or failed == total:
+        sys.exit(EXIT_UNUSABLE)
+    if failed:
+        sys.exit(EXIT_SOME_FAILED)
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from mgan_cli.cli.common import reports_errors, stderr_console
+from mgan_cli.cli.common import OutputFolder, reports_errors, stderr_console
 from mgan_cli.edit import directions as directions_lib
 from mgan_cli.edit.frames import DEFAULT_STRENGTHS, parse_rows, parse_strengths, preview_grid
-from mgan_cli.errors import ConfigurationError
+from mgan_cli.errors import ConfigurationError, DirectionCountError
 from mgan_cli.utils.imageio import write_png
 from mgan_cli.weights.importing import generator_identity
 from mgan_cli.weights.loading import load_generator
@@ -30,7 +30,7 @@ from mgan_cli.weights.loading import load_generator
 @click.option("--samples", type=click.IntRange(min=1, max=8), default=3, show_default=True,
               help="Seeded sample codes shown side by side in the preview.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples (and of PCA's codes).")
-@click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("-o", "--output", "output_dir", required=True, type=OutputFolder(),
               help="Folder for <method>.npy, <method>.json and <method>_preview.png.")
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 @reports_errors
@@ -51,7 +51,7 @@ def directions_command(generator: str, method: str, count: int, layer: int | Non
     """
     model = load_generator(generator)
     columns = parse_strengths(strengths)
-    rows = parse_rows(style_rows) if style_rows else None
+    rows = parse_rows(style_rows, "--style-rows") if style_rows else None
     if rows is not None and method != "sefa":
         raise ConfigurationError("--style-rows applies to --method sefa")
     files = [output_dir / f"{method}{suffix}" for suffix in (".npy", ".json", "_preview.png")]
@@ -59,7 +59,11 @@ def directions_command(generator: str, method: str, count: int, layer: int | Non
     if existing and not overwrite:
         raise ConfigurationError(f"{', '.join(existing)} already exist (use --overwrite to replace them)")
     with stderr_console.status(f"computing {count} {method} directions of {generator}"):
-        found = directions_lib.compute(model, method, count, layer=layer, rows=rows, seed=seed)
+        try:
+            found = directions_lib.compute(model, method, count, layer=layer, rows=rows, seed=seed)
+        except DirectionCountError as exc:
+            raise ConfigurationError(f"-n must be between 1 and {exc.available} (the latent size), "
+                                     f"got {count}") from None
         grid = preview_grid(model, found.vectors, found.space, columns,
                             directions_lib.sample_codes(model, samples, seed + 1))
     output_dir.mkdir(parents=True, exist_ok=True)

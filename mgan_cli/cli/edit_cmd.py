@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 import torch
+from rich.markup import escape
 
-from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stderr_console
+from mgan_cli.cli.common import exit_for_failures, reports_errors, skipped_line, stderr_console
 from mgan_cli.cli.restore import _common_options, extras_options, run_task
 from mgan_cli.config.presets import Preset
 from mgan_cli.config.tasks import TASKS
@@ -97,7 +98,7 @@ def resolve_edit(generator_name: str, space: str, direction: str, conditions: tu
     others = [boundaries.resolve(c, generator_name, default_space, generator) for c in conditions]
     resolved: Direction = boundaries.condition(main_direction, others)
     check_compatible(resolved, space, resolved.vector.numel())
-    rows = parse_rows(edit_layers) if edit_layers else None
+    rows = parse_rows(edit_layers, "--edit-layers") if edit_layers else None
     if rows is not None and space == "z":
         raise ConfigurationError("--edit-layers needs codes in w or w+ (--space w); these are z codes")
     if edit_upper and space == "z":
@@ -188,7 +189,7 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
             raise  # a direction that cannot apply fails the whole command in one line
         except (MganError, OSError) as exc:
             record.status, record.error = "failed", str(exc)
-            stderr_console.print(f"[yellow]mgan: warning:[/] skipped {path}: {exc}", soft_wrap=True)
+            stderr_console.print(f"[yellow]mgan: warning:[/] {escape(skipped_line(path, exc))}", soft_wrap=True)
         rows.append(record.to_json())
     header = {"mgan_version": __version__, "task": "edit", "command": " ".join(["mgan", *sys.argv[1:]]),
               "from_latents": str(directory), "device": str(device), "torch": torch.__version__,
@@ -203,5 +204,4 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
     if not options.get("quiet"):
         stderr_console.print(f"wrote {sum(r['status'] == 'ok' for r in rows)} strips to {output_dir / 'strips'} "
                              f"and {output_dir / 'report.json'}")
-    if any(r["status"] == "failed" for r in rows):
-        sys.exit(EXIT_SOME_FAILED)
+    exit_for_failures(sum(r["status"] == "failed" for r in rows), len(rows))

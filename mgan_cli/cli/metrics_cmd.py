@@ -3,7 +3,8 @@
 Images are read with Pillow as RGB uint8 (grayscale is repeated to RGB, alpha and palettes are flattened,
 see :func:`mgan_cli.utils.imageio.read_image`). A restored image is paired with the reference file of the same
 stem (``face.png`` with ``REFDIR/face.jpg``). Unreadable files, missing or ambiguous references and size
-mismatches are reported one per line on stderr and skipped; the exit status is then 1.
+mismatches are reported one per line on stderr and skipped; the exit status is then 1, or 2 when no image could
+be measured.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from mgan_cli.cli.common import exit_for_failures, skipped_line
 from mgan_cli.errors import ImageInputError, MganError
 from mgan_cli.metrics import DEFAULT_METRICS, compute_metrics, json_row, metric_spec
 from mgan_cli.report.html import write_html
@@ -139,7 +141,8 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
     Folders are read non-recursively (image suffixes only); "-" reads paths from stdin. Images are paired
     with --reference files by file stem. Values undefined for an image (NIQE below two 96x96 blocks, ...)
     are null with a reason; an infinite PSNR (identical images) is "inf" in JSON and CSV. Unreadable
-    files, missing references and size mismatches are reported on stderr and skipped (exit status 1).
+    files, missing references and size mismatches are reported on stderr and skipped (exit status 1; 2 when
+    every image is skipped).
     """
     names = _parse_metrics(metric_list, reference_dir is not None)
     if output is not None and output.suffix.lower() not in (".json", ".csv"):
@@ -159,7 +162,7 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
 
     def skip(path: Path, reason: str) -> None:
         skipped.append({"path": str(path), "reason": reason})
-        click.echo(f"skipped {path}: {reason}", err=True)
+        click.echo(skipped_line(path, reason), err=True)
 
     def warn(message: str) -> None:
         click.echo(f"warning: {message}", err=True)
@@ -202,8 +205,7 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
         _write_page(output, rows, sources, skipped, settings)
     if not paths:
         click.echo("no images found", err=True)
-    if skipped or not rows:
-        click.get_current_context().exit(1)
+    exit_for_failures(len(skipped), len(skipped) + len(rows))
 
 
 __all__ = ["load_rgb", "metrics_command"]

@@ -16,6 +16,7 @@ from mgan_cli.api import Restorer
 from mgan_cli.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_SOME_FAILED,
+    OutputFolder,
     fail,
     reports_errors,
     stderr_console,
@@ -42,18 +43,6 @@ EXAMPLES = {
 }
 
 
-class _OutputFolder(click.Path):
-    """A folder path that is not empty (``-o ""`` would otherwise mean the current folder)."""
-
-    def __init__(self) -> None:
-        super().__init__(file_okay=False, path_type=Path)
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and not value.strip():
-            self.fail("must name a folder (it is empty)", param, ctx)
-        return super().convert(value, param, ctx)
-
-
 class _BatchSize(click.ParamType):
     """``auto`` or a positive integer."""
 
@@ -74,7 +63,7 @@ class _BatchSize(click.ParamType):
 def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.argument("inputs", nargs=-1, required=True, metavar="INPUT..."),
-        click.option("-o", "--output", "output_dir", required=True, type=_OutputFolder(),
+        click.option("-o", "--output", "output_dir", required=True, type=OutputFolder(),
                      help="Folder for the restored images (<input stem>.png) and report.json/report.csv."),
         click.option("--preset", help="Preset name (`mgan presets list`) or a YAML file. [default: the generator's "
                                       "built-in preset or per-family defaults, else the task's]"),

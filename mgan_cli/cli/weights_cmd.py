@@ -1,16 +1,16 @@
-"""``mgan weights list | fetch NAME | verify | path NAME | import FILE --name NAME``."""
+"""``mgan weights list [--format table|tsv|json] | fetch NAME | verify | path NAME | import FILE --name NAME``."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import torch
-from rich.table import Table
 
-from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors, stdout_console
+from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.weights.formats import READERS
 from mgan_cli.weights.importing import import_generator, imported_rows, list_imported
@@ -37,36 +37,68 @@ def parameter_count(entry: WeightEntry) -> int | None:
     return sum(p.numel() for p in model.parameters())
 
 
-@weights_group.command("list")
-@click.option("--json", "json_lines", is_flag=True, help="One JSON object per known file.")
-@reports_errors
-def list_weights(json_lines: bool) -> None:
-    """List every known weight file and whether a verified copy is here."""
+#: the columns of ``mgan weights list`` as a table and as TSV: (record key, table heading)
+LIST_COLUMNS = (("name", "name"), ("kind", "kind"), ("architecture", "architecture"), ("resolution", "res"),
+                ("latent_size", "latent"), ("available", "available"), ("location", "location"))
+
+
+def _records() -> list[dict[str, Any]]:
+    """One record per known weight file, then per imported generator (the JSON lines of ``--format json``)."""
     store = default_store()
-    table = Table()
-    table.add_column("name", no_wrap=True)
-    for column in ("kind", "architecture", "res", "latent", "available"):
-        table.add_column(column)
+    records = []
     for name, entry in sorted(store.entries.items()):
         status = store.status(name)
-        if json_lines:
-            click.echo(json.dumps({
-                "name": name, "kind": entry.kind, "architecture": entry.architecture,
-                "resolution": entry.resolution, "latent_size": entry.latent_size,
-                "parameters": parameter_count(entry), "available": status.verified,
-                "location": status.location, "file": entry.file, "sha256": entry.sha256,
-            }))
-        else:
-            table.add_row(name, entry.kind, entry.architecture or "", str(entry.resolution or ""),
-                          str(entry.latent_size or ""), "yes" if status.verified else "no")
-    for row in imported_rows(store):
-        if json_lines:
-            click.echo(json.dumps(row))
-        else:
-            table.add_row(row["name"], "generator (imported)", row["architecture"] or "", str(row["resolution"]),
-                          str(row["latent_size"]), "yes" if row["available"] else "no")
-    if not json_lines:
-        stdout_console.print(table)
+        records.append({
+            "name": name, "kind": entry.kind, "architecture": entry.architecture,
+            "resolution": entry.resolution, "latent_size": entry.latent_size,
+            "parameters": parameter_count(entry), "available": status.verified,
+            "location": status.location, "file": entry.file, "sha256": entry.sha256,
+        })
+    records.extend(imported_rows(store))
+    return records
+
+
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "" if value is None else str(value)
+
+
+@weights_group.command("list")
+@click.option("--format", "output_format", type=click.Choice(["table", "tsv", "json"]), default=None,
+              help="table (for reading), tsv (one tab-separated line per file after a heading line: for cut, awk, "
+                   "sort) or json (one object per file). Default: table on a terminal, else tsv (as ls and git do).")
+@click.option("--json", "json_lines", is_flag=True, hidden=True, help="Same as --format json.")
+@reports_errors
+def list_weights(output_format: str | None, json_lines: bool) -> None:
+    """List every known weight file and whether a verified copy is here."""
+    if json_lines:
+        output_format = "json"
+    if output_format is None:
+        output_format = "table" if _stdout_is_terminal() else "tsv"
+    records = _records()
+    if output_format == "json":
+        for record in records:
+            click.echo(json.dumps(record))
+    elif output_format == "tsv":
+        click.echo("\t".join(key for key, _ in LIST_COLUMNS))
+        for record in records:
+            click.echo("\t".join(_cell(record.get(key)).replace("\t", " ") for key, _ in LIST_COLUMNS))
+    else:
+        click.echo(aligned_table([heading for _, heading in LIST_COLUMNS],
+                                 [[_cell(record.get(key)) for key, _ in LIST_COLUMNS] for record in records]))
+
+
+def aligned_table(headings: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns two spaces apart, each as wide as its widest cell: nothing is ever shortened (a
+    terminal narrower than a line wraps it)."""
+    widths = [max(len(cell) for cell in column) for column in zip(headings, *rows, strict=True)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+                      for line in (headings, *rows))
 
 
 @weights_group.command("fetch")

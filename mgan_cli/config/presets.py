@@ -192,6 +192,11 @@ def parse_preset(data: dict[str, Any], name: str, source: str) -> Preset:
         raise PresetError(f"{source}: {exc}") from exc
 
 
+def _too_big(where: str) -> PresetError:
+    return PresetError(f"{where}: expands to more than {MAX_PRESET_VALUES} values or {MAX_PRESET_DEPTH} levels "
+                       "(nested YAML aliases?); a preset is a small mapping of settings")
+
+
 def _check_size(value: Any, where: str) -> None:
     """Refuse data that expands to more than :data:`MAX_PRESET_VALUES` values or nests too deep (alias bombs)."""
     count = 0
@@ -200,8 +205,7 @@ def _check_size(value: Any, where: str) -> None:
         item, depth = stack.pop()
         count += 1
         if count > MAX_PRESET_VALUES or depth > MAX_PRESET_DEPTH:
-            raise PresetError(f"{where}: expands to more than {MAX_PRESET_VALUES} values or {MAX_PRESET_DEPTH} "
-                              "levels (nested YAML aliases?); a preset is a small mapping of settings")
+            raise _too_big(where)
         if isinstance(item, dict):
             stack.extend((v, depth + 1) for pair in item.items() for v in pair)
         elif isinstance(item, list | tuple | set):
@@ -209,7 +213,10 @@ def _check_size(value: Any, where: str) -> None:
 
 
 def read_preset_file(path: Path) -> Any:
-    """The YAML data of a preset file, refusing what cannot be a preset (too big, not UTF-8, alias bombs)."""
+    """The YAML data of a preset file, refusing what cannot be a preset: over :data:`MAX_PRESET_BYTES`, not
+    UTF-8, nested deeper than :data:`MAX_PRESET_DEPTH` (checked on the parser's events, before anything is
+    built: the parser keeps its own stack, so depth costs no recursion), or expanding through aliases to more
+    than :data:`MAX_PRESET_VALUES` values."""
     try:
         size = path.stat().st_size
         if size > MAX_PRESET_BYTES:
@@ -221,12 +228,9 @@ def read_preset_file(path: Path) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PresetError(f"{path}: not a text file (byte {exc.start} is not UTF-8); a preset is YAML text") from None
-    if _flow_depth(text) > MAX_PRESET_DEPTH:  # cheap first: YAML's scanner is slow on deep [[[ ... ]]]
-        raise PresetError(f"{path}: nested more than {MAX_PRESET_DEPTH} levels deep; a preset is a small "
-                          "mapping of settings")
     try:
         depth = 0
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # the parser keeps its own stack: no recursion
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_PRESET_DEPTH:
@@ -239,27 +243,6 @@ def read_preset_file(path: Path) -> Any:
         raise PresetError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
     _check_size(data, str(path))
     return data
-
-
-def _flow_depth(text: str) -> int:
-    """The deepest nesting of YAML flow brackets (``[`` ``{``) outside quotes and comments, roughly."""
-    depth = deepest = 0
-    quote = ""
-    for line in text.splitlines():
-        for char in line:
-            if quote:
-                quote = "" if char == quote else quote
-            elif char in "'\"":
-                quote = char
-            elif char == "#":
-                break
-            elif char in "[{":
-                depth += 1
-                deepest = max(deepest, depth)
-            elif char in "]}":
-                depth -= 1
-        quote = "" if quote == "'" else quote
-    return deepest
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

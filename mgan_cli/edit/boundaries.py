@@ -26,8 +26,9 @@ import torch
 
 from mgan_cli.edit import directions
 from mgan_cli.edit.frames import Direction
-from mgan_cli.errors import ConfigurationError, WeightsError
+from mgan_cli.errors import ConfigurationError, DirectionCountError, WeightsError
 from mgan_cli.generators.base import Generator
+from mgan_cli.utils.npyfile import read_npy
 from mgan_cli.weights.store import WeightStore, default_store
 
 
@@ -51,7 +52,7 @@ def load_boundary(name: str, generator_name: str, store: WeightStore | None = No
     if entry.kind != "boundary":
         raise WeightsError(f"{name!r} is a {entry.kind}, not a boundary (see `mgan weights list`)")
     _check_made_for(name, entry.extra.get("generators", []), generator_name)
-    array = np.load(store.path(name), allow_pickle=False)
+    array = read_npy(store.path(name))
     return Direction(_unit(torch.from_numpy(np.asarray(array, dtype=np.float64)).flatten(), name),
                      str(entry.extra.get("space", "z")), name)
 
@@ -65,10 +66,7 @@ def load_direction_file(spec: str, generator_name: str, default_space: str) -> D
     path = Path(path_text)
     if not path.is_file():
         raise ConfigurationError(f"--direction {spec}: no such file {path}")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ConfigurationError(f"{path}: not a .npy array ({exc})") from None
+    array = read_npy(path)
     if array.ndim == 2 and row is not None:
         if not 0 <= row < array.shape[0]:
             raise ConfigurationError(f"{path} has rows 0-{array.shape[0] - 1}, not {row}")
@@ -95,7 +93,11 @@ def computed_direction(spec: str, generator: Generator) -> Direction:
         raise ConfigurationError(f"--direction {spec}: use {method}:K with K a direction number from 0")
     index = int(index_text)
     layer = None if method == "sefa" or directions.edit_space(generator) == "w" else 1
-    found = directions.compute(generator, method, index + 1, layer=layer)
+    try:
+        found = directions.compute(generator, method, index + 1, layer=layer)
+    except DirectionCountError as exc:
+        raise ConfigurationError(f"--direction {spec}: K must be between 0 and {exc.available - 1} (this generator "
+                                 f"has {exc.available} {method} directions)") from None
     return Direction(found.vectors[index], found.space, spec)
 
 

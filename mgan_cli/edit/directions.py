@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mgan_cli.errors import ConfigurationError
+from mgan_cli.errors import ConfigurationError, DirectionCountError
 from mgan_cli.generators.base import Generator
 from mgan_cli.generators.dcgan import DCGAN
 from mgan_cli.generators.pggan import PGGAN
@@ -143,7 +143,7 @@ def _orient(vectors: torch.Tensor) -> torch.Tensor:
 
 def _check_count(count: int, dim: int) -> None:
     if not 1 <= count <= dim:
-        raise ConfigurationError(f"-n must be between 1 and the latent size {dim}, got {count}")
+        raise DirectionCountError(count, dim)
 
 
 def sefa(generator: Generator, count: int = 10, rows: range | None = None) -> Directions:

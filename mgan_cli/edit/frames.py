@@ -63,8 +63,9 @@ def parse_strengths(text: str) -> tuple[float, ...]:
     return values
 
 
-def parse_rows(text: str) -> range:
-    """``"a-b"`` (inclusive, from 0) or ``"a"`` -> ``range(a, b + 1)``.
+def parse_rows(text: str, option: str = "--edit-layers") -> range:
+    """``"a-b"`` (inclusive, from 0) or ``"a"`` -> ``range(a, b + 1)``; errors name ``option``, the flag it came
+    from.
 
     >>> parse_rows("4-5"), parse_rows("3")
     (range(4, 6), range(3, 4))
@@ -73,9 +74,9 @@ def parse_rows(text: str) -> range:
     try:
         start, stop = int(first), int(last or first)
     except ValueError:
-        raise ConfigurationError(f"--edit-layers must look like 4-7 (w+ rows, from 0), got {text!r}") from None
+        raise ConfigurationError(f"{option} must look like 4-7 (w+ rows, from 0), got {text!r}") from None
     if start < 0 or stop < start:
-        raise ConfigurationError(f"--edit-layers {text}: need 0 <= first <= last")
+        raise ConfigurationError(f"{option} {text}: need 0 <= first <= last")
     return range(start, stop + 1)
 
 

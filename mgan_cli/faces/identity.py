@@ -110,7 +110,8 @@ class IdentityRows:
         reference = (find_by_stem(self.reference_dir, Path(record.input).stem) if self.reference_dir is not None
                      else Path(record.input) if self.compare_to_input else None)
         if reference is None:
-            distance, reason = None, "no --reference"
+            distance, reason = None, ("no --reference" if self.reference_dir is None else
+                                      f"no reference named {Path(record.input).stem}.* in {self.reference_dir}")
         elif not self.available:
             distance, reason = None, MODELS_HINT
         else:

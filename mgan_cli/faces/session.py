@@ -70,6 +70,7 @@ class FaceSession:
     faces: dict[str, StagedFace] = field(default_factory=dict)  # by crop path
     failed: list[ImageRecord] = field(default_factory=list)
     photo_notes: dict[str, list[str]] = field(default_factory=dict)
+    reference_dir: Path | None = None  # the run's --reference (set by :meth:`stage`)
 
     @property
     def staging(self) -> Path:
@@ -78,6 +79,7 @@ class FaceSession:
     def stage(self, photos: list[Path], reference_dir: Path | None = None, mask: Path | None = None) \
             -> tuple[list[Path], Path | None, Path | None]:
         """Crops of every face as the run's inputs; returns ``(inputs, reference_dir, mask)`` for the run."""
+        self.reference_dir = reference_dir
         (self.staging / "input").mkdir(parents=True, exist_ok=True)
         inputs: list[Path] = []
         for photo in photos:
@@ -162,7 +164,9 @@ class FaceSession:
         invert); ``(None, reason)`` when there is no reference or no face is found."""
         reference = staged.reference_crop or (staged.crop if self.compare_to_input else None)
         if reference is None or not reference.is_file():
-            return None, "no --reference"
+            if self.reference_dir is None:
+                return None, "no --reference"
+            return None, f"no reference named {staged.photo.stem}.* in {self.reference_dir}"
         out_transform = scaled(staged.transform, self.resolution / self.observed_size, self.resolution)
         ref_size = np.asarray(Image.open(reference)).shape[0]
         box = _box_in_crop(staged.face.box, out_transform)

@@ -219,9 +219,9 @@ def compute_metrics(
 
 
 def _first_sentence(exc: Exception) -> str:
-    text = str(exc)
-    head = text.split(" (tried:", 1)[0]
-    return head.split(". ", 1)[0]
+    """The first line of an error (a missing-weights message says what is missing there), to its first full stop."""
+    lines = str(exc).splitlines() or [""]
+    return lines[0].split(". ", 1)[0]
 
 
 def json_row(row: dict[str, float | str | None]) -> dict[str, float | str | None]:

@@ -5,15 +5,17 @@ and the task's baseline, the metrics, the status and the notes; a header with th
 generator, the device and the summary. Columns sort by a click (numbers numerically, missing values
 last), rows filter by status and by name. The page links only relative paths, and carries its script
 and style inline: nothing is fetched from anywhere. Thumbnails load lazily (``loading="lazy"``), so a
-page of thousands of images opens at once. Every piece of text from the run (file names, notes,
-errors, settings) is HTML-escaped; links are percent-encoded.
+page of thousands of images opens at once. The page is a Jinja2 template rendered with autoescaping
+(:mod:`mgan_cli.report.templating`): every piece of text from the run (file names, notes, errors, reasons,
+settings, the command) is HTML-escaped wherever it lands; links are percent-encoded. Names are isolated
+(``<bdi>``), bidirectional controls in them shown as visible marks, and wrapped, so a long or right-to-left
+name neither reorders the row nor pushes the thumbnails off-screen.
 
 ``#sort=KEY:asc|desc`` in the page's address sorts on load (e.g. ``index.html#sort=psnr:desc``).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mgan_cli.report.templating import Markup, render, visible_text
 from mgan_cli.report.thumbnails import ROLES, thumbnail_name
 from mgan_cli.utils.atomic import write_atomic
 
@@ -55,12 +58,14 @@ table{border-collapse:collapse}
 #rows td{padding:.2em .5em;border-bottom:1px solid #e4e4e4;vertical-align:middle}
 #rows td.num{text-align:right;font-variant-numeric:tabular-nums}
 #rows td.thumb{padding:2px}
+#rows td.name{min-width:6em;max-width:18em;overflow-wrap:anywhere}
 #rows img{width:80px;height:80px;object-fit:contain;image-rendering:pixelated;display:block;background:#eee}
 tr.failed{background:#fff0f0} tr.skipped{background:#f7f7ff}
 .status{font-weight:600} .failed .status{color:#b00} .ok .status{color:#070}
-.notes{max-width:28em;font-size:.9em;color:#444}
+.notes{max-width:28em;font-size:.9em;color:#444;overflow-wrap:anywhere}
 .controls{margin:.6em 0;display:flex;gap:1em;align-items:center}
 details pre{background:#f6f6f6;padding:.5em;max-height:30em;overflow:auto}
+code{overflow-wrap:anywhere}
 """
 
 _SCRIPT = """
@@ -120,6 +125,61 @@ _SCRIPT = """
 """
 
 
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title><style>{{ style }}</style></head><body>
+<h1><bdi>{{ title | visible }}</bdi></h1>
+<div class="facts">
+{% for name, value in facts %}
+<span><b>{{ name }}</b> <bdi>{{ value | visible }}</bdi></span>
+{% endfor %}
+</div>
+{% if command %}
+<div><b>command</b> <code dir="auto">{{ command | visible }}</code></div>
+{% endif %}
+<table id="summary"><tr><th>metric</th><th>mean</th><th>images</th><th>baseline mean</th>\
+<th>gain over baseline</th></tr>
+{% for heading, mean, count, baseline, gain in summary_rows %}
+<tr><td>{{ heading }}</td><td>{{ mean }}</td><td>{{ count }}</td><td>{{ baseline }}</td><td>{{ gain }}</td></tr>
+{% endfor %}
+</table>
+<details><summary>all settings</summary><pre dir="auto">{{ settings | visible }}</pre></details>
+<div class="controls"><label>status <select id="status-filter"><option value="">all</option>
+{% for status, count in status_counts %}<option value="{{ status }}">{{ status }} ({{ count }})</option>{% endfor %}
+</select></label><label>name <input id="name-filter" type="search"></label>
+<span><span id="shown">{{ rows | length }}</span> of {{ rows | length }} shown; click a heading to sort</span></div>
+<table id="rows"><thead><tr><th data-key="order" data-type="num">#</th><th data-key="name" data-type="text">image</th>
+{% for role in roles %}<th>{{ role }}</th>{% endfor %}
+<th data-key="status" data-type="text">status</th>
+{% for key, heading, first, arrow in columns %}
+<th data-key="{{ key }}" data-type="num" data-first="{{ first }}">{{ heading }}{{ arrow }}</th>
+{% endfor %}
+<th>notes</th></tr></thead><tbody>
+{% for row in rows %}
+<tr class="{{ row.status }}" data-status="{{ row.status }}" data-name="{{ row.name }}" data-order="{{ row.order }}">
+<td class="num" data-v="{{ row.order }}">{{ row.order + 1 }}</td>
+<td class="name">{% if row.href %}<a href="{{ row.href }}">{% endif %}<bdi>{{ row.name | visible }}</bdi>\
+{% if row.href %}</a>{% endif %}</td>
+{% for role, src in row.thumbs %}
+{% if src %}
+<td class="thumb"><img src="{{ src }}" alt="{{ role }}" title="{{ role }}" loading="lazy" decoding="async" \
+width="80" height="80"></td>
+{% else %}
+<td class="thumb"></td>
+{% endif %}
+{% endfor %}
+<td class="status">{{ row.status }}</td>
+{% for value, text, reason in row.metrics %}
+<td class="num" data-v="{{ value }}"{% if reason %} title="{{ reason }}"{% endif %}>{{ text }}</td>
+{% endfor %}
+<td class="notes">{% for note in row.notes %}{% if not loop.first %}<br>{% endif %}\
+<bdi>{{ note | visible }}</bdi>{% endfor %}</td></tr>
+{% endfor %}
+</tbody></table><script>{{ script }}</script></body></html>
+"""
+
+
 def _number(value: Any) -> float | None:
     """A row value as a float (``"inf"`` strings as infinity), or ``None`` when it is not a number."""
     if isinstance(value, bool):
@@ -138,13 +198,9 @@ def _format(value: float, pattern: str) -> str:
 
 
 def _link(target: str | os.PathLike[str], page_dir: str | os.PathLike[str]) -> str:
-    """A percent-encoded relative URL of ``target`` from ``page_dir`` (attribute-safe once escaped)."""
+    """A percent-encoded relative URL of ``target`` from ``page_dir``."""
     relative = os.path.relpath(os.path.abspath(target), os.path.abspath(page_dir))
     return quote(relative.replace(os.sep, "/"))
-
-
-def _escape(text: Any) -> str:
-    return html.escape(str(text), quote=True)
 
 
 def _facts(header: dict[str, Any], summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -169,11 +225,11 @@ def _facts(header: dict[str, Any], summary: dict[str, Any]) -> list[tuple[str, s
     return [(name, str(value)) for name, value in facts if value is not None]
 
 
-def _summary_table(summary: dict[str, Any], keys: Sequence[str]) -> str:
-    lines = ["<table id=\"summary\"><tr><th>metric</th><th>mean</th><th>images</th><th>baseline mean</th>"
-             "<th>gain over baseline</th></tr>"]
+def _summary_rows(summary: dict[str, Any], keys: Sequence[str]) -> list[tuple[str, str, str, str, str]]:
+    """``(heading, mean, images, baseline mean, gain)`` per metric that has a mean or a baseline mean."""
     formats = {key: pattern for key, _, pattern, _ in NUMERIC_COLUMNS}
     headings = {key: heading for key, heading, _, _ in NUMERIC_COLUMNS}
+    lines = []
     for key in keys:
         if key.startswith("baseline_"):
             continue
@@ -183,58 +239,36 @@ def _summary_table(summary: dict[str, Any], keys: Sequence[str]) -> str:
         if mean is None and baseline is None:
             continue
         cells = [_format(v, formats[key]) if v is not None else "–" for v in (mean, baseline, gain)]
-        count = summary.get(f"count_{key}", "")
-        lines.append(f"<tr><td>{_escape(headings[key])}</td><td>{cells[0]}</td><td>{_escape(count)}</td>"
-                     f"<td>{cells[1]}</td><td>{cells[2]}</td></tr>")
-    lines.append("</table>")
-    return "".join(lines)
+        lines.append((headings[key], cells[0], str(summary.get(f"count_{key}", "")), cells[1], cells[2]))
+    return lines
 
 
 def render_html(page_dir: Path, title: str, header: dict[str, Any], summary: dict[str, Any],
                 rows: Sequence[dict[str, Any]], thumb_dir: Path) -> str:
     """The page (see the module docstring) for report ``rows``; links are relative to ``page_dir``."""
-    present = {name for name in os.listdir(thumb_dir)} if thumb_dir.is_dir() else set()
+    present = set(os.listdir(thumb_dir)) if thumb_dir.is_dir() else set()
     keys = [key for key, *_ in NUMERIC_COLUMNS if any(_number(row.get(key)) is not None for row in rows)]
     stems = [_stem(row) for row in rows]
     roles = [role for role in ROLES if any(stem and thumbnail_name(stem, role) in present for stem in stems)]
     columns = {key: (heading, pattern, better) for key, heading, pattern, better in NUMERIC_COLUMNS}
-
-    out: list[str] = [
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-        f"<title>{_escape(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{_escape(title)}</h1>",
-        "<div class=\"facts\">",
-        *(f"<span><b>{_escape(name)}</b> {_escape(value)}</span>" for name, value in _facts(header, summary)),
-        "</div>",
-    ]
-    if header.get("command"):
-        out.append(f"<div><b>command</b> <code>{_escape(header['command'])}</code></div>")
-    out.append(_summary_table(summary, keys))
-    out.append("<details><summary>all settings</summary><pre>"
-               f"{_escape(json.dumps(header, indent=2, default=str))}</pre></details>")
-    out.append("<div class=\"controls\"><label>status <select id=\"status-filter\"><option value=\"\">all</option>"
-               + "".join(f"<option value=\"{s}\">{s} ({sum(1 for r in rows if r.get('status') == s)})</option>"
-                         for s in STATUSES)
-               + "</select></label><label>name <input id=\"name-filter\" type=\"search\"></label>"
-               f"<span><span id=\"shown\">{len(rows)}</span> of {len(rows)} shown; click a heading to sort</span>"
-               "</div>")
-    out.append("<table id=\"rows\"><thead><tr><th data-key=\"order\" data-type=\"num\">#</th>"
-               "<th data-key=\"name\" data-type=\"text\">image</th>")
-    out.extend(f"<th>{role}</th>" for role in roles)
-    out.append("<th data-key=\"status\" data-type=\"text\">status</th>")
-    for key in keys:
-        heading, _, better = columns[key]
-        arrow = {"up": " ↑", "down": " ↓"}.get(better, "")
-        first = "desc" if better == "up" else "asc"
-        out.append(f"<th data-key=\"{key}\" data-type=\"num\" data-first=\"{first}\">{_escape(heading)}{arrow}</th>")
-    out.append("<th>notes</th></tr></thead><tbody>")
     thumb_prefix = _link(thumb_dir, page_dir) + "/"
     page = os.path.abspath(page_dir)
-    for order, (row, stem) in enumerate(zip(rows, stems, strict=True)):
-        out.append(_row_html(order, row, stem, roles, keys, columns, present, page, thumb_prefix))
-    out.append(f"</tbody></table><script>{_SCRIPT}</script></body></html>\n")
-    return "".join(out)
+    return render(
+        _PAGE,
+        title=title,
+        style=Markup(_STYLE),
+        script=Markup(_SCRIPT),
+        facts=_facts(header, summary),
+        command=str(header.get("command") or ""),
+        summary_rows=_summary_rows(summary, keys),
+        settings=json.dumps(header, indent=2, default=str, ensure_ascii=False),
+        status_counts=[(s, sum(1 for r in rows if r.get("status") == s)) for s in STATUSES],
+        roles=roles,
+        columns=[(key, columns[key][0], "desc" if columns[key][2] == "up" else "asc",
+                  {"up": " ↑", "down": " ↓"}.get(columns[key][2], "")) for key in keys],
+        rows=[_row(order, row, stem, roles, keys, columns, present, page, thumb_prefix)
+              for order, (row, stem) in enumerate(zip(rows, stems, strict=True))],
+    )
 
 
 def _stem(row: dict[str, Any]) -> str:
@@ -244,40 +278,31 @@ def _stem(row: dict[str, Any]) -> str:
     return stem if suffix else name
 
 
-def _row_html(order: int, row: dict[str, Any], stem: str, roles: Sequence[str], keys: Sequence[str],
-              columns: dict[str, tuple[str, str, str]], present: set[str], page_dir: str, thumb_prefix: str) -> str:
+def _row(order: int, row: dict[str, Any], stem: str, roles: Sequence[str], keys: Sequence[str],
+         columns: dict[str, tuple[str, str, str]], present: set[str], page_dir: str,
+         thumb_prefix: str) -> dict[str, Any]:
+    """What the template shows of one report row (plain strings; the template escapes them)."""
     status = str(row.get("status") or "")
-    name = os.path.basename(str(row.get("input") or ""))
-    cells = [f"<td class=\"num\" data-v=\"{order}\">{order + 1}</td>"]
     output = row.get("output")
-    if output and status in ("ok", "skipped"):
-        cells.append(f"<td><a href=\"{_escape(_link(output, page_dir))}\">{_escape(name)}</a></td>")
-    else:
-        cells.append(f"<td>{_escape(name)}</td>")
+    thumbs = []
     for role in roles:
         file = thumbnail_name(stem, role) if stem else ""
-        if file in present:
-            src = _escape(thumb_prefix + quote(file))
-            cells.append(f"<td class=\"thumb\"><img src=\"{src}\" alt=\"{role}\" title=\"{role}\" loading=\"lazy\" "
-                         f"decoding=\"async\" width=\"80\" height=\"80\"></td>")
-        else:
-            cells.append("<td class=\"thumb\"></td>")
-    cells.append(f"<td class=\"status\">{_escape(status)}</td>")
+        thumbs.append((role, thumb_prefix + quote(file) if file in present else None))
+    metrics = []
     for key in keys:
         value = _number(row.get(key))
         if value is None:
             reason = row.get(f"{key}_reason")
-            title = f" title=\"{_escape(reason)}\"" if reason else ""
-            cells.append(f"<td class=\"num\" data-v=\"\"{title}>–</td>")
+            metrics.append(("", "–", visible_text(reason) if reason else None))
         else:
             data = "Infinity" if value == math.inf else "-Infinity" if value == -math.inf else repr(value)
-            cells.append(f"<td class=\"num\" data-v=\"{data}\">{_format(value, columns[key][1])}</td>")
+            metrics.append((data, _format(value, columns[key][1]), None))
     notes = [str(n) for n in (row.get("notes") or [])]
     if row.get("error"):
         notes.insert(0, str(row["error"]))
-    cells.append(f"<td class=\"notes\">{'<br>'.join(_escape(n) for n in notes)}</td>")
-    return (f"<tr class=\"{_escape(status)}\" data-status=\"{_escape(status)}\" data-name=\"{_escape(name)}\" "
-            f"data-order=\"{order}\">{''.join(cells)}</tr>")
+    return {"order": order, "status": status, "name": os.path.basename(str(row.get("input") or "")),
+            "href": _link(output, page_dir) if output and status in ("ok", "skipped") else None,
+            "thumbs": thumbs, "metrics": metrics, "notes": notes}
 
 
 def write_html(path: Path, title: str, header: dict[str, Any], summary: dict[str, Any],

@@ -7,6 +7,8 @@ display. Files are written atomically, so a page never links a half-written imag
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import torch
@@ -19,13 +21,31 @@ from mgan_cli.utils.imageio import read_image
 THUMB_DIR = Path(".mgan") / "thumbs"
 THUMB_SIZE = 128
 ROLES = ("input", "output", "reference", "baseline")
+#: the longest file name most file systems take, in bytes
+MAX_NAME_BYTES = 255
+#: bytes of a stem kept whole in a thumbnail's name: the rest of the name is at most ``.reference.jpg``
+_STEM_BYTES = MAX_NAME_BYTES - max(len(f".{role}.jpg") for role in ROLES)
+
+
+def _short_stem(stem: str) -> str:
+    """``stem`` itself when its thumbnails' names fit in :data:`MAX_NAME_BYTES`; else its longest prefix that
+    leaves room for ``~`` and 16 hex digits of its sha256 (so two long stems with one prefix stay apart)."""
+    encoded = os.fsencode(stem)
+    if len(encoded) <= _STEM_BYTES:
+        return stem
+    digest = hashlib.sha256(encoded).hexdigest()[:16]
+    prefix = stem
+    while len(os.fsencode(prefix)) > _STEM_BYTES - 1 - len(digest):
+        prefix = prefix[:-1]
+    return f"{prefix}~{digest}"
 
 
 def thumbnail_name(stem: str, role: str) -> str:
-    """The file name of ``stem``'s thumbnail for ``role`` (the role is last, so stems never collide)."""
+    """The file name of ``stem``'s thumbnail for ``role`` (the role is last, so stems never collide). Stems too
+    long for a file name with the role are shortened (:func:`_short_stem`)."""
     if role not in ROLES:
         raise ValueError(f"unknown thumbnail role {role!r}; known: {', '.join(ROLES)}")
-    return f"{stem}.{role}.jpg"
+    return f"{_short_stem(stem)}.{role}.jpg"
 
 
 def _save(image: Image.Image, path: Path) -> None:

@@ -151,7 +151,7 @@ class Sink:
                 self._write_after(record, item, batch.after[index])
             if batch.steps[index] < iterations:
                 record.notes.append(f"stopped early after {batch.steps[index]} steps")
-            if item.reference is None and not self.job.task.compare_to_input:
+            if self.job.reference_dir is None and not self.job.task.compare_to_input:
                 record.notes.append("no --reference: full-reference metrics are null")
             self._done(record, item, seconds, staged)
 

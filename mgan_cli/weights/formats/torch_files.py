@@ -52,11 +52,11 @@ def load_torch_file(path: Path, safe_globals: Iterable[Any] = ()) -> Any:
             raise UnsafePickleError(f"{path}: refused to load: the file names '{name}', which is not a tensor or "
                                     "a container; weight files are read as data (the file may try to run code, "
                                     "or is not a weight file mgan reads)") from None
-        raise UnknownFormatError(f"{path}: a damaged or unreadable torch file ({_first_line(exc)})") from None
+        raise UnknownFormatError(f"{path}: a damaged or unreadable torch file ({first_line(exc)})") from None
     except RecursionError:
         raise UnsafePickleError(f"{path}: refused to load: nested too deeply to be a weight file") from None
     except Exception as exc:  # torch raises several types for files that are not torch archives
-        raise UnknownFormatError(f"{path}: not a torch weights file ({_first_line(exc)})") from None
+        raise UnknownFormatError(f"{path}: not a torch weights file ({first_line(exc)})") from None
     try:  # what a tiny file may stand for is bounded as for mgan's own unpickler (no stride-0 giants)
         check_structure(data, Limits.for_size(Path(path).stat().st_size))
     except UnsafePickleError as exc:
@@ -64,6 +64,12 @@ def load_torch_file(path: Path, safe_globals: Iterable[Any] = ()) -> Any:
     return data
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and "weights_only" not in line]
+#: lines of torch's and numpy's messages that advise loading with code execution allowed: never passed on
+_UNSAFE_ADVICE = re.compile(r"weights.only|allow_pickle|trust the source", re.IGNORECASE)
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line`` of ``exc``'s message, skipping lines that pass on torch's advice to load with
+    ``weights_only=False`` (or numpy's ``allow_pickle=``), which would run whatever the file names."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not _UNSAFE_ADVICE.search(line)]
     return f"{exc.__class__.__name__}: {lines[0][:200]}" if lines else exc.__class__.__name__
