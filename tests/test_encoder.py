@@ -12,9 +12,11 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from mgan_cli.core.degradations import Downsample, Identity, Luma, Mask
 from mgan_cli.core.engine import InversionSettings, invert
@@ -304,3 +306,42 @@ def test_cli_trains_resumes_and_lists(tmp_path, monkeypatch):
     assert both.exit_code == 2 and "not both" in both.output
     unknown = runner.invoke(main, ["encoder", "train", "no-such-generator", "--steps", "1"])
     assert unknown.exit_code == 2 and len(unknown.output.strip().splitlines()) == 1, unknown.output
+
+
+def test_init_encoder_runs_from_the_cli_and_enters_the_fingerprint(tmp_path, monkeypatch):
+    """``--init encoder``: refused in one line (nothing written) without an encoder; with one, the run records the
+    setting and the encoder's checksum, a rerun with the same start skips, one with ``--init random`` clashes."""
+    from mgan_cli.cli import main
+    from mgan_cli.weights import store as weight_store
+
+    monkeypatch.setenv("MGAN_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(weight_store, "_default_store", None)
+    face = tmp_path / "face.png"
+    Image.fromarray(np.full((64, 64, 3), 120, dtype=np.uint8)).save(face)
+    runner = CliRunner()
+    fast = ["--iterations", "2", "--codes", "2", "--device", "cpu", "--json"]
+    out = tmp_path / "out"
+    missing = runner.invoke(main, ["invert", str(face), "-o", str(out), "--init", "encoder", *fast])
+    assert missing.exit_code == 2 and not out.exists()
+    assert "no encoder for dcgan64-digiface; train one with `mgan encoder train dcgan64-digiface`" in missing.output
+    trained = runner.invoke(main, ["encoder", "train", "dcgan64-digiface", "--steps", "1", "--batch-size", "2",
+                                   "--device", "cpu"])
+    assert trained.exit_code == 0, trained.output
+    first = runner.invoke(main, ["invert", str(face), "-o", str(out), "--init", "encoder", *fast])
+    assert first.exit_code == 0, first.output
+    header = json.loads((out / "report.json").read_text())
+    assert header["preset"]["inversion"]["init"] == "encoder"
+    assert any(name.startswith("encoder:") and sha for name, sha in header["weights_sha256"].items())
+    again = runner.invoke(main, ["invert", str(face), "-o", str(out), "--init", "encoder", *fast])
+    assert json.loads(again.stdout)["status"] == "skipped"
+    other = runner.invoke(main, ["invert", str(face), "-o", str(out), "--init", "random", *fast])
+    assert json.loads(other.stdout.splitlines()[0])["status"] == "failed" and "other settings" in other.output
+
+
+def test_the_engine_refuses_init_encoder_without_a_warm_start():
+    from mgan_cli.errors import ConfigurationError
+
+    generator = tiny_generator()
+    settings = InversionSettings(codes=2, layer=2, iterations=1, init="encoder")
+    with pytest.raises(ConfigurationError, match="initial_codes"):
+        invert(generator, torch.zeros(1, 3, 32, 32), Identity(), ReconstructionLoss(0.0), settings, [0])
