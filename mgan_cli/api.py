@@ -20,6 +20,7 @@ resized or converted silently. Inside the engine images are [-1, 1]; that never 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,12 +37,14 @@ from mgan_cli.config.presets import Preset, apply_overrides
 from mgan_cli.config.tasks import TASKS
 from mgan_cli.core.engine import EngineOptions
 from mgan_cli.core.inversion import Inversion
+from mgan_cli.core.tuning import TuningSettings
 from mgan_cli.edit import boundaries, latents
 from mgan_cli.edit import directions as directions_lib
 from mgan_cli.edit.directions import Directions
 from mgan_cli.edit.frames import Direction, render_frames
 from mgan_cli.errors import ConfigurationError, InputValueError
 from mgan_cli.generators import Generator
+from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.files import FilesOptions, FilesOutcome, restore_files
 from mgan_cli.run.job import RunEvents, image_seed
 from mgan_cli.run.restoring import BatchRestorer
@@ -80,7 +83,8 @@ class Restoration:
     PNG (rows of failed images are NaN). ``inversions[i]``: image i's codes, importances, upper latent, layer
     and space (what ``--save-latents`` stores; ``None`` where it failed). ``losses``, ``steps`` (optimisation
     steps taken; fewer with early stopping), ``failed[i]`` (``None``, or the one-line reason, e.g. a diverged
-    optimisation: it fails alone) and the per-image ``seeds`` used.
+    optimisation: it fails alone), the per-image ``seeds`` used, and ``tuned[i]``: image i's tuned generator
+    parameters (``tune_steps`` > 0; what ``--save-latents`` stores with them), else ``None``.
     """
 
     images: torch.Tensor
@@ -89,6 +93,7 @@ class Restoration:
     steps: list[int]
     failed: list[str | None]
     seeds: list[int]
+    tuned: list[dict[str, torch.Tensor] | None] = dataclasses.field(default_factory=list)
 
 
 class Restorer:
@@ -100,12 +105,15 @@ class Restorer:
     per-family defaults; then ``overrides`` (the task flags' names: ``codes``, ``layer``, ``iterations``, ``lr``,
     ``scale``, ``seed``, ``batch_size``, ...), each checked by the same schema as its flag. The generator,
     loss and degradation move to ``device`` once; a restorer can be called any number of times.
+    ``init="encoder"`` starts each image from the generator's encoder (``mgan encoder train``); ``tune_steps``
+    tunes a private copy of the generator per image after the inversion (``--tune-generator``; ``tune_layers``:
+    ``all`` or ``upper``), and each image's tuned weights come back in :attr:`Restoration.tuned`.
     """
 
     def __init__(self, generator: Generator | str | None, task: str = "invert", *,
                  preset: str | os.PathLike[str] | Preset | None = None, device: torch.device | str = "auto",
                  precision: str = "auto", compile: str = "off", channels_last: bool | None = None,
-                 **overrides: Any) -> None:
+                 tune_steps: int = 0, tune_layers: str = "all", **overrides: Any) -> None:
         name = generator if isinstance(generator, str) or generator is None else generator.weights_name
         if preset is None and isinstance(generator, Generator) and name is None:
             raise ConfigurationError("this generator was read from a file, so it has no built-in preset: pass "
@@ -126,6 +134,7 @@ class Restorer:
         self.device = resolve_device(str(device))
         self.engine = EngineOptions.for_device(self.device, precision, compile, channels_last)
         self._preset = resolved
+        self._extras = RunExtras(TuningSettings(steps=tune_steps, layers=tune_layers))
         self._model = generator if isinstance(generator, Generator) else None
         self._restorer: BatchRestorer | None = None
 
@@ -134,7 +143,7 @@ class Restorer:
         """The batch restorer, built on first use (the generator is loaded once, when first needed)."""
         if self._restorer is None:
             model = self._model if self._model is not None else load_named_generator(self._preset.generator)
-            self._restorer = BatchRestorer(model, self._preset, self.device, self.engine)
+            self._restorer = BatchRestorer(model, self._preset, self.device, self.engine, self._extras)
         return self._restorer
 
     @property
@@ -176,6 +185,7 @@ class Restorer:
         inversions: list[Inversion | None] = [None] * count
         losses, steps = [float("nan")] * count, [0] * count
         failed: list[str | None] = [None] * count
+        tuned: list[dict[str, torch.Tensor] | None] = [None] * count
         for chunk in chunks:
             rows = range(chunk.start, chunk.start + chunk.count)
             if not hasattr(chunk.outcome, "images"):  # a Failure: the whole chunk did not fit
@@ -191,7 +201,9 @@ class Restorer:
                     continue
                 restored[i] = batch.images[j].float() / 255  # type: ignore[union-attr]
                 inversions[i] = batch.inversions[j]  # type: ignore[union-attr]
-        return Restoration(restored, inversions, losses, steps, failed, seeds)
+                if batch.after is not None:  # type: ignore[union-attr]
+                    tuned[i] = batch.after[j].tuned  # type: ignore[union-attr]
+        return Restoration(restored, inversions, losses, steps, failed, seeds, tuned)
 
     def restore_files(self, inputs: Sequence[str | os.PathLike[str]], output_dir: str | os.PathLike[str], *,
                       events: RunEvents | None = None, **options: Any) -> FilesOutcome:

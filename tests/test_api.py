@@ -268,3 +268,19 @@ def test_the_python_example_runs(tmp_path) -> None:
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PSNR" in done.stdout and (tmp_path / "restored.png").is_file()
+
+
+def test_tuning_through_the_api_matches_the_cli_and_returns_the_tuned_weights(shared_dir, tmp_path) -> None:
+    path, image = _face_inputs(shared_dir, tmp_path)["invert"]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["invert", str(path), "-o", str(out), "--json", "--tune-generator", "2",
+                                       *FAST_FLAGS], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    written = np.asarray(Image.open(json.loads(result.stdout)["output"]))
+    tuned = mgan.Restorer("dcgan64-digiface", "invert", device="cpu", tune_steps=2, **FAST)([image],
+                                                                                            names=[path.name])
+    plain = mgan.Restorer("dcgan64-digiface", "invert", device="cpu", **FAST)([image], names=[path.name])
+    pixels = (tuned.images[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.array_equal(pixels, written)
+    assert tuned.tuned[0] and plain.tuned == [None]
+    assert not torch.equal(tuned.images, plain.images)
