@@ -1,41 +1,38 @@
-"""Time to quality: PSNR against wall time for each start recipe (issue 21). SKELETON: runs, but its default
-budgets are not yet chosen from measurements, and no numbers in BENCHMARKS.md come from it yet.
+"""Time to quality: PSNR and LPIPS against wall time for each start recipe and task (issue 21).
 
-For every recipe (start ``random`` or ``encoder``, generator tuning steps) and every number of iterations in
-``--iterations``, each face is inverted from scratch (a run of that many iterations, so the learning-rate schedule
-is the one a user gets) and timed; PSNR is against the original 64×64 face. Writes one line per recipe to a
-matplotlib figure (PSNR against seconds per image) and appends a table to BENCHMARKS.md.
+For every task, every recipe (start ``random`` or ``encoder``, generator tuning steps) and every number of
+iterations, the four faces are restored from scratch through the public API (``mgan.Restorer``: a run of that
+many iterations, so the learning-rate schedule is the one a user gets) and timed; PSNR and LPIPS are against the
+original 64×64 face. The one-off encoder training is not counted (``mgan encoder train`` first). Writes a
+matplotlib figure (PSNR against seconds per image, one line per recipe, one panel per task) and appends a table to
+BENCHMARKS.md.
 
-    python -m bench.time_to_quality --generator dcgan64-digiface --iterations 0,100,200,400,1200
+    python -m bench.time_to_quality                      # every task, the embedded DCGAN
+    python -m bench.time_to_quality --tasks invert --no-write
 
-The encoder must be trained first (``mgan encoder train GENERATOR``). The default faces are four CelebA test
-images the README and tests use nowhere else (check again before publishing numbers).
+Faces: CelebA 182690, 182693, 182696, 182699 (in ../shared/data/celeba64), used nowhere else in the README and tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import math
+import json
+import subprocess
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from mgan_cli.core.degradations import Identity
-from mgan_cli.core.engine import InversionSettings, invert
-from mgan_cli.core.losses import ReconstructionLoss
-from mgan_cli.core.tuning import TuningSettings, tune
-from mgan_cli.edit.frames import Inversion, render_inversion
-from mgan_cli.encoder import encoder_initial_state, load_encoder
-from mgan_cli.weights.loading import load_generator
+import mgan_cli as mgan
 
 FACES = ("182690.jpg", "182693.jpg", "182696.jpg", "182699.jpg")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REPO = Path(__file__).resolve().parents[1]
+NOISE_SIGMA = 25.0  # denoise inputs: Gaussian noise of this σ on the 0-255 scale, seeded per face
 
 
 @dataclass(frozen=True)
@@ -48,112 +45,146 @@ class Recipe:
         return self.init + (f" + tune {self.tune_steps}" if self.tune_steps else "")
 
 
+#: per task: (recipe, iteration counts) — invert gets the full curves, the other tasks the points that decide
+PLAN: dict[str, list[tuple[Recipe, tuple[int, ...]]]] = {
+    "invert": [(Recipe("random"), (100, 200, 400, 600, 1200)),
+               (Recipe("encoder"), (0, 50, 100, 200, 400)),
+               (Recipe("encoder", 100), (100, 200)),
+               (Recipe("random", 100), (200,))],
+    "colorize": [(Recipe("random"), (200, 600)), (Recipe("encoder"), (100, 200))],
+    "superres": [(Recipe("random"), (200, 600)), (Recipe("encoder"), (100, 200))],
+    "inpaint": [(Recipe("random"), (200, 600)), (Recipe("encoder"), (100, 200))],
+    "denoise": [(Recipe("random"), (200, 600)), (Recipe("encoder"), (100, 200))],
+}
+
+
 @dataclass
 class Point:
-    recipe: Recipe
+    task: str
+    recipe: str
     iterations: int
-    seconds: float  # per image
-    psnr: float  # mean over the faces
+    seconds: float  # wall time per image
+    psnr: float  # means over the faces
+    lpips: float
 
 
-def load_face(path: Path, size: int) -> torch.Tensor:
-    """A CelebA photo as the dataset frames it (centre square, bicubic resize) -> ``[3, size, size]`` in [-1, 1]."""
+def celeba_face(path: Path, size: int = 64) -> Image.Image:
+    """A CelebA photo framed as the dataset does: centre square crop, bicubic resize."""
     image = Image.open(path).convert("RGB")
     side = min(image.size)
     left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2
-    image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+    return image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
 
 
-def psnr(restored: torch.Tensor, original: torch.Tensor) -> float:
-    """PSNR in dB of uint8-quantised images in [-1, 1]."""
-    a, b = (((t.clamp(-1, 1) + 1) * 127.5).round() for t in (restored, original))
-    mse = float((a - b).square().mean())
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+def observations(task: str, faces: list[Image.Image]) -> tuple[list[Image.Image], list[Image.Image] | None]:
+    """What each task observes of each face, and its masks (inpaint: a centre hole)."""
+    if task == "colorize":
+        return [face.convert("L") for face in faces], None
+    if task == "superres":
+        return [face.resize((16, 16), Image.Resampling.BICUBIC) for face in faces], None
+    if task == "denoise":
+        noisy = []
+        for index, face in enumerate(faces):
+            rng = np.random.default_rng(index)
+            pixels = np.asarray(face, dtype=np.float64) + rng.normal(0, NOISE_SIGMA, (64, 64, 3))
+            noisy.append(Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8)))
+        return noisy, None
+    if task == "inpaint":
+        hole = np.zeros((64, 64), dtype=np.uint8)
+        hole[20:44, 16:48] = 255
+        return faces, [Image.fromarray(hole)]
+    return faces, None
 
 
-def run_point(generator_name: str, faces: torch.Tensor, recipe: Recipe, iterations: int,
-              settings: InversionSettings, perceptual_weight: float) -> Point:
-    generator = load_generator(generator_name)
-    loss = ReconstructionLoss(perceptual_weight=perceptual_weight)
-    loaded = load_encoder(generator_name) if recipe.init == "encoder" else None  # one-off, not timed
-    scores, seconds = [], 0.0
-    for index, face in enumerate(faces):
-        observed, seeds = face[None], [index]
-        started = time.perf_counter()
-        start = None
-        if loaded is not None:
-            start = encoder_initial_state(loaded, generator, observed, Identity(), settings, seeds)
-        run = InversionSettings(**{**settings.__dict__, "iterations": iterations})
-        result = invert(generator, observed, Identity(), loss, run, seeds,
-                        initial_codes=None if start is None else start.codes,
-                        initial_upper=None if start is None else start.upper)
-        image = result.images[0]
-        if recipe.tune_steps:
-            inversion = Inversion(result.codes[0], result.alphas[0],
-                                  None if result.upper_latent is None else result.upper_latent[0],
-                                  run.layer, run.space, run.composition)
-            tuned = tune(generator, inversion, face, Identity(), loss, TuningSettings(steps=recipe.tune_steps),
-                         seeds[0])
-            image = render_inversion(tuned, inversion)
-        seconds += time.perf_counter() - started
-        scores.append(psnr(image.detach(), face))
-    return Point(recipe, iterations, seconds / len(faces), float(np.mean(scores)))
+def measure(generator: mgan.Generator, task: str, recipe: Recipe, iterations: int, faces: list[Image.Image],
+            originals: torch.Tensor) -> Point:
+    observed, masks = observations(task, faces)
+    overrides = {"scale": 4} if task == "superres" else {}
+    restorer = mgan.Restorer(generator, task, device="cpu", iterations=iterations, init=recipe.init,
+                             tune_steps=recipe.tune_steps, **overrides)
+    if recipe.init == "encoder":
+        restorer._batches.encoder  # noqa: B018 - the one-off load is not part of the timing
+    started = time.perf_counter()
+    out = restorer(observed, masks, names=list(FACES))
+    seconds = (time.perf_counter() - started) / len(faces)
+    if any(out.failed):
+        raise RuntimeError(f"{task} {recipe.label} {iterations}: {out.failed}")
+    return Point(task, recipe.label, iterations, seconds, float(mgan.metrics.psnr(out.images, originals).mean()),
+                 float(mgan.metrics.lpips(out.images, originals).mean()))
 
 
-def draw(points: Sequence[Point], figure: Path, title: str) -> None:
+def figure(points: list[Point], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axis = plt.subplots(figsize=(6, 4))
-    for recipe in dict.fromkeys(p.recipe for p in points):
-        line = sorted((p for p in points if p.recipe == recipe), key=lambda p: p.seconds)
-        axis.plot([p.seconds for p in line], [p.psnr for p in line], marker="o", label=recipe.label)
-    axis.set_xlabel("seconds per image")
-    axis.set_ylabel("PSNR (dB)")
-    axis.set_title(title)
-    axis.legend()
+    tasks = [t for t in PLAN if any(p.task == t for p in points)]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for axis, task in zip(axes[0], tasks, strict=True):
+        for label in dict.fromkeys(p.recipe for p in points if p.task == task):
+            line = sorted((p for p in points if p.task == task and p.recipe == label), key=lambda p: p.seconds)
+            axis.plot([p.seconds for p in line], [p.psnr for p in line], marker="o", label=label)
+            for p in line:
+                axis.annotate(str(p.iterations), (p.seconds, p.psnr), fontsize=7, xytext=(3, -9),
+                              textcoords="offset points")
+        axis.set_title(task)
+        axis.set_xlabel("seconds per image (2-core CPU)")
+        axis.set_ylabel("PSNR (dB)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    fig.suptitle("time to quality on 4 CelebA faces (labels: iterations)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(figure, dpi=120)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
-def table(points: Sequence[Point], title: str) -> str:
-    rows = [f"\n### {title}\n", "| recipe | iterations | seconds / image | PSNR (dB) |", "|---|---:|---:|---:|"]
-    rows += [f"| {p.recipe.label} | {p.iterations} | {p.seconds:.2f} | {p.psnr:.2f} |" for p in points]
-    return "\n".join(rows) + "\n"
+def table(points: list[Point], encoder_info: dict[str, object], command: str) -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
+    lines = [f"## Time to quality: random vs encoder start (`{command}`)", "",
+             f"{datetime.date.today()}, commit {commit.strip()}, 2-core CPU, fp32/bf16 as `--precision auto`, "
+             f"faces CelebA {', '.join(f.removesuffix('.jpg') for f in FACES)}; encoder: "
+             f"{encoder_info.get('steps')} steps, {float(encoder_info.get('seconds', 0)) / 60:.1f} minutes of training "
+             "(not counted).",
+             "", "| task | recipe | iterations | s/image | PSNR dB | LPIPS |", "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {p.task} | {p.recipe} | {p.iterations} | {p.seconds:.2f} | {p.psnr:.2f} | {p.lpips:.4f} |"
+              for p in points]
+    return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> list[Point]:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--generator", default="dcgan64-digiface")
-    parser.add_argument("--faces", default=",".join(FACES), help="CelebA file names under shared/data/celeba64")
-    parser.add_argument("--iterations", default="0,100,200,400,1200")
-    parser.add_argument("--tune", default="0,100", help="generator tuning steps per recipe")
-    parser.add_argument("--inits", default="random,encoder")
-    parser.add_argument("--codes", type=int, default=20)
-    parser.add_argument("--layer", type=int, default=2)
-    parser.add_argument("--perceptual-weight", type=float, default=1.0)
-    parser.add_argument("--figure", type=Path, default=Path("docs/time_to_quality.png"))
-    parser.add_argument("--markdown", type=Path, default=Path("BENCHMARKS.md"))
-    args = parser.parse_args(argv)
-    generator = load_generator(args.generator)
-    faces = torch.stack([load_face(SHARED / "data" / "celeba64" / name, generator.resolution)
-                         for name in args.faces.split(",")])
-    settings = InversionSettings(codes=args.codes, layer=args.layer)
-    recipes = [Recipe(init, int(steps)) for init in args.inits.split(",") for steps in args.tune.split(",")]
-    points = [run_point(args.generator, faces, recipe, int(n), settings, args.perceptual_weight)
-              for recipe in recipes for n in args.iterations.split(",")]
-    title = (f"{args.generator}, {len(faces)} CelebA faces, {torch.get_num_threads()} threads, "
-             f"{datetime.date.today().isoformat()}")
-    args.figure.parent.mkdir(parents=True, exist_ok=True)
-    draw(points, args.figure, args.generator)
-    with open(args.markdown, "a", encoding="utf-8") as handle:
-        handle.write(table(points, f"Time to quality: {title}") + f"\n![time to quality]({args.figure})\n")
-    for point in points:
-        print(f"{point.recipe.label:>22}  {point.iterations:5d} it  {point.seconds:8.2f} s  {point.psnr:6.2f} dB")
-    return points
+    parser.add_argument("--tasks", default=",".join(PLAN))
+    parser.add_argument("--figure", type=Path, default=REPO / "docs" / "time_to_quality.png")
+    parser.add_argument("--json", type=Path, help="also write the points here")
+    parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    generator = mgan.load_generator(args.generator)
+    faces = [celeba_face(SHARED / "data" / "celeba64" / name) for name in FACES]
+    originals = torch.stack([torch.from_numpy(np.asarray(f).copy()).permute(2, 0, 1) for f in faces])
+    from mgan_cli.encoder import load_encoder
+
+    encoder_info = load_encoder(args.generator).info
+    points = []
+    for task in args.tasks.split(","):
+        measure(generator, task, Recipe("random"), 1, faces, originals)  # warm-up (first calls), not recorded
+        for recipe, counts in PLAN[task]:
+            for iterations in counts:
+                point = measure(generator, task, recipe, iterations, faces, originals)
+                points.append(point)
+                print(f"{task:9s} {recipe.label:18s} {iterations:5d} it  {point.seconds:6.2f} s/image  "
+                      f"PSNR {point.psnr:6.2f}  LPIPS {point.lpips:.4f}", flush=True)
+    figure(points, args.figure)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(p) for p in points], indent=1))
+    command = "python -m bench.time_to_quality" + (f" --tasks {args.tasks}" if args.tasks != ",".join(PLAN) else "")
+    text = table(points, encoder_info, command)
+    print(text)
+    if not args.no_write:
+        with (REPO / "BENCHMARKS.md").open("a") as handle:
+            handle.write("\n" + text)
 
 
 if __name__ == "__main__":
