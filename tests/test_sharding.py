@@ -48,7 +48,8 @@ def test_parse_shard() -> None:
 
 def test_where_the_shard_comes_from() -> None:
     assert from_environment(None, {}) == Shard(0, 1, "default")
-    assert from_environment("2/5", {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "4"}) == Shard(2, 5, "--shard")
+    slurm_too = {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "4"}
+    assert from_environment("2/5", slurm_too) == Shard(2, 5, "--shard")
     slurm = from_environment(None, {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "16"})
     assert (slurm.index, slurm.count, slurm.source) == (3, 16, "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT")
     ranged = from_environment(None, {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1",
@@ -61,7 +62,7 @@ def test_where_the_shard_comes_from() -> None:
 
 def test_a_resubmission_of_some_indices_must_name_its_shard() -> None:
     """``sbatch --array=3,7``: COUNT 2, MIN 3, MAX 7 say nothing about the first array's N."""
-    with pytest.raises(ConfigurationError, match="not a contiguous range.*--shard"):
+    with pytest.raises(ConfigurationError, match=r"not a contiguous range.*--shard"):
         from_environment(None, {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "2",
                                 "SLURM_ARRAY_TASK_MIN": "3", "SLURM_ARRAY_TASK_MAX": "7"})
     with pytest.raises(ConfigurationError, match="--shard"):

@@ -46,3 +46,7 @@ main.add_command(directions_command)
 from mgan_cli.cli.edit_cmd import edit_command  # noqa: E402 - after the group it joins
 
 main.add_command(edit_command)
+
+from mgan_cli.cli.report_cmd import report_command  # noqa: E402 - after the group it joins
+
+main.add_command(report_command)

@@ -28,7 +28,7 @@ from mgan_cli.config.presets import apply_overrides
 from mgan_cli.config.tasks import TASKS
 from mgan_cli.core.engine import PRECISIONS, EngineOptions
 from mgan_cli.errors import ConfigurationError
-from mgan_cli.run import RunEvents
+from mgan_cli.run import RunEvents, sharding
 from mgan_cli.utils.devices import resolve_device
 from mgan_cli.utils.imageio import RESIZE_POLICIES, collect_inputs
 from mgan_cli.weights.loading import load_generator
@@ -82,11 +82,13 @@ def _means_table(means: list[dict[str, Any]]) -> Table:
               help="Autocast of the networks (see `mgan invert --help`).")
 @click.option("--overwrite", is_flag=True, help="Redo pairs and images whose outputs exist.")
 @click.option("--quiet", is_flag=True, help="No progress bars or table.")
+@click.option("--shard", metavar="I/N", help="Run every pair on shard I of N (from 0) of the images (see "
+                                              "`mgan invert --help`); `mgan report OUT` merges the shards.")
 @reports_errors
 def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | None, codes_text: str | None,
                     task_name: str, preset: str | None, generator: str | None, reference_dir: Path | None,
                     resize: str, recursive: bool, contributions_text: str | None, device: str, precision: str,
-                    overwrite: bool, quiet: bool, mask: Path | None, **overrides: Any) -> None:
+                    overwrite: bool, quiet: bool, mask: Path | None, shard: str | None, **overrides: Any) -> None:
     """Restore INPUT images for every pair (composing layer ℓ, number of codes N) and measure each.
 
     The paper's analysis: quality grows with N and saturates (around N = 20 in the paper); a higher ℓ
@@ -110,7 +112,8 @@ def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | Non
     paths = collect_inputs(inputs, recursive=recursive, stdin_lines=stdin_lines)
     if not paths:
         raise click.UsageError("no input images found (give files, folders, or - to read paths from stdin)")
-    run_device = resolve_device(device)
+    this_shard = sharding.from_environment(shard)
+    run_device = sharding.device_for(this_shard, resolve_device(device))
     model = load_generator(resolved.generator).to(run_device)
     available = len(model.layers())
     contributions = _pair(contributions_text)
@@ -119,7 +122,7 @@ def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | Non
     job = AnalysisJob(task=task, preset=resolved, inputs=paths, output_dir=output_dir,
                       layers=parse_layers(layers, available), codes=parse_codes(codes_text),
                       reference_dir=reference_dir, mask=mask, resize=resize, device=run_device, overwrite=overwrite,
-                      engine=EngineOptions.for_device(run_device, precision))
+                      engine=EngineOptions.for_device(run_device, precision), shard=this_shard)
     warned: set[str] = set()
 
     def warn(message: str) -> None:
