@@ -231,7 +231,8 @@ class Restorer:
         (layer ℓ, codes N) pair of ``layers`` × ``codes`` (texts as the flags take them: ``"1-4"``,
         ``"1,5,10,20,30"``), each with this restorer's preset otherwise; ``contributions=(ℓ, N)`` also draws which
         code explains which region. ``options``: ``reference_dir``, ``mask``, ``resize``, ``recursive``,
-        ``overwrite``, ``stdin_lines``. ``on_pair(index, total, layer, codes)`` before each pair."""
+        ``overwrite``, ``stdin_lines``, ``shard`` (``"I/N"``). ``on_pair(index, total, layer, codes)`` before each
+        pair."""
         return analyze_files(self.task, self.preset, [Path(i) for i in inputs], Path(output_dir),
                              lambda: self.generator, device=self.device, engine=self.engine, layers=layers,
                              codes=codes, contributions=contributions, events=events, on_pair=on_pair, **options)

@@ -7,8 +7,11 @@ grid. After every pair, ``OUT/analysis.json`` and ``OUT/analysis.csv`` are rewri
 * ``rows``: one per image × layer × codes: ``input, layer, codes, status, psnr, ssim, lpips, seconds``;
 * ``means``: one per pair: ``layer, codes, images`` (how many have a PSNR) and the mean of each value.
 
-Resumable like every run: a pair's finished images are skipped (their results kept in its run store,
-``OUT/runs/…/.mgan/``), so an interrupted analysis continues where it stopped. Different N are not
+Resumable like every run: a pair's finished images are skipped (their results kept in its run stores,
+``OUT/runs/…/.mgan/``), so an interrupted analysis continues where it stopped. Shardable like every run
+(``--shard I/N``, a SLURM array, torchrun; :mod:`mgan_cli.run.sharding`): each shard runs every pair on its
+share of the images, and the analysis files are rebuilt from every shard's records after each pair (and by
+``mgan report OUT``). Different N are not
 merged into one pass: padding every image to the largest N wastes the lower layers' work (Σ N versus
 |N| · max N codes) and needs a step size of α per image (the engine steps α at ``lr / N``); different ℓ
 split the generator differently.
@@ -16,6 +19,7 @@ split the generator differently.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import math
@@ -37,7 +41,8 @@ from mgan_cli.core.engine import EngineOptions
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import Generator
 from mgan_cli.report.tables import write_csv, write_json, write_views
-from mgan_cli.run import Job, RunEvents, Runner, open_output_folder
+from mgan_cli.run import Job, RunEvents, Runner, open_output_folder, sharding
+from mgan_cli.run.store import STORE_DIR, StoreReader
 from mgan_cli.utils.imageio import collect_inputs
 from mgan_cli.utils.messages import skipped_line
 from mgan_cli.version import __version__
@@ -115,18 +120,19 @@ class AnalysisJob:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     overwrite: bool = False
     engine: EngineOptions = field(default_factory=EngineOptions)
+    shard: sharding.Shard = field(default_factory=sharding.Shard)  # this process's share of ``inputs``
 
     def pairs(self) -> list[tuple[int, int]]:
         return [(layer, codes) for layer in self.layers for codes in self.codes]
 
     def pair_job(self, layer: int, codes: int) -> Job:
         return Job(task=self.task, preset=apply_overrides(self.preset, layer=layer, codes=codes),
-                   inputs=self.inputs, output_dir=pair_dir(self.output_dir, layer, codes),
+                   inputs=sharding.take(self.inputs, self.shard), output_dir=pair_dir(self.output_dir, layer, codes),
                    reference_dir=self.reference_dir, mask=self.mask, resize=self.resize, device=self.device,
                    overwrite=self.overwrite, metrics=ANALYSIS_METRICS, engine=self.engine)
 
 
-def _pair_header(job: Job, layer: int, codes: int, started: float) -> dict[str, Any]:
+def _pair_header(job: Job, layer: int, codes: int, started: float, shard: sharding.Shard) -> dict[str, Any]:
     return {
         "mgan_version": __version__,
         "task": job.task.name,
@@ -136,6 +142,7 @@ def _pair_header(job: Job, layer: int, codes: int, started: float) -> dict[str, 
         "seed": job.preset.seed,
         "device": str(job.device),
         "engine": dataclasses.asdict(job.engine),
+        "shard": shard.header(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
@@ -144,24 +151,24 @@ def _pair_header(job: Job, layer: int, codes: int, started: float) -> dict[str, 
 
 
 def run_pair(job: AnalysisJob, layer: int, codes: int, generator: Generator, events: RunEvents) -> list[dict[str, Any]]:
-    """Run one pair (its report is kept current after every batch); returns its report rows."""
+    """Run this shard of one pair (its report is kept current after every batch); returns the rows of the
+    pair's report (every shard's)."""
     pair = job.pair_job(layer, codes)
     started = time.time()
-    store = open_output_folder(pair)
+    store = open_output_folder(pair, job.shard.label)
     try:
-        run_id = store.begin_run(_pair_header(pair, layer, codes, started))
+        run_id = store.begin_run(_pair_header(pair, layer, codes, started, job.shard))
 
-        def save(_: list[Any]) -> None:
-            header = _pair_header(pair, layer, codes, started)
+        def save(_: list[Any]) -> list[dict[str, Any]]:
+            header = _pair_header(pair, layer, codes, started, job.shard)
             store.update_run(run_id, header)
-            write_views(store, header)
+            return write_views(store, header).rows
 
         pair_events = dataclasses.replace(events, on_batch_done=save)
         records = Runner(pair, pair_events, generator=generator, store=store, run_id=run_id).run()
-        save(records)
+        return save(records)
     finally:
         store.close()
-    return [r.to_json() for r in records]
 
 
 def analysis_rows(layer: int, codes: int, report_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -222,6 +229,7 @@ def run_analysis(job: AnalysisJob, generator: Generator, events: RunEvents | Non
         "layers": list(job.layers),
         "codes": list(job.codes),
         "inputs": len(job.inputs),
+        "shard": job.shard.header(),
     }
     events = events or RunEvents()
     rows: list[dict[str, Any]] = []
@@ -234,6 +242,32 @@ def run_analysis(job: AnalysisJob, generator: Generator, events: RunEvents | Non
         document = write_analysis(job.output_dir, settings, rows, time.perf_counter() - started)
         write_plots(job.output_dir, document["means"], job.preset.generator)
     return document
+
+
+def rebuild_analysis(output_dir: Path) -> int:
+    """``mgan report OUT`` on an analysis folder: each pair's views from all its stores, then
+    ``analysis.json``/``.csv`` from them (the settings of the last ``analysis.json`` kept). Returns the
+    number of pairs (0: not an analysis folder)."""
+    import json
+    import re
+
+    found = []
+    for folder in sorted((output_dir / "runs").glob("layer*-codes*")):
+        match = re.fullmatch(r"layer(\d+)-codes(\d+)", folder.name)
+        if match and (folder / STORE_DIR).is_dir():
+            found.append((int(match.group(1)), int(match.group(2)), folder))
+    if not found:
+        return 0
+    rows: list[dict[str, Any]] = []
+    for layer, codes, folder in sorted(found):
+        rows.extend(analysis_rows(layer, codes, write_views(StoreReader(folder)).rows))
+    previous: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        previous = json.loads((output_dir / "analysis.json").read_text())
+    settings = {k: v for k, v in previous.items() if k not in ("rows", "means", "elapsed_seconds")}
+    elapsed = previous.get("elapsed_seconds")
+    write_analysis(output_dir, settings, rows, float(elapsed) if isinstance(elapsed, int | float) else 0.0)
+    return len(found)
 
 
 def contributions_dir(output_dir: Path, layer: int, codes: int) -> Path:
@@ -307,7 +341,7 @@ def analyze_files(task: Task, preset: Preset, inputs: Sequence[str | Path], outp
                   layers: str | None = None, codes: str | None = None, contributions: tuple[int, int] | None = None,
                   reference_dir: Path | None = None, mask: Path | None = None, resize: str = "error",
                   recursive: bool = False, overwrite: bool = False, stdin_lines: Sequence[str] = (),
-                  events: RunEvents | None = None,
+                  shard: str | None = None, events: RunEvents | None = None,
                   on_pair: Callable[[int, int, int, int], None] | None = None) -> AnalysisOutcome:
     """The whole ``mgan analyze``: every (layer, codes) pair as a run into ``OUT/runs/``, ``analysis.json``/
     ``.csv``, the plots, the contribution maps of ``contributions`` (a (layer, codes) pair) and
@@ -316,14 +350,16 @@ def analyze_files(task: Task, preset: Preset, inputs: Sequence[str | Path], outp
     paths = collect_inputs([str(i) for i in inputs], recursive=recursive, stdin_lines=list(stdin_lines))
     if not paths:
         raise ConfigurationError("no input images found (give files, folders, or - to read paths from stdin)")
-    model = generator()
+    this_shard = sharding.from_environment(shard)  # --shard I/N, a SLURM array, torchrun, or everything
+    run_device = sharding.device_for(this_shard, device)
+    model = generator().to(run_device)
     available = len(model.layers())
     if contributions is not None and not 1 <= contributions[0] <= available:
         raise ConfigurationError(f"--contributions: layer {contributions[0]} is out of range 1..{available}")
     job = AnalysisJob(task=task, preset=preset, inputs=paths, output_dir=output_dir,
                       layers=parse_layers(layers, available), codes=parse_codes(codes),
-                      reference_dir=reference_dir, mask=mask, resize=resize, device=device, overwrite=overwrite,
-                      engine=engine)
+                      reference_dir=reference_dir, mask=mask, resize=resize, device=run_device, overwrite=overwrite,
+                      engine=engine, shard=this_shard)
     events = events or RunEvents()
     document = run_analysis(job, model, events, on_pair=on_pair)
     written = run_contributions(job, *contributions, model, events) if contributions else []

@@ -50,3 +50,7 @@ main.add_command(edit_command)
 from mgan_cli.cli.encoder_cmd import encoder_group  # noqa: E402 - after the group it joins
 
 main.add_command(encoder_group)
+
+from mgan_cli.cli.report_cmd import report_command  # noqa: E402 - after the group it joins
+
+main.add_command(report_command)

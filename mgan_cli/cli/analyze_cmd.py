@@ -75,11 +75,13 @@ def _means_table(means: list[dict[str, Any]]) -> Table:
               help="Autocast of the networks (see `mgan invert --help`).")
 @click.option("--overwrite", is_flag=True, help="Redo pairs and images whose outputs exist.")
 @click.option("--quiet", is_flag=True, help="No progress bars or table.")
+@click.option("--shard", metavar="I/N", help="Run every pair on shard I of N (from 0) of the images (see "
+                                              "`mgan invert --help`); `mgan report OUT` merges the shards.")
 @reports_errors
 def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | None, codes_text: str | None,
                     task_name: str, preset: str | None, generator: str | None, reference_dir: Path | None,
                     resize: str, recursive: bool, contributions_text: str | None, device: str, precision: str,
-                    overwrite: bool, quiet: bool, mask: Path | None, **overrides: Any) -> None:
+                    overwrite: bool, quiet: bool, mask: Path | None, shard: str | None, **overrides: Any) -> None:
     """Restore INPUT images for every pair (composing layer ℓ, number of codes N) and measure each.
 
     The paper's analysis: quality grows with N and saturates (around N = 20 in the paper); a higher ℓ
@@ -125,7 +127,7 @@ def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | Non
         outcome = restorer.analyze_files(
             inputs, output_dir, layers=layers, codes=codes_text, contributions=contributions, events=events,
             on_pair=on_pair, reference_dir=reference_dir, mask=mask, resize=resize, recursive=recursive,
-            overwrite=overwrite, stdin_lines=stdin_lines)
+            overwrite=overwrite, stdin_lines=stdin_lines, shard=shard)
         progress.update(pairs_bar, completed=pairs_total["count"], description="pairs")
     document, page, written = outcome.document, outcome.page, outcome.contribution_maps
     if not quiet:

@@ -115,6 +115,9 @@ def edit_command(direction: str, strengths: str, conditions: tuple[str, ...], ed
                  edit_upper: bool, from_latents: Path | None, tune_generator: int, tune_layers: str,
                  save_latents: bool, **kwargs: Any) -> None:
     if from_latents is not None:
+        if kwargs.get("shard"):
+            raise click.UsageError("--shard does not apply to --from-latents (it renders every saved file)")
+        kwargs.pop("shard", None)
         _edit_saved(from_latents, direction, strengths, conditions, edit_layers, edit_upper, kwargs)
         return
     tuning = TuningSettings(steps=tune_generator, layers=tune_layers)

@@ -29,7 +29,7 @@ from mgan_cli.core.engine import COMPILE_MODES, PRECISIONS
 from mgan_cli.core.tuning import TUNE_LAYERS, TuningSettings
 from mgan_cli.faces.alignment import ALIGNMENTS
 from mgan_cli.report.tables import METRIC_COLUMNS, summarize
-from mgan_cli.run import ImageRecord, RunEvents, distributed
+from mgan_cli.run import ImageRecord, RunEvents, sharding
 from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.files import ALL_DONE, NOTHING_RAN, SOME_FAILED, RunInterrupted
 from mgan_cli.utils.imageio import RESIZE_POLICIES
@@ -93,6 +93,10 @@ def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="One JSON object per finished image on stdout, nothing else there."),
         click.option("--quiet", is_flag=True, help="No progress bar or summary table."),
         click.option("--overwrite", is_flag=True, help="Redo images whose output already exists."),
+        click.option("--shard", metavar="I/N",
+                     help="Restore only shard I of N (from 0) of the inputs; every shard records into its own store "
+                          "in OUT and `mgan report OUT` merges them. [default: from a SLURM job array "
+                          "(SLURM_ARRAY_TASK_ID) or torchrun (RANK/WORLD_SIZE), else everything]"),
         click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto", show_default=True,
                      help="Autocast of the networks: auto = bf16 on CUDA GPUs and CPUs that compute bf16 natively "
                           "(AVX512-BF16, AMX), else fp32; codes and optimiser state stay fp32."),
@@ -197,7 +201,7 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
              reference_dir: Path | None, resize: str, recursive: bool, json_lines: bool, quiet: bool,
              overwrite: bool, precision: str, compile_mode: str, channels_last: bool | None,
              mask: Path | None = None, align: str = "none", paste_back: bool = False,
-             face_alignment: str | None = None, extras: RunExtras | None = None,
+             face_alignment: str | None = None, extras: RunExtras | None = None, shard: str | None = None,
              make_extras: Callable[[Preset], RunExtras] | None = None, **overrides: Any) -> None:
     """Parse what the flags say into a :class:`~mgan_cli.api.Restorer` and run its file pipeline, with a
     progress bar (or JSON lines) and a summary. Exit status: 0 every image ok or skipped, 1 some failed,
@@ -213,22 +217,23 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
     if make_extras is not None:
         extras = make_extras(restorer.preset)
     stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
-    display = _Display(json_lines, quiet or not distributed.from_environment().is_main, len(inputs))
+    display = _Display(json_lines, quiet or not sharding.from_environment(shard).is_main, len(inputs))
     try:
         with display:
             outcome = restorer.restore_files(
                 list(inputs), output_dir, events=display.events(), reference_dir=reference_dir, mask=mask,
                 resize=resize, recursive=recursive, overwrite=overwrite, align=align, paste_back=paste_back,
                 face_alignment=face_alignment, extras=extras or RunExtras(), stdin_lines=stdin_lines,
-                batch_size=batch_size)
+                batch_size=batch_size, shard=shard)
     except RunInterrupted as exc:
         stderr_console.print(f"mgan: {exc}", soft_wrap=True)
         sys.exit(EXIT_INTERRUPTED)
     if outcome.report is not None and not (json_lines or quiet):
         rows = [r.to_json() for r in outcome.records]
         stdout_console.print(_summary_table(task.name, rows, summarize(rows)))
+        where = "" if outcome.shard.count == 1 else f", this process shard {outcome.shard.index}/{outcome.shard.count}"
         stderr_console.print(f"wrote {output_dir / 'report.json'} and report.csv "
-                             f"({outcome.report.summary['images']} images recorded in {output_dir})")
+                             f"({outcome.report.summary['images']} images recorded in {output_dir}{where})")
     if outcome.status == NOTHING_RAN:
         fail(f"nothing could run: every input failed before restoring ({len(outcome.records)}; reasons above)")
     sys.exit({ALL_DONE: 0, SOME_FAILED: EXIT_SOME_FAILED}[outcome.status])

@@ -5,10 +5,12 @@
 * A *view* is a file of ``OUT`` written from the run store (:mod:`mgan_cli.run.store`) after every batch
   and at the end of a run: ``report.json`` (the header of the latest run, every run's header under
   ``runs``, a summary, and one row per image, each with the ``run`` that produced it) and
-  ``report.csv`` (the rows), and ``index.html`` (:mod:`mgan_cli.report.html`). Adding a view: register a function
+  ``report.csv`` (the rows), and ``index.html`` (:mod:`mgan_cli.report.html`). The store is the union of every
+  run store of ``OUT`` (every host and shard, :class:`mgan_cli.run.store.StoreReader`); ``mgan report OUT``
+  rebuilds the views alone. Adding a view: register a function
   ``(report: Report, output_dir: Path) -> None`` in :data:`VIEWS` and write the file with
   :func:`mgan_cli.utils.atomic.write_atomic`; :func:`write_views` calls it with the same :class:`Report` as the
-  others, inside the store's lock, so concurrent runs never interleave their views.
+  others, in the views lock, so concurrent runs of one host never interleave their views.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from mgan_cli.errors import OutputError
 from mgan_cli.metrics.baselines import BASELINE_METRICS, baseline_summary
 from mgan_cli.report.html import write_html
 from mgan_cli.report.thumbnails import THUMB_DIR
-from mgan_cli.run.store import RunStore
+from mgan_cli.run.store import StoreReader, views_lock
 from mgan_cli.utils.atomic import write_atomic
 from mgan_cli.utils.jsonsafe import json_safe
 from mgan_cli.utils.registry import Registry
@@ -76,11 +78,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 @dataclass
 class Report:
-    """What every view shows: ``header`` (this run's), ``runs`` (every run's header by id), the ``rows``
-    (JSON-safe, each with its ``run``) and their ``summary``."""
+    """What every view shows: ``header`` (this run's), ``runs`` (every run's header by its name,
+    ``<store label>:<id>``), the ``rows`` (JSON-safe, each with its ``run``) and their ``summary``."""
 
     header: dict[str, Any]
-    runs: dict[int, dict[str, Any]]
+    runs: dict[str, dict[str, Any]]
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
 
@@ -109,15 +111,20 @@ def _html_view(report: Report, output_dir: Path) -> None:
                report.summary, report.rows, output_dir / THUMB_DIR)
 
 
-def build_report(store: RunStore, header: dict[str, Any]) -> Report:
-    """The report of everything ``store`` holds, headed by ``header`` (this run's)."""
-    rows = [{**image.row, "run": image.run_id} for image in store.images()]
-    return Report(header, store.runs(), rows, summarize(rows))
+def build_report(store: StoreReader, header: dict[str, Any] | None = None) -> Report:
+    """The report of everything the stores of ``OUT`` hold, headed by ``header`` (this run's; default: the
+    header of the run that started last)."""
+    rows = [{**image.row, "run": image.run} for image in store.images()]
+    runs = store.runs()
+    if header is None:
+        header = list(runs.values())[-1] if runs else {}
+    return Report(header, runs, rows, summarize(rows))
 
 
-def write_views(store: RunStore, header: dict[str, Any]) -> Report:
-    """Write every registered view of ``store`` into its output folder (in the store's lock); returns the report."""
-    with store.transaction():
+def write_views(store: StoreReader, header: dict[str, Any] | None = None) -> Report:
+    """Write every registered view of the stores of ``OUT`` into it (one writer at a time on this host, see
+    :func:`~mgan_cli.run.store.views_lock`); returns the report."""
+    with views_lock(store.folder):
         report = build_report(store, header)
         for name in VIEWS.names():
             try:
@@ -125,3 +132,13 @@ def write_views(store: RunStore, header: dict[str, Any]) -> Report:
             except OSError as exc:
                 raise OutputError(f"{store.output_dir / name}: cannot write ({exc.strerror or exc})") from None
     return report
+
+
+def rebuild_views(output_dir: Path) -> Report:
+    """``mgan report OUT``: write the views of every store in ``OUT`` again (headed by the run that started
+    last). Safe while shards are still writing, and as often as wanted. Raises :class:`OutputError` when
+    ``OUT`` has no run store."""
+    reader = StoreReader(output_dir)
+    if not reader.paths():
+        raise OutputError(f"{output_dir}: no run store in {output_dir / '.mgan'} (nothing was restored into it)")
+    return write_views(reader)

@@ -3,8 +3,10 @@
 :func:`restore_files` is what ``mgan invert|colorize|superres|inpaint|denoise`` and ``mgan edit`` run (the
 command line only parses flags, shows progress and turns the outcome into an exit status), and what
 :meth:`mgan_cli.api.Restorer.restore_files` runs from Python. It resolves the inputs, finds faces
-(``align="faces"``), takes this process's share under ``torchrun``, records every image into ``OUT``'s run
-store, keeps ``report.json``/``report.csv``/``index.html`` current after every batch, and pastes faces back.
+(``align="faces"``) in this process's shard of the inputs (:mod:`mgan_cli.run.sharding`: ``--shard``, a SLURM
+array task or a torchrun rank), records every image into this host's and shard's run store in ``OUT``, keeps
+``report.json``/``report.csv``/``index.html`` (the union of every store of ``OUT``) current after every batch
+and once more at the end, and pastes faces back. Shards never wait for each other.
 It never prints: progress, records and warnings go to :class:`~mgan_cli.run.job.RunEvents`.
 """
 
@@ -34,13 +36,13 @@ from mgan_cli.faces.identity import IdentityRows
 from mgan_cli.faces.session import FaceSession
 from mgan_cli.generators import Generator
 from mgan_cli.report.tables import Report, write_views
-from mgan_cli.run import distributed
+from mgan_cli.run import sharding
 from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.failures import BEFORE_RESTORING, Stage
 from mgan_cli.run.job import Job, RunEvents
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.runner import Runner, open_output_folder
-from mgan_cli.run.store import RunStore
+from mgan_cli.run.store import RunStore, host_name
 from mgan_cli.utils.imageio import collect_inputs
 from mgan_cli.version import __version__
 from mgan_cli.weights.importing import generator_identity
@@ -79,18 +81,20 @@ class FilesOptions:
     batch_size: int | str | None = None  # "auto", a size, or None: auto on CUDA, the preset's elsewhere
     stdin_lines: Sequence[str] = ()  # the paths "-" stands for among the inputs
     command: str | None = None  # recorded in the report header (default: this process's command line)
+    shard: str | None = None  # "I/N"; None: from SLURM's array or torchrun's variables, else everything
 
 
 @dataclass
 class FilesOutcome:
     """What a file run did: this process's ``records`` (input order), the ``report`` views it wrote last
-    (``None`` on a torchrun rank other than 0) and the ``status`` of the whole run (every rank's images):
-    :data:`ALL_DONE`, :data:`SOME_FAILED` or :data:`NOTHING_RAN`."""
+    (every shard of ``OUT``) and the ``status`` of this process's shard: :data:`ALL_DONE`,
+    :data:`SOME_FAILED` or :data:`NOTHING_RAN`."""
 
     records: list[ImageRecord]
     report: Report | None
     status: int
     output_dir: Path
+    shard: sharding.Shard = dataclasses.field(default_factory=sharding.Shard)
 
 
 def run_status(outcomes: Sequence[tuple[str, Stage | None]]) -> int:
@@ -164,15 +168,14 @@ def restore_files(task: Task, preset: Preset, inputs: Sequence[str | Path], outp
         raise ConfigurationError("no input images found (give files, folders, or - to read paths from stdin)")
     if options.paste_back and options.align != "faces":
         raise ConfigurationError("--paste-back needs --align faces")
+    shard = sharding.from_environment(options.shard)
+    paths = sharding.take(paths, shard)  # photos by their own name: a photo's faces all stay on its shard
     reference_dir, mask, faces = options.reference_dir, options.mask, None
-    if options.align == "faces":
+    if options.align == "faces" and paths:
         faces = face_session(task, preset, output_dir, options.face_alignment)
         paths, reference_dir, mask = faces.stage(paths, reference_dir, mask)
-    ranks = distributed.from_environment()
-    if options.paste_back and ranks.distributed:  # a photo's faces may land on different ranks
-        raise ConfigurationError("--paste-back does not work under torchrun yet; run it in one process")
-    run_device = distributed.device_for(ranks, device)
-    job = Job(task=task, preset=preset, inputs=distributed.shard(paths, ranks), output_dir=output_dir,
+    run_device = sharding.device_for(shard, device)
+    job = Job(task=task, preset=preset, inputs=paths, output_dir=output_dir,
               reference_dir=reference_dir, mask=mask, resize=options.resize, device=run_device,
               overwrite=options.overwrite, engine=engine, weights_sha256=used_weights(preset), extras=options.extras,
               batch_size=options.batch_size)
@@ -187,8 +190,8 @@ def restore_files(task: Task, preset: Preset, inputs: Sequence[str | Path], outp
             "seed": preset.seed,
             "device": str(run_device),
             "engine": dataclasses.asdict(engine),
-            "processes": ranks.world_size,
-            "rank": ranks.rank,
+            "shard": shard.header(),
+            "host": host_name(),
             "weights_sha256": job.weights_sha256,
             **extras_header(job.extras),
             "torch": torch.__version__,
@@ -197,23 +200,19 @@ def restore_files(task: Task, preset: Preset, inputs: Sequence[str | Path], outp
             "elapsed_seconds": round(time.time() - started, 3),
         }
 
-    distributed.start(ranks, run_device)
+    store = open_output_folder(job, shard.label)
     try:
-        store = open_output_folder(job)
-        try:
-            records, report = _run_into(store, job, ranks, header, events, faces, options.paste_back, generator)
-        finally:
-            store.close()
-        outcomes = distributed.gather([(r.status, r.failure.stage if r.failure else None) for r in records], ranks)
+        records, report = _run_into(store, job, header, events, faces, options.paste_back, generator)
     finally:
-        distributed.stop(ranks)
-    return FilesOutcome(records, report, run_status(outcomes), output_dir)
+        store.close()
+    outcomes = [(r.status, r.failure.stage if r.failure else None) for r in records]
+    return FilesOutcome(records, report, run_status(outcomes) if outcomes else ALL_DONE, output_dir, shard)
 
 
-def _run_into(store: RunStore, job: Job, ranks: distributed.Ranks, header: Callable[[], dict[str, Any]],
+def _run_into(store: RunStore, job: Job, header: Callable[[], dict[str, Any]],
               events: RunEvents, faces: FaceSession | None, paste_back: bool,
               generator: Callable[[], Generator] | None) -> tuple[list[ImageRecord], Report | None]:
-    """Run this rank's share into ``store``, keeping the views current; this run's records and last views."""
+    """Run this shard into ``store``, keeping the views current; this run's records and last views."""
     runner: Runner | None = None
     plain_header = header
 
@@ -227,8 +226,7 @@ def _run_into(store: RunStore, job: Job, ranks: distributed.Ranks, header: Calla
 
     def save(records: list[ImageRecord]) -> None:  # after every batch (records are stored as they finish)
         store.update_run(run_id, header())
-        if ranks.is_main:
-            write_views(store, header())
+        write_views(store, header())
         if after_batch is not None:
             after_batch(records)
 
@@ -239,7 +237,7 @@ def _run_into(store: RunStore, job: Job, ranks: distributed.Ranks, header: Calla
         events.annotate = IdentityRows(job.reference_dir, job.task.compare_to_input).annotate
     runner = Runner(job, events, generator=None if generator is None else generator(), store=store, run_id=run_id)
     try:
-        if faces is not None and ranks.is_main:  # photos without a usable face
+        if faces is not None:  # photos without a usable face
             runner.sink.settle([(record, None, None) for record in faces.failed])
         records = runner.run()
     except (KeyboardInterrupt, MganError) as exc:
@@ -259,6 +257,4 @@ def _run_into(store: RunStore, job: Job, ranks: distributed.Ranks, header: Calla
                     record.notes.append(error)
         runner.sink.update(records)  # paste-back adds the composite to each face's row
     store.update_run(run_id, header())
-    distributed.barrier(ranks)
-    report = write_views(store, header()) if ranks.is_main else None
-    return records, report
+    return records, write_views(store, header())

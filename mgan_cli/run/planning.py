@@ -53,7 +53,7 @@ class Plan:
     each with the key of its row in the store and the run that produced it."""
 
     todo: list[WorkItem]
-    settled: list[tuple[ImageRecord, WorkItem | None, int | None]]
+    settled: list[tuple[ImageRecord, WorkItem | None, str | None]]
 
 
 def settings_fingerprint(job: Job) -> dict[str, Any]:
@@ -117,9 +117,10 @@ class Planner:
     def plan(self) -> Plan:
         job = self.job
         todo: list[WorkItem] = []
-        settled: list[tuple[ImageRecord, WorkItem | None, int | None]] = []
+        settled: list[tuple[ImageRecord, WorkItem | None, str | None]] = []
         claimed: dict[str, Path] = {}
         inputs = {input_key(p) for p in job.inputs}
+        owners = self.store.owners()  # every store of OUT, read once (an output newer than this: read again)
 
         def fail(record: ImageRecord, item: WorkItem | None, stage: Stage, message: str) -> None:
             settled.append((record.fail(Failure(stage, message)), item, None))
@@ -156,9 +157,9 @@ class Planner:
             if not os.path.lexists(output):
                 todo.append(item)
                 continue
-            owner = self.store.owner(output.name)
+            owner = owners.get(output.name) or self.store.owner(output.name)
             if owner is not None and owner.identity == item.identity and not job.overwrite:
-                settled.append((self._skipped(owner, path, output), item, owner.run_id))
+                settled.append((self._skipped(owner, path, output), item, owner.run))
             elif job.overwrite:
                 todo.append(item)
             else:

@@ -17,15 +17,16 @@ from mgan_cli.run.store import RunStore
 from mgan_cli.weights.loading import load_generator
 
 
-def open_output_folder(job: Job) -> RunStore:
-    """Create ``OUT`` (one clear :class:`OutputError` if it cannot be) and open its run store. A link to a
+def open_output_folder(job: Job, shard_label: str = "0of1") -> RunStore:
+    """Create ``OUT`` (one clear :class:`OutputError` if it cannot be) and open this host's store of shard
+    ``shard_label`` (``I``of``N``; :mod:`mgan_cli.run.store`). A link to a
     folder inside ``OUT`` (or ``OUT/.mgan``) is refused: files written into it (thumbnails, latents, frames)
     would land outside ``OUT``."""
     try:
         job.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{job.output_dir}: cannot create the output folder ({exc.strerror or exc})") from None
-    store = RunStore(job.output_dir)
+    store = RunStore(job.output_dir, shard_label)
     for folder in (job.output_dir, store.folder):
         for entry in os.scandir(folder):
             if entry.is_symlink() and entry.is_dir():

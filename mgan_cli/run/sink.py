@@ -53,9 +53,9 @@ class Sink:
         self.store = store
         self.run_id = run_id
         self.records: list[ImageRecord] = []
-        self._stored_as: dict[int, tuple[str, str, Identity | None, int]] = {}
+        self._stored_as: dict[int, tuple[str, str, Identity | None, int | str]] = {}
 
-    def settle(self, entries: list[tuple[ImageRecord, WorkItem | None, int | None]]) -> None:
+    def settle(self, entries: list[tuple[ImageRecord, WorkItem | None, str | None]]) -> None:
         """Records that are final already (skipped, failed before restoring), with their work item and the
         run that produced their output (None: this run)."""
         for record, item, producer in entries:
@@ -210,13 +210,13 @@ class Sink:
             if where is not None:
                 self.store.put(record, *where)
 
-    def _store(self, record: ImageRecord, item: WorkItem | None, producer: int | None,
+    def _store(self, record: ImageRecord, item: WorkItem | None, producer: str | None,
                staged: StagedFile | None = None) -> None:
         if item is not None:
             output_name, key, identity = item.output_name, item.input_key, item.identity
         else:
             path = Path(record.input)
             output_name, key, identity = f"{path.stem}.png", input_key(path), None
-        run_id = self.run_id if producer is None else producer
-        self.store.put(record, output_name, key, identity, run_id, staged)
-        self._stored_as[id(record)] = (output_name, key, identity, run_id)
+        run: int | str = self.run_id if producer is None else producer
+        self.store.put(record, output_name, key, identity, run, staged)
+        self._stored_as[id(record)] = (output_name, key, identity, run)

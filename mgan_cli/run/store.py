@@ -1,30 +1,44 @@
-"""The run store: every record of every run into one output folder, in ``OUT/.mgan/runs.sqlite3``.
+"""The run stores: every record of every run into one output folder, in ``OUT/.mgan/runs-<host>-<I>of<N>.sqlite3``.
 
-SQLite (the standard library's :mod:`sqlite3`) in WAL mode does the locking, so several processes
-(two ``mgan`` commands, ``torchrun`` ranks) can write into one ``OUT``: each image's record is one
-transaction, committed in the same lock as the rename of its PNG, so a record is durable the moment its
-image is and always describes the file that is there. ``report.json``/``report.csv`` (and any other view,
-see :mod:`mgan_cli.report.tables`) are written from the store, so a report is the union of everything recorded
-in ``OUT`` whatever a single run was given. (SQLite's WAL needs the processes on one host; on a network
-file system shared by several hosts, point each host at its own ``OUT``.)
+Each host and shard (:mod:`mgan_cli.run.sharding`) records into a store file of its own, so **no database
+file is ever written from two hosts** (SQLite's locking does not hold across the hosts of a network file
+system). Processes of one host and one shard share their store: SQLite (the standard library's
+:mod:`sqlite3`, rollback journal, ``synchronous=FULL``) does the locking, and each image's record is one
+transaction committed in the same lock as the rename of its PNG, so a record is durable the moment its image
+is and always describes the file that is there. (The journal is truncated, not deleted, after each commit.)
 
-Tables:
+Every *decision* and every *view* reads all the stores of ``OUT`` (:class:`StoreReader`): the other stores
+read-only, those of this host with SQLite's locks, those of other hosts as ``immutable`` files (no lock, no
+journal, nothing written; a read that meets a commit half-done is retried; a rollback journal makes every
+committed record part of the database file itself, which is why the stores do not use WAL). Their union
+(:func:`merge`) keeps, per (output, input), the newest row (a failure never replaces the record of an
+output that is still there) and, per output name, one owner (``ok``/``skipped``): the newest. "Newest" is the
+rows' ``updated`` time, so hosts sharing an ``OUT`` need synchronised clocks (NTP), as any cluster has.
+``report.json``/``report.csv``/``index.html`` (:mod:`mgan_cli.report.tables`) are views of that union, so a
+report is everything recorded in ``OUT`` whatever a single run or shard was given. An ``OUT`` written before
+stores were per shard (``runs.sqlite3``) is read like any other store and never written again.
+
+Tables of a store:
 
 * ``runs(id, started, header)``: one per process that ran; ``header`` is the JSON that describes it
-  (command, resolved preset, weights' sha256, device, versions; see :func:`mgan_cli.cli.restore`).
-* ``images(output_name, input, status, input_sha256, settings_sha256, run_id, record, updated)``:
-  one per (output file name in ``OUT``, resolved input path). ``run_id`` is the run that produced the
-  output (a skipped image keeps its producer's). ``record`` is the row as JSON
+  (command, resolved preset, weights' sha256, device, shard, versions; see :func:`mgan_cli.run.files`).
+  Across stores a run is named ``<store label>:<id>`` (:attr:`RunStore.label`: ``<host>-<I>of<N>``).
+* ``images(output_name, input, status, input_sha256, settings_sha256, run, record, updated)``:
+  one per (output file name in ``OUT``, resolved input path). ``run`` names the run that produced the
+  output (a skipped image keeps its producer's, which may be another store's). ``record`` is the row as JSON
   (:meth:`ImageRecord.to_json`): task-specific fields live there, so adding one needs no schema change
-  (see :mod:`mgan_cli.run.records`). At most one row per ``output_name`` is ``ok``/``skipped``: the one
-  whose input and settings made the file.
+  (see :mod:`mgan_cli.run.records`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
+import re
+import socket
 import sqlite3
 import stat
 import threading
@@ -40,8 +54,12 @@ from mgan_cli.utils.atomic import StagedFile
 from mgan_cli.utils.jsonsafe import json_safe
 
 STORE_DIR = ".mgan"
-STORE_FILE = "runs.sqlite3"
+LEGACY_STORE_FILE = "runs.sqlite3"  # the one store of an OUT written before stores were per host and shard
+STORE_NAME = re.compile(r"^runs-(?P<host>.+)-(?P<shard>\d+of\d+)\.sqlite3$")
 BUSY_TIMEOUT_SECONDS = 120.0
+#: how long a read of another host's store retries a commit it met half-done
+TORN_READ_SECONDS = 10.0
+OWNING = ("ok", "skipped")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -55,7 +73,7 @@ CREATE TABLE IF NOT EXISTS images (
     status TEXT NOT NULL,
     input_sha256 TEXT,
     settings_sha256 TEXT,
-    run_id INTEGER NOT NULL REFERENCES runs(id),
+    run TEXT NOT NULL,
     record TEXT NOT NULL,
     updated REAL NOT NULL,
     PRIMARY KEY (output_name, input)
@@ -73,14 +91,15 @@ class Identity:
 
 @dataclass(frozen=True)
 class StoredImage:
-    """One row of ``images`` (``row`` is the record as JSON data)."""
+    """One row of ``images`` (``row`` is the record as JSON data; ``run`` is ``<store label>:<id>``)."""
 
     output_name: str
     input: str
     status: str
     identity: Identity | None
-    run_id: int
+    run: str
     row: dict[str, Any]
+    updated: float = 0.0
 
 
 def input_key(path: Path) -> str:
@@ -89,6 +108,27 @@ def input_key(path: Path) -> str:
     if "\0" in text:
         return text.replace("\0", "\\0")
     return str(path.resolve())
+
+
+def host_name() -> str:
+    """This host's name as store files spell it (characters other than letters, digits, ``.``, ``_``, ``-``
+    become ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+
+
+def store_file(host: str, shard_label: str) -> str:
+    """``runs-<host>-<I>of<N>.sqlite3``."""
+    return f"runs-{host}-{shard_label}.sqlite3"
+
+
+def store_label(path: Path) -> str:
+    """``<host>-<I>of<N>`` (``runs`` for a store written before stores were per shard)."""
+    return path.stem.removeprefix("runs-") if STORE_NAME.match(path.name) else path.stem
+
+
+def store_host(path: Path) -> str | None:
+    match = STORE_NAME.match(path.name)
+    return match.group("host") if match else None
 
 
 def _refuse_links(*paths: Path) -> None:
@@ -101,20 +141,131 @@ def _refuse_links(*paths: Path) -> None:
             raise OutputError(f"{path} is a symbolic link; mgan writes only inside the output folder (remove it)")
 
 
-class RunStore:
-    """The store of one output folder (see the module docstring). Safe to use from several threads."""
+def merge(rows: list[StoredImage], output_dir: Path) -> list[StoredImage]:
+    """The union of several stores' rows (see the module docstring), ordered by input path."""
+    by_key: dict[tuple[str, str], StoredImage] = {}
+    for row in sorted(rows, key=lambda r: r.updated):
+        key = (row.output_name, row.input)
+        before = by_key.get(key)
+        if (before is not None and row.status == "failed" and before.status in OWNING
+                and os.path.lexists(output_dir / row.output_name)):
+            continue  # the file is still what the earlier record says
+        by_key[key] = row
+    owners: dict[str, StoredImage] = {}
+    for row in by_key.values():
+        if row.status in OWNING and (row.output_name not in owners or row.updated >= owners[row.output_name].updated):
+            owners[row.output_name] = row
+    kept = [r for r in by_key.values() if r.status not in OWNING or owners[r.output_name] is r]
+    return sorted(kept, key=lambda r: (r.input, r.output_name))
 
-    def __init__(self, output_dir: Path) -> None:
+
+@contextlib.contextmanager
+def views_lock(folder: Path) -> Iterator[None]:
+    """Serialise the writers of ``OUT``'s views on this host (an advisory lock on the ``OUT/.mgan`` folder
+    itself, so no file is needed). Views are written atomically, so writers on other hosts can only make one
+    complete view replace another."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot open ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+class StoreReader:
+    """Every run store of ``output_dir`` read together (read-only; see the module docstring)."""
+
+    def __init__(self, output_dir: Path, host: str | None = None) -> None:
         self.output_dir = output_dir
         self.folder = output_dir / STORE_DIR
-        self.path = self.folder / STORE_FILE
+        self.host = host or host_name()
+
+    def paths(self) -> list[Path]:
+        """The store files of ``OUT``, by name."""
+        try:
+            names = sorted(os.listdir(self.folder))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise OutputError(f"{self.folder}: cannot read ({exc.strerror or exc})") from None
+        paths = [self.folder / n for n in names if n == LEGACY_STORE_FILE or STORE_NAME.match(n)]
+        _refuse_links(*paths)
+        return paths
+
+    def _read(self, path: Path, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` in the store ``path`` (no rows if it has no tables yet)."""
+        other_host = store_host(path) not in (None, self.host)
+        uri = path.resolve().as_uri() + ("?immutable=1" if other_host else "")
+        deadline = time.monotonic() + TORN_READ_SECONDS
+        while True:
+            try:
+                db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            except sqlite3.Error as exc:
+                raise OutputError(f"{path}: cannot open the run store ({exc})") from None
+            try:
+                db.execute("PRAGMA query_only=ON")
+                return _legacy_columns(db, sql).execute(sql, parameters).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return []
+                error: sqlite3.Error = exc
+            except sqlite3.DatabaseError as exc:  # a commit met half-done (another host's store)
+                error = exc
+            finally:
+                db.close()
+            if time.monotonic() > deadline:
+                raise OutputError(f"{path}: cannot read the run store ({error})") from None
+            time.sleep(0.1)
+
+    def _all(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Path, tuple[Any, ...]]]:
+        return [(path, row) for path in self.paths() for row in self._read(path, sql, parameters)]
+
+    def runs(self) -> dict[str, dict[str, Any]]:
+        """Every run's header by ``<store label>:<id>``, oldest first."""
+        rows = sorted(self._all("SELECT id, started, header FROM runs"), key=lambda pr: (pr[1][1], str(pr[0])))
+        return {f"{store_label(path)}:{run_id}": json.loads(header) for path, (run_id, _, header) in rows}
+
+    def latest_header(self) -> dict[str, Any]:
+        """The header of the run that started last ({} when none did)."""
+        runs = self.runs()
+        return list(runs.values())[-1] if runs else {}
+
+    def _images(self, where: str = "", parameters: tuple[Any, ...] = ()) -> list[StoredImage]:
+        return merge([_stored(row) for _, row in self._all(
+            f"SELECT {_COLUMNS} FROM images {where}", parameters)], self.output_dir)
+
+    def images(self) -> list[StoredImage]:
+        """The union of every store's rows, ordered by input path."""
+        return self._images()
+
+    def owners(self) -> dict[str, StoredImage]:
+        """Every output's owner (the row whose input and settings made it)."""
+        return {r.output_name: r for r in self.images() if r.status in OWNING}
+
+    def owner(self, output_name: str) -> StoredImage | None:
+        """The row whose input and settings made ``OUT/output_name`` (None if no run recorded one)."""
+        rows = [r for r in self._images("WHERE output_name = ?", (output_name,)) if r.status in OWNING]
+        return rows[0] if rows else None
+
+
+class RunStore(StoreReader):
+    """This process's store in ``output_dir`` (host and shard, see the module docstring), reading every
+    store of the folder. Safe to use from several threads."""
+
+    def __init__(self, output_dir: Path, shard_label: str = "0of1", host: str | None = None) -> None:
+        super().__init__(output_dir, host)
+        self.path = self.folder / store_file(self.host, shard_label)
+        self.label = store_label(self.path)
         self._lock = threading.RLock()
         _refuse_links(self.folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"{self.folder}: cannot create the run store ({exc.strerror or exc})") from None
-        _refuse_links(self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"), Path(f"{self.path}-journal"))
+        _refuse_links(self.path, Path(f"{self.path}-journal"))
         try:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
                                        check_same_thread=False)
@@ -130,14 +281,15 @@ class RunStore:
             raise
 
     def _set_up_with_retries(self) -> None:
-        """WAL mode and the schema. Two processes creating the same store at once can make SQLite answer
-        "database is locked" to the journal-mode switch without waiting for its busy timeout, so a busy
-        answer is retried until ``BUSY_TIMEOUT_SECONDS`` have passed."""
+        """Rollback journal (truncated, not deleted, after each commit) and the schema. Two processes creating
+        the same store at once can make SQLite answer "database is locked" without waiting for its busy
+        timeout, so a busy answer is retried until ``BUSY_TIMEOUT_SECONDS`` have passed."""
         deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
         while True:
             try:
                 self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
-                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA journal_mode=TRUNCATE")  # the journal's file stays: a full disk
+                # cannot keep the next record from being written
                 self._db.execute("PRAGMA synchronous=FULL")
                 with self.transaction() as db:
                     for statement in _statements():
@@ -160,18 +312,28 @@ class RunStore:
                 raise OutputError(f"{self.path}: cannot write the run store ({exc})") from None
             try:
                 yield self._db
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-                raise
-            try:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-                raise OutputError(f"{self.path}: cannot write the run store ({exc})") from None
+                raise OutputError(f"{self.path}: cannot write the run store ({self._why(exc)})") from None
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise
 
-    def _query(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def _why(self, exc: sqlite3.Error) -> str:
+        """SQLite's message, and what the file system says when it is full (SQLite cannot open its journal
+        then, and only says "unable to open database file")."""
+        with contextlib.suppress(OSError):
+            room = os.statvfs(self.folder)
+            if room.f_bavail == 0 or (room.f_files > 0 and room.f_favail == 0):
+                return f"{exc}: {os.strerror(errno.ENOSPC)}"
+        return str(exc)
+
+    def _read(self, path: Path, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if path != self.path:
+            return super()._read(path, sql, parameters)
         with self._lock:
             try:
                 return self._db.execute(sql, parameters).fetchall()
@@ -180,65 +342,69 @@ class RunStore:
 
     # -- runs -------------------------------------------------------------------------------------
     def begin_run(self, header: dict[str, Any]) -> int:
-        """Record a run's header; returns its id (the ``run`` of the rows it produces)."""
+        """Record a run's header; returns its id in this store (:meth:`run_name` names it across stores)."""
         with self.transaction() as db:
             cursor = db.execute("INSERT INTO runs (started, header) VALUES (?, ?)",
                                 (time.time(), json.dumps(json_safe(header), allow_nan=False)))
             return int(cursor.lastrowid or 0)
+
+    def run_name(self, run_id: int) -> str:
+        """``<store label>:<id>``: how rows and reports name this store's run ``run_id``."""
+        return f"{self.label}:{run_id}"
 
     def update_run(self, run_id: int, header: dict[str, Any]) -> None:
         with self.transaction() as db:
             db.execute("UPDATE runs SET header = ? WHERE id = ?",
                        (json.dumps(json_safe(header), allow_nan=False), run_id))
 
-    def runs(self) -> dict[int, dict[str, Any]]:
-        """Every run's header by id, oldest first."""
-        return {int(i): json.loads(h) for i, h in self._query("SELECT id, header FROM runs ORDER BY id")}
-
     # -- images -----------------------------------------------------------------------------------
-    def owner(self, output_name: str) -> StoredImage | None:
-        """The row whose input and settings made ``OUT/output_name`` (None if no run recorded one)."""
-        rows = self._query(f"SELECT {_COLUMNS} FROM images WHERE output_name = ? AND status IN ('ok', 'skipped') "
-                           "ORDER BY updated DESC LIMIT 1", (output_name,))
-        return _stored(rows[0]) if rows else None
-
-    def images(self) -> list[StoredImage]:
-        """Every row, ordered by input path."""
-        return [_stored(r) for r in self._query(f"SELECT {_COLUMNS} FROM images ORDER BY input, output_name")]
-
-    def put(self, record: ImageRecord, output_name: str, input_name: str, identity: Identity | None, run_id: int,
-            staged: StagedFile | None = None) -> None:
-        """Store ``record`` (one transaction). With ``staged`` (its PNG, written but not yet in place), the
-        PNG is renamed into place inside the same transaction, so file and record always agree. A record
-        that owns the output (ok, skipped) replaces any other owner of that output name. A failure never
-        replaces the record of an output that is still there (the file is still what that record says)."""
-        with self.transaction() as db:
-            if record.status == "failed" and os.path.lexists(self.output_dir / output_name):
-                owned = db.execute("SELECT 1 FROM images WHERE output_name = ? AND input = ? AND status IN "
-                                   "('ok', 'skipped')", (output_name, input_name)).fetchall()
-                if owned:
-                    return
+    def put(self, record: ImageRecord, output_name: str, input_name: str, identity: Identity | None,
+            run: int | str, staged: StagedFile | None = None) -> None:
+        """Store ``record`` as produced by ``run`` (this store's run id, or a run's name in any store), one
+        transaction. With ``staged`` (its PNG, written but not yet in place), the PNG is renamed into place
+        inside the same transaction, so file and record always agree. A record that owns the output (ok,
+        skipped) replaces any other owner of that output name. A failure never replaces the record of an
+        output that is still there (the file is still what that record says)."""
+        run_name = self.run_name(run) if isinstance(run, int) else run
+        if record.status == "failed" and os.path.lexists(self.output_dir / output_name):
+            owner = self.owner(output_name)
+            if owner is not None and owner.input == input_name:
+                return
+        with self.transaction() as db:  # the rows first, then the PNG's rename, then the commit: a store that
+            # cannot be written leaves no PNG without its record
+            if record.status in OWNING:
+                db.execute("DELETE FROM images WHERE output_name = ? AND input != ? AND status IN ('ok', 'skipped')",
+                           (output_name, input_name))
+            db.execute(
+                "INSERT OR REPLACE INTO images (output_name, input, status, input_sha256, settings_sha256, run, "
+                "record, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (output_name, input_name, record.status, identity.input_sha256 if identity else None,
+                 identity.settings_sha256 if identity else None, run_name,
+                 json.dumps(record.to_json(), allow_nan=False), time.time()))
             if staged is not None:
                 try:
                     staged.commit()
                 except OSError as exc:
                     raise OutputError(f"{staged.path}: cannot write ({exc.strerror or exc})") from None
-            if record.status in ("ok", "skipped"):
-                db.execute("DELETE FROM images WHERE output_name = ? AND input != ? AND status IN ('ok', 'skipped')",
-                           (output_name, input_name))
-            db.execute(
-                "INSERT OR REPLACE INTO images (output_name, input, status, input_sha256, settings_sha256, run_id, "
-                "record, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (output_name, input_name, record.status, identity.input_sha256 if identity else None,
-                 identity.settings_sha256 if identity else None, run_id,
-                 json.dumps(record.to_json(), allow_nan=False), time.time()))
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._db.close()
 
 
-_COLUMNS = "output_name, input, status, input_sha256, settings_sha256, run_id, record"
+_COLUMNS = "output_name, input, status, input_sha256, settings_sha256, run, record, updated"
+
+
+def _legacy_columns(db: sqlite3.Connection, sql: str) -> sqlite3.Connection:
+    """A store written before stores were per shard names its runs by ``run_id``: a view makes it read alike."""
+    if " images" in sql:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(images)")}
+        if "run" not in columns and "run_id" in columns:
+            db.execute("PRAGMA query_only=OFF")  # a TEMP view lives in this connection only: the file is untouched
+            db.execute("CREATE TEMP VIEW IF NOT EXISTS images AS SELECT output_name, input, status, input_sha256, "
+                       "settings_sha256, 'runs:' || run_id AS run, record, updated FROM main.images")
+            db.execute("PRAGMA query_only=ON")
+    return db
 
 
 def _statements() -> list[str]:
@@ -246,6 +412,6 @@ def _statements() -> list[str]:
 
 
 def _stored(row: tuple[Any, ...]) -> StoredImage:
-    output_name, input_name, status, input_sha, settings_sha, run_id, record = row
+    output_name, input_name, status, input_sha, settings_sha, run, record, updated = row
     identity = Identity(input_sha, settings_sha) if input_sha and settings_sha else None
-    return StoredImage(output_name, input_name, status, identity, int(run_id), json.loads(record))
+    return StoredImage(output_name, input_name, status, identity, str(run), json.loads(record), float(updated))
