@@ -24,6 +24,15 @@ def celeba_face(path: Path, size: int = 64) -> Image.Image:
     return image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
 
 
+def celeba_photos(shared_dir: Path, folder: Path, count: int) -> list[Path]:
+    """The first ``count`` CelebA test photos framed as 64×64 faces, saved as PNG files in ``folder``."""
+    paths = []
+    for photo in sorted((shared_dir / "data" / "celeba64").glob("*.jpg"))[:count]:
+        celeba_face(photo).save(folder / f"{photo.stem}.png")
+        paths.append(folder / f"{photo.stem}.png")
+    return paths
+
+
 def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
     """Textbook PSNR of two uint8 arrays (data range 255), written independently of mgan's metrics."""
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)

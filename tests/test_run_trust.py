@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mgan_cli.cli import main
-from tests.helpers import celeba_face, psnr_uint8
+from tests.helpers import celeba_photos, psnr_uint8
 
 FAST = ["--iterations", "2", "--codes", "2", "--device", "cpu"]
 REPO = Path(__file__).resolve().parents[1]
@@ -28,12 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def photos(shared_dir, tmp_path_factory) -> list[Path]:
     """Four real 64x64 faces as PNG files (in a folder of their own)."""
-    folder = tmp_path_factory.mktemp("photos")
-    paths = []
-    for photo in sorted((shared_dir / "data" / "celeba64").glob("*.jpg"))[:4]:
-        celeba_face(photo).save(folder / f"{photo.stem}.png")
-        paths.append(folder / f"{photo.stem}.png")
-    return paths
+    return celeba_photos(shared_dir, tmp_path_factory.mktemp("photos"), 4)
 
 
 def run(*args: str, input: str | None = None):

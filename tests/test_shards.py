@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from mgan_cli.cli import main
 from mgan_cli.run.sharding import Shard, take
-from tests.helpers import celeba_face
+from tests.helpers import celeba_photos
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--iterations", "2", "--codes", "2", "--device", "cpu", "--perceptual-weight", "0", "--batch-size", "1"]
@@ -27,12 +27,7 @@ SLOW = ["--iterations", "200", "--codes", "2", "--device", "cpu", "--perceptual-
 
 @pytest.fixture(scope="module")
 def photos(shared_dir, tmp_path_factory) -> list[Path]:
-    folder = tmp_path_factory.mktemp("shard-photos")
-    paths = []
-    for photo in sorted((shared_dir / "data" / "celeba64").glob("*.jpg"))[:6]:
-        celeba_face(photo).save(folder / f"{photo.stem}.png")
-        paths.append(folder / f"{photo.stem}.png")
-    return paths
+    return celeba_photos(shared_dir, tmp_path_factory.mktemp("shard-photos"), 6)
 
 
 def _env() -> dict[str, str]:
