@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import math
 import platform
 import sys
@@ -38,6 +39,7 @@ from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import Generator
 from mgan_cli.report.tables import write_csv, write_json, write_views
 from mgan_cli.run import Job, RunEvents, Runner, open_output_folder
+from mgan_cli.utils.atomic import make_folder, write_atomic
 
 ANALYSIS_METRICS = ("psnr", "ssim", "lpips")
 ROW_COLUMNS = ("input", "layer", "codes", "status", *ANALYSIS_METRICS, "seconds")
@@ -144,6 +146,7 @@ def run_pair(job: AnalysisJob, layer: int, codes: int, generator: Generator, eve
     """Run one pair (its report is kept current after every batch); returns its report rows."""
     pair = job.pair_job(layer, codes)
     started = time.time()
+    make_folder(job.output_dir, pair.output_dir)  # OUT/runs/layer<ℓ>-codes<N>, never through a link
     store = open_output_folder(pair)
     try:
         run_id = store.begin_run(_pair_header(pair, layer, codes, started))
@@ -209,7 +212,7 @@ def run_analysis(job: AnalysisJob, generator: Generator, events: RunEvents | Non
     from mgan_cli.analysis.plots import write_plots
 
     started = time.perf_counter()
-    job.output_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(job.output_dir)
     settings = {
         "mgan_version": __version__,
         "task": job.task.name,
@@ -254,7 +257,7 @@ def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Gener
     events = events or RunEvents()
     pair = job.pair_job(layer, codes)
     folder = contributions_dir(job.output_dir, layer, codes)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(job.output_dir, folder)
     restorer = BatchRestorer(pair, generator, on_step=events.on_step, on_warning=events.on_warning)
     loader = Loader(pair, restorer.resolution, restorer.observed_size, restorer.needs_mask)
     todo = [WorkItem(path, folder / f"{path.stem}.png", image_seed(pair.preset.seed, path.name))
@@ -277,7 +280,8 @@ def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Gener
                              restorer.resolution).cpu().numpy()
         for index, item in enumerate(loaded):
             stem = item.item.input.stem
-            np.savez_compressed(folder / f"{stem}.npz", shares=shares[index].astype(np.float16))
+            write_atomic(folder / f"{stem}.npz",
+                         functools.partial(np.savez_compressed, shares=shares[index].astype(np.float16)))
             written.append(write_figure(
                 item.item.output, to_uint8(item.observed[None])[0].permute(1, 2, 0).numpy(),
                 restored[index].permute(1, 2, 0).numpy(), shares[index],

@@ -29,6 +29,7 @@ from mgan_cli.config.tasks import TASKS
 from mgan_cli.core.engine import PRECISIONS, EngineOptions
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.run import RunEvents
+from mgan_cli.utils.atomic import make_folder
 from mgan_cli.utils.devices import resolve_device
 from mgan_cli.utils.imageio import RESIZE_POLICIES, collect_inputs
 from mgan_cli.weights.loading import load_generator
@@ -120,6 +121,9 @@ def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | Non
                       layers=parse_layers(layers, available), codes=parse_codes(codes_text),
                       reference_dir=reference_dir, mask=mask, resize=resize, device=run_device, overwrite=overwrite,
                       engine=EngineOptions.for_device(run_device, precision))
+    for folder in [pair_dir(output_dir, *pair) for pair in job.pairs()] + \
+            ([contributions_dir(output_dir, *contributions)] if contributions else []):
+        make_folder(output_dir, folder)  # before any work: a link planted in OUT is refused in one line
     warned: set[str] = set()
 
     def warn(message: str) -> None:

@@ -44,7 +44,8 @@ def latents_path(output_dir: Path, stem: str) -> Path:
 
 def save(path: Path, inversion: Inversion, generator: str, generator_sha256: str | None,
          tuned: dict[str, Tensor] | None = None) -> None:
-    """Write ``inversion`` (and ``tuned`` parameters) to ``path`` atomically (:mod:`mgan_cli.utils.atomic`)."""
+    """Write ``inversion`` (and ``tuned`` parameters) to ``path`` atomically (:mod:`mgan_cli.utils.atomic`); its
+    folder must exist (:func:`mgan_cli.utils.atomic.make_folder`)."""
     tensors = {"codes": inversion.codes, "alphas": inversion.alphas}
     if inversion.upper_latent is not None:
         tensors["upper_latent"] = inversion.upper_latent
@@ -52,7 +53,6 @@ def save(path: Path, inversion: Inversion, generator: str, generator_sha256: str
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}
     metadata = {"format": FORMAT, "generator": generator, "generator_sha256": generator_sha256 or "",
                 "layer": str(inversion.layer), "space": inversion.space, "composition": inversion.composition}
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, safetensors_bytes(tensors, metadata=metadata))
 
 

@@ -13,7 +13,6 @@ crops are the photo's own. A photo with no face is reported (failed) and skipped
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from mgan_cli.faces.identity import SAME_PERSON_THRESHOLD, face_descriptor, iden
 from mgan_cli.faces.paste import paste_back
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.records import ImageRecord
+from mgan_cli.utils.atomic import make_folder, write_atomic
 from mgan_cli.utils.imageio import decode_image, decode_mask
 from mgan_cli.utils.pairing import find_by_stem
 
@@ -78,7 +78,7 @@ class FaceSession:
     def stage(self, photos: list[Path], reference_dir: Path | None = None, mask: Path | None = None) \
             -> tuple[list[Path], Path | None, Path | None]:
         """Crops of every face as the run's inputs; returns ``(inputs, reference_dir, mask)`` for the run."""
-        (self.staging / "input").mkdir(parents=True, exist_ok=True)
+        make_folder(self.output_dir, self.staging / "input")
         inputs: list[Path] = []
         for photo in photos:
             try:
@@ -111,11 +111,11 @@ class FaceSession:
                 ref_transform = FaceTransform(
                     _compose(scaled(transform, self.resolution / self.observed_size, self.resolution).matrix,
                              to_reference.matrix), self.resolution)
-                (self.staging / "reference").mkdir(parents=True, exist_ok=True)
+                make_folder(self.output_dir, self.staging / "reference")
                 staged.reference_crop = self.staging / "reference" / f"{stem}.png"
                 _save(warp_to_crop(reference, ref_transform), staged.reference_crop)
             if mask_image is not None:
-                (self.staging / "mask").mkdir(parents=True, exist_ok=True)
+                make_folder(self.output_dir, self.staging / "mask")
                 big = scaled(transform, self.resolution / self.observed_size, self.resolution)
                 warped = warp_to_crop(np.repeat(mask_image[:, :, None], 3, axis=2), big)[:, :, 0]
                 _save(warped, self.staging / "mask" / f"{stem}.png")
@@ -201,19 +201,15 @@ class FaceSession:
                     matrix[:, 2] *= factor
                     canvas, _ = paste_back(canvas, crop, FaceTransform(matrix, self.resolution))
                     record.metrics["face"]["composite"] = str(target)
-                tmp = target.with_name(f".{target.name}.tmp")
-                Image.fromarray(canvas).save(tmp, format="PNG")
-                tmp.replace(target)
+                _save(canvas, target)
             except (OSError, MganError) as exc:
                 errors[photo] = f"{target}: cannot write the composite ({exc})"
         return errors
 
 
 def _save(pixels: np.ndarray, path: Path) -> None:
-    """Write a staged PNG atomically (a temporary file renamed into place: readers never see half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(pixels).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    """Write a staged PNG atomically (:func:`mgan_cli.utils.atomic.write_atomic`: never through a planted link)."""
+    write_atomic(path, lambda handle: Image.fromarray(pixels).save(handle, format="PNG"))
 
 
 def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """What a run does with each image's inversion besides the restored image: generator tuning
-(:mod:`mgan_cli.core.tuning`), saved latents (:mod:`mgan_cli.edit.latents`) and edit frames (:mod:`mgan_cli.edit.frames`).
+(:mod:`mgan_cli.core.tuning`), saved latents (:mod:`mgan_cli.edit.latents`) and edit frames
+(:mod:`mgan_cli.edit.frames`).
 
 Files (beside ``OUT/<stem>.png``): ``OUT/latents/<stem>.safetensors``; ``OUT/frames/<stem>_<strength>.png``
 (one per strength, e.g. ``face_-1.5.png``; the raw render x̂, strength 0 = the inversion) and

@@ -36,7 +36,7 @@ from typing import Any
 
 from mgan_cli.errors import OutputError
 from mgan_cli.run.records import ImageRecord
-from mgan_cli.utils.atomic import StagedFile
+from mgan_cli.utils.atomic import StagedFile, make_folder
 from mgan_cli.utils.jsonsafe import json_safe
 
 STORE_DIR = ".mgan"
@@ -109,11 +109,7 @@ class RunStore:
         self.folder = output_dir / STORE_DIR
         self.path = self.folder / STORE_FILE
         self._lock = threading.RLock()
-        _refuse_links(self.folder)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{self.folder}: cannot create the run store ({exc.strerror or exc})") from None
+        make_folder(output_dir, self.folder)
         _refuse_links(self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"), Path(f"{self.path}-journal"))
         try:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
