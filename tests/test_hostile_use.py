@@ -118,3 +118,62 @@ def test_directions_replaces_planted_file_links(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert victim.read_text() == "keep me"
     assert not (out / "sefa.npy").is_symlink() and json.loads((out / "sefa.json").read_text())["count"] == 2
+
+
+# -- 2. every field of every architecture is bounded before anything is built ----------------------
+def test_every_argument_of_every_architecture_has_a_bound() -> None:
+    import inspect
+
+    from mgan_cli.generators import ARCHITECTURES
+    from mgan_cli.weights.formats.config_checks import CONFIG_CHECKS
+
+    for name in ARCHITECTURES.names():
+        arguments = set(inspect.signature(ARCHITECTURES.get(name)).parameters)
+        assert set(CONFIG_CHECKS.get(name, {})) == arguments, name
+
+
+HOSTILE_STYLEGAN3 = [{"filter_size": 10**9}, {"num_layers": 10**8}, {"resolution": 2**30}, {"z_dim": -5},
+                     {"first_stopband": 1e-300}, {"margin_size": "10"}, {"use_radial_filters": 1},
+                     {"lrelu_upsampling": 10**6}, {"channel_base": 10**12}]
+
+
+def test_hostile_stylegan3_configs_are_refused_before_they_are_built() -> None:
+    """Run in a child whose memory is bounded: without the bounds these configs take all the memory."""
+    from tests.helpers import run_bounded
+
+    code = ("from mgan_cli.errors import UnknownFormatError\n"
+            "from mgan_cli.weights.formats.config_checks import build_architecture\n"
+            f"for config in {HOSTILE_STYLEGAN3!r}:\n"
+            "    try:\n        build_architecture('stylegan3', config, 'test')\n        print('BUILT', config)\n"
+            "    except UnknownFormatError as exc:\n        print('REFUSED', exc)\n")
+    status, output, _, _ = run_bounded(code, timeout=120, max_rss_mb=1500)
+    refused = [line for line in output.splitlines() if line.startswith("REFUSED")]
+    assert status == 0 and len(refused) == len(HOSTILE_STYLEGAN3), output
+    for line, config in zip(refused, HOSTILE_STYLEGAN3, strict=True):
+        assert f"config {next(iter(config))}" in line, line
+
+
+def test_a_config_within_the_bounds_that_cannot_be_built_is_one_error() -> None:
+    from mgan_cli.errors import UnknownFormatError
+    from mgan_cli.weights.formats.config_checks import build_architecture
+
+    with pytest.raises(UnknownFormatError, match="cannot be built"):
+        build_architecture("stylegan3", {"num_layers": 2, "num_critical": 2}, "test")
+    with pytest.raises(UnknownFormatError, match="cannot be built"):
+        build_architecture("pggan", {"fmaps_base": 1}, "test")
+
+
+def test_a_172_byte_safetensors_import_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    from safetensors.torch import save
+
+    from tests.helpers import run_bounded
+
+    bomb = tmp_path / "bomb.safetensors"
+    bomb.write_bytes(save({}, metadata={"mgan": json.dumps({"architecture": "stylegan3",
+                                                            "config": {"filter_size": 1000000000}})}))
+    code = ("import sys\nfrom mgan_cli.cli import main\n"
+            f"sys.argv = ['mgan', 'weights', 'import', {str(bomb)!r}, '--name', 'bomb']\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    print('EXIT', exc.code)\n")
+    status, output, _, peak = run_bounded(code, timeout=120, max_rss_mb=1500)
+    assert status == 0 and "EXIT 2" in output and "mgan: error:" in output and "filter_size" in output, output
+    assert "Traceback" not in output and peak < 1500
