@@ -177,3 +177,135 @@ def test_a_172_byte_safetensors_import_is_refused_in_bounded_memory(tmp_path: Pa
     status, output, _, peak = run_bounded(code, timeout=120, max_rss_mb=1500)
     assert status == 0 and "EXIT 2" in output and "mgan: error:" in output and "filter_size" in output, output
     assert "Traceback" not in output and peak < 1500
+
+
+# -- 3. a zip bomb costs what the file holds, not what it claims ---------------------------------------
+def _deflated_torch_archive(path: Path, megabytes: int) -> Path:
+    """A zip that looks like a torch archive whose ``data.pkl`` inflates to ``megabytes`` MB of zeros."""
+    import zipfile
+
+    chunk = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("archive/data.pkl", "w", force_zip64=True) as member:
+            for _ in range(megabytes):
+                member.write(chunk)
+        archive.writestr("archive/version", "3\n")
+    return path
+
+
+def test_a_zip_bomb_is_refused_by_weights_import_in_bounded_memory(tmp_path: Path) -> None:
+    from tests.helpers import run_bounded
+
+    bomb = _deflated_torch_archive(tmp_path / "bomb.pt", 1024)
+    assert bomb.stat().st_size < 8 << 20
+    code = ("import sys\nfrom mgan_cli.cli import main\n"
+            f"sys.argv = ['mgan', 'weights', 'import', {str(bomb)!r}, '--name', 'bomb']\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    print('EXIT', exc.code)\n")
+    status, output, _, peak = run_bounded(code, timeout=120, max_rss_mb=1500)
+    assert status == 0 and "EXIT 2" in output and "compressed" in output and "Traceback" not in output, output
+    assert peak < 1500
+
+
+def test_a_deflated_member_is_refused_before_torch_reads_it(tmp_path: Path) -> None:
+    import zipfile
+
+    import torch
+
+    from mgan_cli.errors import UnknownFormatError
+    from mgan_cli.weights.formats.torch_files import load_torch_file
+
+    plain = tmp_path / "plain.pt"
+    torch.save({"w": torch.zeros(4)}, plain)
+    assert load_torch_file(plain)["w"].shape == (4,)
+    deflated = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info))
+    with pytest.raises(UnknownFormatError, match="compressed"):
+        load_torch_file(deflated)
+
+
+# -- 4. sizes from a file or a flag are checked before anything is allocated ------------------------
+def test_a_binbytes8_length_beyond_the_file_is_refused(tmp_path: Path) -> None:
+    import struct
+
+    from mgan_cli.errors import UnsafePickleError
+    from mgan_cli.weights.safe_pickle import safe_load
+
+    path = tmp_path / "b8.pkl"
+    path.write_bytes(b"\x80\x04\x95" + struct.pack("<Q", 40) + b"\x8e" + struct.pack("<Q", 2**40) + bytes(20) + b".")
+    with pytest.raises(UnsafePickleError, match="claims 1099511627776 bytes"):
+        safe_load(path)
+    result = run("weights", "import", str(path), "--name", "b8")
+    one_line_error(result, str(path), "claims 1099511627776 bytes")
+
+
+def test_an_npy_header_claiming_more_than_the_file_holds_is_refused(face: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from mgan_cli.utils.inputs import load_npy
+
+    bomb = tmp_path / "bomb.npy"
+    with open(bomb, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+        handle.write(bytes(800))
+    assert bomb.stat().st_size == 928
+    with pytest.raises(ValueError, match="header claims"):
+        load_npy(bomb)
+    good = tmp_path / "good.npy"
+    np.save(good, np.asfortranarray(np.arange(6.0).reshape(2, 3)))
+    assert np.array_equal(load_npy(good), np.arange(6.0).reshape(2, 3))
+    result = run("edit", str(face), "-o", str(tmp_path / "E"), "--direction", str(bomb), *FAST)
+    one_line_error(result, str(bomb), "header claims")
+
+
+def test_flags_and_preset_values_that_size_memory_are_bounded(face: Path, tmp_path: Path) -> None:
+    """Each refused in one line before anything runs (in a bounded child: unbounded, they take the memory)."""
+    from tests.helpers import run_bounded
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text((Path(__file__).resolve().parents[1] / "presets" / "dcgan64-invert.yaml").read_text())
+    import yaml
+
+    document = yaml.safe_load(preset.read_text())
+    document.setdefault("loss", {})["perceptual_resolution"] = 100000
+    preset.write_text(yaml.safe_dump(document))
+    out = str(tmp_path / "out")
+    cases = [["invert", str(face), "-o", out, "--codes", "10000000"],
+             ["invert", str(face), "-o", out, "--iterations", "1000000000000"],
+             ["invert", str(face), "-o", out, "--lr", "1e308"],
+             ["invert", str(face), "-o", out, "--preset", str(preset)],
+             ["analyze", str(face), "-o", out, "--codes", "100000000"],
+             ["analyze", str(face), "-o", out, "--codes", "2", "--contributions", "1:100000000"]]
+    code = ("from click.testing import CliRunner\nfrom mgan_cli.cli import main\n"
+            f"for args in {cases!r}:\n"
+            "    result = CliRunner().invoke(main, args + ['--quiet'])\n"
+            "    print('CASE', result.exit_code, repr(result.output.strip().splitlines()[-1:]), "
+            "result.exception is None or isinstance(result.exception, SystemExit))\n")
+    status, output, _, _ = run_bounded(code, timeout=300, max_rss_mb=2500)
+    lines = [line for line in output.splitlines() if line.startswith("CASE")]
+    assert status == 0 and len(lines) == len(cases), output
+    for line, words in zip(lines, ["10000000", "1000000000000", "1e308", "perceptual_resolution", "100000000",
+                                   "100000000"], strict=True):
+        assert line.startswith("CASE 2 ") and line.endswith(" True") and words in line and "allowed" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["invert", "metrics", "weights-import"])
+def test_a_fifo_named_as_an_input_is_refused_not_waited_on(tmp_path: Path, command: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    args = {"invert": ["invert", str(fifo), "-o", str(tmp_path / "out"), *FAST],
+            "metrics": ["metrics", str(fifo)],
+            "weights-import": ["weights", "import", str(fifo), "--name", "pipe"]}[command]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    try:
+        done = subprocess.run([sys.executable, "-m", "mgan_cli", *args], capture_output=True, text=True, timeout=90,
+                              env=env)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"mgan {command} waited on a FIFO") from None
+    assert done.returncode != 0 and "FIFO" in done.stderr and "Traceback" not in done.stderr, done.stderr

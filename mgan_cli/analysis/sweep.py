@@ -34,12 +34,13 @@ import torch
 from mgan_cli import __version__
 from mgan_cli.config.presets import Preset, apply_overrides
 from mgan_cli.config.tasks import Task
-from mgan_cli.core.engine import EngineOptions
+from mgan_cli.core.engine import EngineOptions, InversionSettings
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import Generator
 from mgan_cli.report.tables import write_csv, write_json, write_views
 from mgan_cli.run import Job, RunEvents, Runner, open_output_folder
 from mgan_cli.utils.atomic import make_folder, write_atomic
+from mgan_cli.utils.settings_schema import SpecError, spec_of
 
 ANALYSIS_METRICS = ("psnr", "ssim", "lpips")
 ROW_COLUMNS = ("input", "layer", "codes", "status", *ANALYSIS_METRICS, "seconds")
@@ -77,7 +78,8 @@ def parse_layers(text: str | None, available: int) -> tuple[int, ...]:
 
 
 def parse_codes(text: str | None) -> tuple[int, ...]:
-    """``"1,5,10,20,30"`` -> sorted distinct code counts (each at least 1).
+    """``"1,5,10,20,30"`` -> sorted distinct code counts, each within the ``codes`` setting's bounds (the same
+    rule as ``--codes`` of every task, :mod:`mgan_cli.utils.settings_schema`).
 
     >>> parse_codes("20, 1,5")
     (1, 5, 20)
@@ -88,8 +90,15 @@ def parse_codes(text: str | None) -> tuple[int, ...]:
         codes = {int(part) for part in text.split(",") if part.strip()}
     except ValueError:
         raise ConfigurationError(f"--codes: {text!r} is not a comma-separated list of numbers") from None
-    if not codes or min(codes) < 1:
+    if not codes:
         raise ConfigurationError("--codes: give one or more numbers of codes, each at least 1")
+    spec = spec_of(InversionSettings, "codes")
+    assert spec is not None
+    for count in sorted(codes):
+        try:
+            spec.check(count)
+        except SpecError as exc:
+            raise ConfigurationError(f"--codes: {exc}") from None
     return tuple(sorted(codes))
 
 

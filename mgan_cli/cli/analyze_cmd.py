@@ -44,6 +44,10 @@ def _pair(text: str | None) -> tuple[int, int] | None:
         raise click.BadParameter("give LAYER:CODES, e.g. 2:20", param_hint="--contributions") from None
     if layer < 1 or codes < 1:
         raise click.BadParameter("layer and codes must be at least 1", param_hint="--contributions")
+    try:
+        parse_codes(str(codes))  # the bounds of every --codes
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--codes: "), param_hint="--contributions") from None
     return layer, codes
 
 

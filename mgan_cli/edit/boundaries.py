@@ -28,6 +28,7 @@ from mgan_cli.edit import directions
 from mgan_cli.edit.frames import Direction
 from mgan_cli.errors import ConfigurationError, WeightsError
 from mgan_cli.generators.base import Generator
+from mgan_cli.utils.inputs import load_npy
 from mgan_cli.weights.store import WeightStore, default_store
 
 
@@ -51,7 +52,7 @@ def load_boundary(name: str, generator_name: str, store: WeightStore | None = No
     if entry.kind != "boundary":
         raise WeightsError(f"{name!r} is a {entry.kind}, not a boundary (see `mgan weights list`)")
     _check_made_for(name, entry.extra.get("generators", []), generator_name)
-    array = np.load(store.path(name), allow_pickle=False)
+    array = load_npy(store.path(name))
     return Direction(_unit(torch.from_numpy(np.asarray(array, dtype=np.float64)).flatten(), name),
                      str(entry.extra.get("space", "z")), name)
 
@@ -66,7 +67,7 @@ def load_direction_file(spec: str, generator_name: str, default_space: str) -> D
     if not path.is_file():
         raise ConfigurationError(f"--direction {spec}: no such file {path}")
     try:
-        array = np.load(path, allow_pickle=False)
+        array = load_npy(path)
     except (ValueError, OSError) as exc:
         raise ConfigurationError(f"{path}: not a .npy array ({exc})") from None
     if array.ndim == 2 and row is not None:

@@ -24,6 +24,7 @@ from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job, image_seed
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.store import Identity, RunStore, StoredImage, input_key
+from mgan_cli.utils.inputs import open_regular
 from mgan_cli.utils.pairing import StemIndex
 
 
@@ -82,7 +83,7 @@ def settings_fingerprint(job: Job) -> dict[str, Any]:
 
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
