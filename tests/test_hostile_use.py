@@ -309,3 +309,32 @@ def test_a_fifo_named_as_an_input_is_refused_not_waited_on(tmp_path: Path, comma
     except subprocess.TimeoutExpired:
         raise AssertionError(f"mgan {command} waited on a FIFO") from None
     assert done.returncode != 0 and "FIFO" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+# -- 5. no CSV cell is a live formula ---------------------------------------------------------------
+FORMULA_NAMES = ['=HYPERLINK("http:evil.example","x").png', "+cmd.png", "-2+3.png", "@SUM(A1).png", "\tx.png"]
+
+
+def _cells(path: Path) -> list[str]:
+    import csv
+
+    with open(path, newline="") as handle:
+        return [cell for row in csv.reader(handle) for cell in row]
+
+
+def test_report_csv_and_metrics_csv_hold_no_live_formula(face: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # relative names: the CSV cells start with the hostile characters
+    for name in FORMULA_NAMES:
+        Path(name).write_bytes(face.read_bytes())
+    result = run("invert", "-o", "out", *FAST, "--", *FORMULA_NAMES)
+    assert result.exit_code == 0, result.output
+    measured = run("metrics", "--metrics", "niqe", "-o", "m.csv", "--", *FORMULA_NAMES)
+    assert measured.exit_code == 0, measured.output
+    for path in (Path("out") / "report.csv", Path("m.csv")):
+        cells = _cells(path)
+        for name in FORMULA_NAMES:  # each hostile name is there, neutralised with a leading '
+            assert any(cell.startswith("'" + name.removesuffix(".png")) for cell in cells), (path, name, cells)
+        live = [cell for cell in cells if cell.startswith(("=", "+", "@", "\t", "\r"))
+                or (cell.startswith("-") and cell != "-inf" and not cell[1:].replace(".", "", 1).isdigit())]
+        assert live == [], (path, live)
