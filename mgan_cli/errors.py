@@ -37,6 +37,10 @@ class ConfigurationError(MganError):
     """A combination of settings cannot work (e.g. a layer out of range, a scale that does not divide)."""
 
 
+class RenderError(MganError):
+    """A rendered image is not usable (e.g. an edit frame with NaN or infinite pixels); it fails its image."""
+
+
 class OutputError(MganError):
     """The output folder (or a file in it, or the run store) cannot be created or written."""
 

@@ -338,3 +338,64 @@ def test_report_csv_and_metrics_csv_hold_no_live_formula(face: Path, tmp_path: P
         live = [cell for cell in cells if cell.startswith(("=", "+", "@", "\t", "\r"))
                 or (cell.startswith("-") and cell != "-inf" and not cell[1:].replace(".", "", 1).isdigit())]
         assert live == [], (path, live)
+
+
+# -- 9, 10. no silent black frames, no two strengths in one file -------------------------------------
+@pytest.mark.parametrize("text", ["nan", "inf,0", "-inf", "1e400", "0.1,0.1000001", "1,1"])
+def test_strengths_that_cannot_be_rendered_or_named_apart_are_refused(text: str) -> None:
+    from mgan_cli.edit.frames import parse_strengths
+    from mgan_cli.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="--strengths"):
+        parse_strengths(text)
+    assert parse_strengths("0.1,0.11,-0.1") == (0.1, 0.11, -0.1)
+
+
+def test_a_non_finite_frame_fails_its_image(face: Path, tmp_path: Path) -> None:
+    out = tmp_path / "E"
+    refused = run("edit", str(face), "-o", str(out), "--direction", "sefa:0", "--strengths", "nan,0", *FAST)
+    one_line_error(refused, "--strengths")
+    result = run("edit", str(face), "-o", str(out), "--direction", "sefa:0", "--strengths", "0,1e308", *FAST)
+    assert result.exit_code != 0, result.output
+    (row,) = json.loads((out / "report.json").read_text())["images"]
+    assert row["status"] == "failed" and "NaN or infinite" in row["error"], row
+    assert not (out / "frames").exists() or list((out / "frames").iterdir()) == []
+
+
+# -- 13. a tampered latents file fails alone ----------------------------------------------------------
+def test_tampered_latents_fail_alone_and_the_rest_is_rendered(saved_latents: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    (good,) = saved_latents.glob("*.safetensors")
+    tensors = load_file(good)
+    with safe_open(str(good), framework="pt") as handle:
+        metadata = handle.metadata()
+    folder = tmp_path / "latents"
+    folder.mkdir()
+    (folder / "good.safetensors").write_bytes(good.read_bytes())
+    n, channels = tensors["alphas"].shape
+    variants = {
+        "layer": ({}, {"layer": "abc"}),
+        "float64": ({"codes": tensors["codes"].double()}, {}),
+        "alphas": ({"alphas": torch.ones(2, 512)}, {}),
+        "empty": ({"codes": torch.zeros(0, *tensors["codes"].shape[1:]), "alphas": torch.zeros(0, channels)}, {}),
+        "nan": ({"codes": torch.full_like(tensors["codes"], float("nan"))}, {}),
+        "upper": ({"upper_latent": torch.zeros(3, 7)}, {}),
+        "tuned": ({"tuned/not.a.parameter": torch.zeros(2)}, {}),
+        "space": ({}, {"space": "q"}),
+    }
+    for stem, (changed, meta) in variants.items():
+        save_file({**tensors, **changed}, folder / f"{stem}.safetensors", metadata={**metadata, **meta})
+    out = tmp_path / "E"
+    result = run("edit", "--from-latents", str(folder), "-o", str(out), "--direction", "sefa:1", "--strengths", "0,1",
+                 "--quiet")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    rows = {Path(row["input"]).name.removesuffix(".safetensors"): row
+            for row in json.loads((out / "report.json").read_text())["images"]}
+    assert rows["good"]["status"] == "ok" and (out / "strips" / "good.png").is_file()
+    assert n >= 1
+    for stem in variants:
+        assert rows[stem]["status"] == "failed" and str(folder / f"{stem}.safetensors") in rows[stem]["error"], \
+            rows[stem]

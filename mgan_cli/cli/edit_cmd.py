@@ -163,6 +163,7 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
                 models[name] = (model, sha)
             model, sha = models[name]
             saved = latents.load(path, name, sha)  # the weights present must be the ones inverted with
+            latents.check_fits(saved, model)
             edit = edit or resolve_edit(name, saved.inversion.space, direction, conditions, strengths, edit_layers,
                                         edit_upper)
             generator = apply_tuned_state(model, saved.tuned) if saved.tuned else model

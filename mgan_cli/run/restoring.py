@@ -20,6 +20,7 @@ from mgan_cli.core.degradations import Degradation, build_degradation
 from mgan_cli.core.engine import InversionResult, check_settings, invert
 from mgan_cli.core.tuning import tune, tuned_parameters, tuning_autocast
 from mgan_cli.edit.frames import Inversion, render_frames, render_inversion
+from mgan_cli.errors import RenderError
 from mgan_cli.generators import Generator
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job
@@ -64,6 +65,7 @@ class AfterInversion:
     inversion: Inversion
     tuned: dict[str, torch.Tensor] | None = None
     frames: torch.Tensor | None = None
+    failure: Failure | None = None  # a frame could not be rendered (RenderError): the image fails
 
 
 @dataclass
@@ -171,6 +173,8 @@ class BatchRestorer:
         diverged = result.diverged_at.tolist() if result.diverged_at is not None else [-1] * len(seeds)
         failures = [diverged_failure(at if at >= 0 else iterations) if at >= 0 or not math.isfinite(loss) else None
                     for at, loss in zip(diverged, losses, strict=True)]
+        for b, extra in enumerate(after or []):
+            failures[b] = failures[b] or extra.failure
         return RestoredBatch(to_uint8(images).cpu(), losses, steps, failures, after)
 
     def _after_inversion(self, result: InversionResult, observed: torch.Tensor, masks: torch.Tensor | None,
@@ -200,8 +204,12 @@ class BatchRestorer:
             frames = None
             if extras.edit is not None:
                 edit = extras.edit
-                frames = to_uint8(render_frames(generator, inversion, edit.direction, edit.strengths, edit.rows,
-                                                edit.move_upper)).cpu()
+                try:
+                    frames = to_uint8(render_frames(generator, inversion, edit.direction, edit.strengths,
+                                                    edit.rows, edit.move_upper)).cpu()
+                except RenderError as exc:
+                    done.append(AfterInversion(inversion, tuned_state, None, Failure(Stage.RESTORE, str(exc))))
+                    continue
             done.append(AfterInversion(inversion, tuned_state, frames))
         return done
 
