@@ -399,3 +399,61 @@ def test_tampered_latents_fail_alone_and_the_rest_is_rendered(saved_latents: Pat
     for stem in variants:
         assert rows[stem]["status"] == "failed" and str(folder / f"{stem}.safetensors") in rows[stem]["error"], \
             rows[stem]
+
+
+# -- 4. NIQE in bounded memory, with the whole image's value -------------------------------------------
+def _niqe_whole_image(image, window):
+    """NIQE's 36 block features computed on the whole image at once (the unbounded reference)."""
+    import torch
+    import torch.nn.functional as F
+
+    from mgan_cli.metrics._common import rgb_to_y, to_float64
+    from mgan_cli.metrics.imresize import imresize
+    from mgan_cli.metrics.naturalness import _block_features
+
+    def normalise(luma):
+        pad = window.shape[-1] // 2
+        stack = torch.stack([luma, luma * luma], dim=1).reshape(-1, 1, *luma.shape[-2:])
+        filtered = F.conv2d(F.pad(stack, (pad,) * 4, mode="replicate"), window.flip(0, 1)[None, None])
+        filtered = filtered.reshape(luma.shape[0], 2, *luma.shape[-2:]).float()
+        mu, sigma = filtered[:, 0], torch.sqrt((filtered[:, 1] - filtered[:, 0] ** 2).abs())
+        return ((luma.float() - mu) / (sigma + 1)).double()
+
+    luma = rgb_to_y(to_float64(image)).round()[:, 0]
+    full = _block_features(normalise(luma), 96)
+    half = _block_features(normalise(imresize(luma, 0.5)), 48)
+    return torch.cat([full, half], dim=2)[0]
+
+
+def test_niqe_band_by_band_has_the_whole_images_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from mgan_cli.metrics import naturalness
+
+    rng = torch.Generator().manual_seed(3)
+    image = torch.randint(0, 256, (1, 3, 5 * 96, 3 * 96), generator=rng, dtype=torch.uint8)
+    image = (image.double() * 0.3 + torch.linspace(0, 170, 3 * 96).double()).round().to(torch.uint8)
+    window = naturalness.load_pristine().window
+    monkeypatch.setattr(naturalness, "BAND_BLOCKS", 1)
+    banded = naturalness._image_features(image, window)
+    whole = _niqe_whole_image(image, window)
+    assert banded.shape == whole.shape == (15, 36)
+    assert torch.allclose(banded, whole, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+def test_niqe_of_a_large_image_stays_in_bounded_memory(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from tests.helpers import run_bounded
+
+    rng = np.random.default_rng(0)
+    tile = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    path = tmp_path / "big.png"
+    Image.fromarray(np.tile(tile, (21, 21, 1))[:2000, :2000]).save(path)
+    code = ("import sys\nfrom mgan_cli.cli import main\n"
+            f"sys.argv = ['mgan', 'metrics', {str(path)!r}, '--metrics', 'niqe', '--json']\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    print('EXIT', exc.code)\n")
+    status, output, _, peak = run_bounded(code, timeout=300, max_rss_mb=1700)
+    assert status == 0 and '"niqe":' in output and "Traceback" not in output, output
+    assert peak < 1700
