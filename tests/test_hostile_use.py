@@ -457,3 +457,51 @@ def test_niqe_of_a_large_image_stays_in_bounded_memory(tmp_path: Path) -> None:
     status, output, _, peak = run_bounded(code, timeout=300, max_rss_mb=1700)
     assert status == 0 and '"niqe":' in output and "Traceback" not in output, output
     assert peak < 1700
+
+
+# -- 4. paste-back works within the face's footprint --------------------------------------------------
+def _paste_back_whole_photo(photo, crop, transform):
+    """The photo-sized blend (the unbounded reference)."""
+    import numpy as np
+
+    from mgan_cli.faces.alignment import warp_to_photo
+    from mgan_cli.faces.paste import feather_mask
+
+    height, width = photo.shape[:2]
+    mask = np.clip(warp_to_photo(feather_mask(transform.size), transform, (width, height))[:, :, 0], 0.0, 1.0)
+    restored = warp_to_photo(crop.astype(np.float32), transform, (width, height))
+    blended = photo.astype(np.float32) * (1.0 - mask[:, :, None]) + restored * mask[:, :, None]
+    return np.where(mask[:, :, None] > 0, np.clip(np.round(blended), 0, 255).astype(np.uint8), photo)
+
+
+@pytest.mark.parametrize(("scale", "angle", "x", "y"), [(0.8, 20.0, -100.0, -60.0), (2.5, -35.0, 40.0, 90.0),
+                                                         (0.5, 0.0, 10.0, 5.0)])
+def test_paste_back_in_the_footprint_equals_the_whole_photo_blend(scale, angle, x, y) -> None:
+    import math
+
+    import numpy as np
+
+    from mgan_cli.faces.alignment import FaceTransform
+    from mgan_cli.faces.paste import paste_back
+
+    rng = np.random.default_rng(5)
+    photo = rng.integers(0, 256, (300, 400, 3)).astype(np.uint8)
+    crop = rng.integers(0, 256, (128, 128, 3)).astype(np.uint8)
+    c, s = scale * math.cos(math.radians(angle)), scale * math.sin(math.radians(angle))
+    transform = FaceTransform(np.array([[c, -s, x], [s, c, y]]), 128)
+    composite, _ = paste_back(photo, crop, transform)
+    difference = np.abs(composite.astype(int) - _paste_back_whole_photo(photo, crop, transform).astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+
+
+def test_paste_back_into_a_large_photo_stays_in_bounded_memory() -> None:
+    from tests.helpers import run_bounded
+
+    code = ("import numpy as np\nfrom mgan_cli.faces.alignment import FaceTransform\n"
+            "from mgan_cli.faces.paste import paste_into\n"
+            "canvas = np.zeros((9000, 9000, 3), np.uint8)\ncrop = np.full((256, 256, 3), 200, np.uint8)\n"
+            "paste_into(canvas, crop, FaceTransform(np.array([[0.25, 0, -1000.0], [0, 0.25, -1000.0]]), 256))\n"
+            "print('CENTRE', canvas[4512, 4512].tolist())\n")
+    status, output, _, peak = run_bounded(code, timeout=120, max_rss_mb=1500)
+    assert status == 0 and "CENTRE [200, 200, 200]" in output, output
+    assert peak < 1500

@@ -24,11 +24,11 @@ from mgan_cli.errors import ImageInputError, MganError
 from mgan_cli.faces.alignment import FaceTransform, face_transform, warp_to_crop
 from mgan_cli.faces.detection import DetectedFace, detect_faces
 from mgan_cli.faces.identity import SAME_PERSON_THRESHOLD, face_descriptor, identity_distance
-from mgan_cli.faces.paste import paste_back
+from mgan_cli.faces.paste import paste_into
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.utils.atomic import make_folder, write_atomic
-from mgan_cli.utils.imageio import decode_image, decode_mask
+from mgan_cli.utils.imageio import MAX_PIXELS, decode_image, decode_mask
 from mgan_cli.utils.pairing import find_by_stem
 
 STAGING = Path(".mgan") / "faces"
@@ -192,6 +192,9 @@ class FaceSession:
                 factor = self.resolution / self.observed_size
                 if factor != 1:
                     size = (round(canvas.shape[1] * factor), round(canvas.shape[0] * factor))
+                    if size[0] * size[1] > MAX_PIXELS:
+                        raise ImageInputError(f"the photo scaled ×{factor:g} would be {size[0]}x{size[1]}, more "
+                                              f"than {MAX_PIXELS} pixels; use a smaller --scale or photo")
                     canvas = np.asarray(Image.fromarray(canvas).resize(size, Image.Resampling.BICUBIC))
                 for staged, record in sorted(items, key=lambda pair: pair[0].index):
                     crop = np.asarray(Image.open(record.output).convert("RGB"))
@@ -199,7 +202,8 @@ class FaceSession:
                     # `factor`): the linear part is the photo's, the offset scales
                     matrix = staged.transform.matrix.copy()
                     matrix[:, 2] *= factor
-                    canvas, _ = paste_back(canvas, crop, FaceTransform(matrix, self.resolution))
+                    canvas = np.ascontiguousarray(canvas) if canvas.flags.writeable else canvas.copy()
+                    paste_into(canvas, crop, FaceTransform(matrix, self.resolution))
                     record.metrics["face"]["composite"] = str(target)
                 _save(canvas, target)
             except (OSError, MganError) as exc:
