@@ -505,3 +505,19 @@ def test_paste_back_into_a_large_photo_stays_in_bounded_memory() -> None:
     status, output, _, peak = run_bounded(code, timeout=120, max_rss_mb=1500)
     assert status == 0 and "CENTRE [200, 200, 200]" in output, output
     assert peak < 1500
+
+
+# -- 14. a run store that cannot be written is one clear error ---------------------------------------
+def test_a_read_only_run_store_is_an_output_error_not_a_traceback(tmp_path: Path) -> None:
+    import sqlite3
+
+    from mgan_cli.run.store import RunStore
+
+    store = RunStore(tmp_path / "out")
+    store._db.close()  # reopened read-only, as an immutable (chattr +i) store behaves
+    store._db = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, isolation_level=None,
+                                check_same_thread=False)
+    with pytest.raises(OutputError, match="cannot write the run store"):
+        store.begin_run({"task": "invert"})
+    assert store.runs() == {}
+    store.close()

@@ -148,7 +148,9 @@ class RunStore:
     # -- transactions -----------------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An exclusive write transaction (``BEGIN IMMEDIATE``): other processes wait for it to end."""
+        """An exclusive write transaction (``BEGIN IMMEDIATE``): other processes wait for it to end. A database
+        error inside it (a read-only or immutable store, a full disk) is rolled back and raised as one
+        :class:`OutputError`."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -156,6 +158,10 @@ class RunStore:
                 raise OutputError(f"{self.path}: cannot write the run store ({exc})") from None
             try:
                 yield self._db
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise OutputError(f"{self.path}: cannot write the run store ({exc})") from None
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
