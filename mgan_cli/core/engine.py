@@ -50,10 +50,12 @@ def cosine_schedule(progress: float) -> float:
 
 #: every latent space some generator has (each generator says which of these it has: ``latent_spaces``)
 LATENT_SPACES = ("z", "w", "w+")
-#: bounds of the settings whose size is memory or time: N codes per image (the paper uses up to 30), steps, step size
+#: bounds of the settings whose size is memory or time: N codes per image (the paper uses up to 30), steps; and
+#: the step size, which must stay a float32 (1e308 overflows in the optimiser; up to 1e30 a divergence is
+#: detected and fails the image)
 MAX_CODES = 1024
 MAX_ITERATIONS = 1_000_000
-MAX_LR = 1e3
+MAX_LR = 1e30
 
 
 @dataclass(frozen=True)

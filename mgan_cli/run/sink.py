@@ -134,7 +134,7 @@ class Sink:
             write_thumbnails(make_folder(self.job.output_dir, self.job.output_dir / THUMB_DIR), item.item.output.stem, {
                 "input": to_uint8(item.observed[None])[0], "output": output, "reference": item.reference,
                 "baseline": baseline})
-        except OSError as exc:
+        except (OSError, OutputError) as exc:  # OutputError: no folder for them (full, or a link: never followed)
             self.events.warn(f"cannot write thumbnails for {item.item.output.name} ({exc})")
 
     def _done(self, record: ImageRecord, item: LoadedImage, seconds: float, staged: StagedFile | None = None) -> None:
