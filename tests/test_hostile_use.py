@@ -521,3 +521,16 @@ def test_a_read_only_run_store_is_an_output_error_not_a_traceback(tmp_path: Path
         store.begin_run({"task": "invert"})
     assert store.runs() == {}
     store.close()
+
+
+def test_an_output_whose_latents_were_deleted_is_redone(face: Path, tmp_path: Path) -> None:
+    out = tmp_path / "inv"
+    args = ["invert", str(face), "-o", str(out), "--save-latents", "--json", *FAST]
+    assert run(*args).exit_code == 0
+    latents_file = out / "latents" / f"{face.stem}.safetensors"
+    assert latents_file.is_file()
+    assert json.loads(run(*args).stdout.splitlines()[0])["status"] == "skipped"
+    latents_file.unlink()
+    again = run(*args)
+    assert again.exit_code == 0 and json.loads(again.stdout.splitlines()[0])["status"] == "ok", again.output
+    assert latents_file.is_file()

@@ -159,12 +159,26 @@ class Planner:
                 continue
             owner = self.store.owner(output.name)
             if owner is not None and owner.identity == item.identity and not job.overwrite:
+                if self._extras_missing(output.stem):  # an output is done only when all its files are there
+                    todo.append(item)
+                    continue
                 settled.append((self._skipped(owner, path, output), item, owner.run_id))
             elif job.overwrite:
                 todo.append(item)
             else:
                 fail(record, item, Stage.PLAN, self._clash(path, output, owner, item))
         return Plan(todo, settled)
+
+    def _extras_missing(self, stem: str) -> bool:
+        """Whether a file the run writes beside ``OUT/<stem>.png`` (saved latents, frames, strip) is missing."""
+        from mgan_cli.edit.latents import latents_path
+        from mgan_cli.run.extras import frame_paths, strip_path
+
+        extras, out = self.job.extras, self.job.output_dir
+        wanted: list[Path] = [latents_path(out, stem)] if extras.save_latents else []
+        if extras.edit is not None:
+            wanted += [*frame_paths(out, stem, extras.edit.strengths), strip_path(out, stem)]
+        return any(not path.is_file() for path in wanted)
 
     def _skipped(self, owner: StoredImage, path: Path, output: Path) -> ImageRecord:
         record = ImageRecord.from_row(owner.row, self.job.metrics)
