@@ -534,3 +534,11 @@ def test_an_output_whose_latents_were_deleted_is_redone(face: Path, tmp_path: Pa
     again = run(*args)
     assert again.exit_code == 0 and json.loads(again.stdout.splitlines()[0])["status"] == "ok", again.output
     assert latents_file.is_file()
+
+
+def test_edit_from_latents_never_replaces_another_runs_report(saved_latents: Path, tmp_path: Path) -> None:
+    inv = saved_latents.parent  # an invert run's OUT, with its run store and report
+    before = (inv / "report.json").read_text()
+    result = run("edit", "--from-latents", str(saved_latents), "-o", str(inv), "--direction", "sefa:1", "--quiet")
+    one_line_error(result, "run store")
+    assert (inv / "report.json").read_text() == before and not (inv / "strips").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from mgan_cli.errors import ConfigurationError, MganError, OutputError
 from mgan_cli.report.tables import summarize, write_csv, write_json
 from mgan_cli.run import ImageRecord
 from mgan_cli.run.extras import EditRequest, RunExtras, frame_paths, strip_path
+from mgan_cli.run.store import STORE_DIR, STORE_FILE
 from mgan_cli.utils.atomic import make_folder
 from mgan_cli.utils.devices import resolve_device
 from mgan_cli.utils.imageio import to_uint8, write_png
@@ -142,6 +144,10 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
     files = sorted(directory.glob(f"*{latents.SUFFIX}"))
     if not files:
         raise MganError(f"{directory}: no {latents.SUFFIX} files (write them with --save-latents)")
+    if os.path.lexists(output_dir / STORE_DIR / STORE_FILE):
+        # its report.json/.csv are views of that store: replacing them would lose the run's rows
+        raise OutputError(f"{output_dir} holds another run's results (its run store {STORE_DIR}/{STORE_FILE}); "
+                          "render saved latents into another -o folder")
     frames_dir, strips_dir = frame_paths(output_dir, "x", (0.0,))[0].parent, strip_path(output_dir, "x").parent
     for folder in (frames_dir, strips_dir):  # before any work: a link there is refused in one line
         make_folder(output_dir, folder)
