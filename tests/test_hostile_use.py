@@ -542,3 +542,41 @@ def test_edit_from_latents_never_replaces_another_runs_report(saved_latents: Pat
     result = run("edit", "--from-latents", str(saved_latents), "-o", str(inv), "--direction", "sefa:1", "--quiet")
     one_line_error(result, "run store")
     assert (inv / "report.json").read_text() == before and not (inv / "strips").exists()
+
+
+# -- 8. each latents file is edited with its own generator's direction ---------------------------------
+def test_edit_from_latents_of_two_generators_uses_each_ones_direction(saved_latents: Path, face: Path,
+                                                                       tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from mgan_cli.edit import boundaries, latents
+    from mgan_cli.edit.frames import render_frames
+    from mgan_cli.utils.imageio import to_uint8
+    from mgan_cli.weights.loading import load_generator
+
+    small = tmp_path / "small"
+    small.mkdir()
+    Image.open(face).resize((32, 32), Image.Resampling.BICUBIC).save(small / "b.png")
+    inverted = run("invert", str(small / "b.png"), "-o", str(tmp_path / "inv32"), "--generator", "dcgan32-celeba",
+                   "--save-latents", *FAST)
+    assert inverted.exit_code == 0, inverted.output
+    folder = tmp_path / "both"
+    folder.mkdir()
+    for source in [*saved_latents.glob("*.safetensors"), *(tmp_path / "inv32" / "latents").glob("*.safetensors")]:
+        (folder / source.name).write_bytes(source.read_bytes())
+    out = tmp_path / "E"
+    result = run("edit", "--from-latents", str(folder), "-o", str(out), "--direction", "sefa:1", "--strengths", "0,3",
+                 "--quiet", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "report.json").read_text())["images"]
+    assert {row["generator"] for row in rows} == {"dcgan64-digiface", "dcgan32-celeba"}
+    for row in rows:
+        saved = latents.load(Path(row["input"]))
+        model = load_generator(saved.generator)
+        direction = boundaries.resolve("sefa:1", saved.generator, "z", lambda model=model: model)
+        with torch.no_grad():
+            frames = to_uint8(render_frames(model, saved.inversion, direction, (0.0, 3.0))).numpy()
+        written = np.asarray(Image.open(row["frames"][1]["path"])).transpose(2, 0, 1)
+        assert np.abs(written.astype(int) - frames[1].astype(int)).max() <= 1, saved.generator

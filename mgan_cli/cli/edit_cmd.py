@@ -155,7 +155,7 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
     wanted = options.get("generator")
     rows: list[dict[str, Any]] = []
     models: dict[str, Any] = {}
-    edit: EditRequest | None = None
+    edits: dict[tuple[str, str], EditRequest] = {}  # per (generator, space): a direction belongs to its generator
     for path in files:
         record = ImageRecord(input=str(path))
         try:
@@ -170,8 +170,11 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
             model, sha = models[name]
             saved = latents.load(path, name, sha)  # the weights present must be the ones inverted with
             latents.check_fits(saved, model)
-            edit = edit or resolve_edit(name, saved.inversion.space, direction, conditions, strengths, edit_layers,
-                                        edit_upper)
+            key = (name, saved.inversion.space)
+            if key not in edits:
+                edits[key] = resolve_edit(name, saved.inversion.space, direction, conditions, strengths, edit_layers,
+                                          edit_upper)
+            edit = edits[key]
             generator = apply_tuned_state(model, saved.tuned) if saved.tuned else model
             inversion = saved.inversion
             inversion = type(inversion)(inversion.codes.to(device), inversion.alphas.to(device),
@@ -204,8 +207,10 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
               "from_latents": str(directory), "device": str(device), "torch": torch.__version__,
               "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
               "elapsed_seconds": round(time.time() - started, 3)}
-    if edit is not None:
-        header.update(extras_header(RunExtras(edit=edit)))
+    if edits:
+        header.update(extras_header(RunExtras(edit=next(iter(edits.values())))))
+        if len(edits) > 1:
+            header["generators"] = sorted({name for name, _ in edits})
     make_folder(output_dir)
     write_json(output_dir / "report.json", {**header, "summary": summarize(rows), "images": rows})
     write_csv(output_dir / "report.csv", rows, ("input", "status", "error", "generator", "strip", "notes"),
