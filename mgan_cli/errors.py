@@ -46,6 +46,10 @@ class DirectionCountError(ConfigurationError):
         self.available = available
 
 
+class RenderError(MganError):
+    """A rendered image is not usable (e.g. an edit frame with NaN or infinite pixels); it fails its image."""
+
+
 class OutputError(MganError):
     """The output folder (or a file in it, or the run store) cannot be created or written."""
 

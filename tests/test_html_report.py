@@ -41,6 +41,7 @@ def _parse(text: str) -> _Page:
 def _rows(tmp_path: Path) -> tuple[Path, list[dict]]:
     out = tmp_path / "out"
     thumbs = out / THUMB_DIR
+    thumbs.mkdir(parents=True)
     rows = []
     for index, name in enumerate([HOSTILE, "plain.png", "broken.png"]):
         stem = Path(name).stem

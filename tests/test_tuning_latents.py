@@ -77,6 +77,7 @@ def test_upper_tuning_keeps_the_layers_below_the_split(face_inversion) -> None:
 def test_latents_round_trip_bit_for_bit_and_refuse_other_generators(face_inversion, tmp_path: Path) -> None:
     generator, observed, loss, inversion, _ = face_inversion
     path = latents.latents_path(tmp_path, "face")
+    path.parent.mkdir()
     latents.save(path, inversion, "dcgan64-digiface", "abc123")
     loaded = latents.load(path, "dcgan64-digiface", "abc123")
     assert loaded.generator == "dcgan64-digiface" and loaded.inversion.layer == 2 and loaded.inversion.space == "z"

@@ -84,6 +84,5 @@ def write_figure(path: Path, observed: np.ndarray, restored: np.ndarray, shares:
     axes[3].set_xlabel("code n")
     axes[3].set_ylabel("mean share of the composed feature")
     figure.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=90))
     return path

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import math
 import platform
 import sys
@@ -37,14 +38,16 @@ import torch
 from mgan_cli.analysis.page import write_analysis_page
 from mgan_cli.config.presets import Preset, apply_overrides
 from mgan_cli.config.tasks import Task
-from mgan_cli.core.engine import EngineOptions
+from mgan_cli.core.engine import EngineOptions, InversionSettings
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import Generator
 from mgan_cli.report.tables import write_csv, write_json, write_views
 from mgan_cli.run import Job, RunEvents, Runner, open_output_folder, sharding
 from mgan_cli.run.store import STORE_DIR, StoreReader
+from mgan_cli.utils.atomic import make_folder, write_atomic
 from mgan_cli.utils.imageio import collect_inputs
 from mgan_cli.utils.messages import skipped_line
+from mgan_cli.utils.settings_schema import SpecError, spec_of
 from mgan_cli.version import __version__
 
 ANALYSIS_METRICS = ("psnr", "ssim", "lpips")
@@ -83,7 +86,8 @@ def parse_layers(text: str | None, available: int) -> tuple[int, ...]:
 
 
 def parse_codes(text: str | None) -> tuple[int, ...]:
-    """``"1,5,10,20,30"`` -> sorted distinct code counts (each at least 1).
+    """``"1,5,10,20,30"`` -> sorted distinct code counts, each within the ``codes`` setting's bounds (the same
+    rule as ``--codes`` of every task, :mod:`mgan_cli.utils.settings_schema`).
 
     >>> parse_codes("20, 1,5")
     (1, 5, 20)
@@ -94,8 +98,15 @@ def parse_codes(text: str | None) -> tuple[int, ...]:
         codes = {int(part) for part in text.split(",") if part.strip()}
     except ValueError:
         raise ConfigurationError(f"--codes: {text!r} is not a comma-separated list of numbers") from None
-    if not codes or min(codes) < 1:
+    if not codes:
         raise ConfigurationError("--codes: give one or more numbers of codes, each at least 1")
+    spec = spec_of(InversionSettings, "codes")
+    assert spec is not None
+    for count in sorted(codes):
+        try:
+            spec.check(count)
+        except SpecError as exc:
+            raise ConfigurationError(f"--codes: {exc}") from None
     return tuple(sorted(codes))
 
 
@@ -155,6 +166,7 @@ def run_pair(job: AnalysisJob, layer: int, codes: int, generator: Generator, eve
     pair's report (every shard's)."""
     pair = job.pair_job(layer, codes)
     started = time.time()
+    make_folder(job.output_dir, pair.output_dir)  # OUT/runs/layer<ℓ>-codes<N>, never through a link
     store = open_output_folder(pair, job.shard.label)
     try:
         run_id = store.begin_run(_pair_header(pair, layer, codes, started, job.shard))
@@ -219,7 +231,7 @@ def run_analysis(job: AnalysisJob, generator: Generator, events: RunEvents | Non
     from mgan_cli.analysis.plots import write_plots
 
     started = time.perf_counter()
-    job.output_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(job.output_dir)
     settings = {
         "mgan_version": __version__,
         "task": job.task.name,
@@ -291,7 +303,7 @@ def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Gener
     events = events or RunEvents()
     pair = job.pair_job(layer, codes)
     folder = contributions_dir(job.output_dir, layer, codes)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(job.output_dir, folder)
     restorer = BatchRestorer.for_job(pair, generator, on_step=events.on_step, on_warning=events.on_warning)
     loader = Loader(pair, restorer.resolution, restorer.observed_size, restorer.needs_mask)
     todo = [WorkItem(path, folder / f"{path.stem}.png", image_seed(pair.preset.seed, path.name))
@@ -314,7 +326,8 @@ def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Gener
                              restorer.resolution).cpu().numpy()
         for index, item in enumerate(loaded):
             stem = item.item.input.stem
-            np.savez_compressed(folder / f"{stem}.npz", shares=shares[index].astype(np.float16))
+            write_atomic(folder / f"{stem}.npz",
+                         functools.partial(np.savez_compressed, shares=shares[index].astype(np.float16)))
             written.append(write_figure(
                 item.item.output, to_uint8(item.observed[None])[0].permute(1, 2, 0).numpy(),
                 restored[index].permute(1, 2, 0).numpy(), shares[index],
@@ -360,6 +373,9 @@ def analyze_files(task: Task, preset: Preset, inputs: Sequence[str | Path], outp
                       layers=parse_layers(layers, available), codes=parse_codes(codes),
                       reference_dir=reference_dir, mask=mask, resize=resize, device=run_device, overwrite=overwrite,
                       engine=engine, shard=this_shard)
+    for folder in [pair_dir(output_dir, *pair) for pair in job.pairs()] + \
+            ([contributions_dir(output_dir, *contributions)] if contributions else []):
+        make_folder(output_dir, folder)  # before any work: a link planted in OUT is refused in one line
     events = events or RunEvents()
     document = run_analysis(job, model, events, on_pair=on_pair)
     written = run_contributions(job, *contributions, model, events) if contributions else []

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mgan_cli.analysis.sweep import parse_codes
 from mgan_cli.api import Restorer
 from mgan_cli.cli.common import (
     OutputFolder,
@@ -23,6 +24,7 @@ from mgan_cli.cli.common import (
 from mgan_cli.cli.options import override_options
 from mgan_cli.config.tasks import TASKS
 from mgan_cli.core.engine import PRECISIONS
+from mgan_cli.errors import ConfigurationError
 from mgan_cli.run import RunEvents
 from mgan_cli.utils.imageio import RESIZE_POLICIES
 
@@ -36,6 +38,10 @@ def _pair(text: str | None) -> tuple[int, int] | None:
         raise click.BadParameter("give LAYER:CODES, e.g. 2:20", param_hint="--contributions") from None
     if layer < 1 or codes < 1:
         raise click.BadParameter("layer and codes must be at least 1", param_hint="--contributions")
+    try:
+        parse_codes(str(codes))  # the bounds of every --codes
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--codes: "), param_hint="--contributions") from None
     return layer, codes
 
 

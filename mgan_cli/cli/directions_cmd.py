@@ -12,6 +12,7 @@ from mgan_cli.cli.common import OutputFolder, reports_errors, stderr_console
 from mgan_cli.edit import directions as directions_lib
 from mgan_cli.edit.frames import DEFAULT_STRENGTHS, parse_rows, parse_strengths, preview_grid
 from mgan_cli.errors import ConfigurationError, DirectionCountError
+from mgan_cli.utils.atomic import make_folder, write_atomic
 from mgan_cli.utils.imageio import write_png
 from mgan_cli.weights.importing import generator_identity
 from mgan_cli.weights.loading import load_generator
@@ -66,13 +67,14 @@ def directions_command(generator: str, method: str, count: int, layer: int | Non
                                      f"got {count}") from None
         grid = preview_grid(model, found.vectors, found.space, columns,
                             directions_lib.sample_codes(model, samples, seed + 1))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    np.save(files[0], found.vectors.numpy().astype(np.float32))
+    make_folder(output_dir)
+    vectors = found.vectors.numpy().astype(np.float32)
+    write_atomic(files[0], lambda handle: np.save(handle, vectors))
     info = {"generator": generator, "generator_sha256": generator_identity(generator)[2], "method": method,
             "space": found.space, "layer": found.layer, "style_rows": style_rows, "count": count,
             "values": [round(float(v), 6) for v in found.values], "preview_strengths": list(columns),
             "preview_seed": seed + 1}
-    files[1].write_text(json.dumps(info, indent=1) + "\n")
+    write_atomic(files[1], json.dumps(info, indent=1) + "\n")
     write_png(grid, files[2])
     stderr_console.print(f"wrote {files[0]} ({count} × {found.vectors.shape[1]}, {found.space} space), "
                          f"{files[1].name} and {files[2].name}")

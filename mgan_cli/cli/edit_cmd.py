@@ -27,11 +27,13 @@ from mgan_cli.edit.frames import (
     render_frames,
     strip_uint8,
 )
-from mgan_cli.errors import ConfigurationError, MganError
+from mgan_cli.errors import ConfigurationError, MganError, OutputError
 from mgan_cli.report.tables import summarize, write_csv, write_json
 from mgan_cli.run import ImageRecord
 from mgan_cli.run.extras import EditRequest, RunExtras, frame_paths, strip_path
 from mgan_cli.run.files import extras_header
+from mgan_cli.run.store import STORE_DIR, StoreReader
+from mgan_cli.utils.atomic import make_folder
 from mgan_cli.utils.devices import resolve_device
 from mgan_cli.utils.imageio import to_uint8, write_png
 from mgan_cli.version import __version__
@@ -146,11 +148,18 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
     files = sorted(directory.glob(f"*{latents.SUFFIX}"))
     if not files:
         raise MganError(f"{directory}: no {latents.SUFFIX} files (write them with --save-latents)")
+    if StoreReader(output_dir).paths():
+        # its report.json/.csv are views of those stores: replacing them would lose the runs' rows
+        raise OutputError(f"{output_dir} holds another run's results (its run store in {STORE_DIR}/); "
+                          "render saved latents into another -o folder")
+    frames_dir, strips_dir = frame_paths(output_dir, "x", (0.0,))[0].parent, strip_path(output_dir, "x").parent
+    for folder in (frames_dir, strips_dir):  # before any work: a link there is refused in one line
+        make_folder(output_dir, folder)
     device = resolve_device(options.get("device") or "auto")
     wanted = options.get("generator")
     rows: list[dict[str, Any]] = []
     models: dict[str, Any] = {}
-    edit: EditRequest | None = None
+    edits: dict[tuple[str, str], EditRequest] = {}  # per (generator, space): a direction belongs to its generator
     for path in files:
         record = ImageRecord(input=str(path))
         try:
@@ -164,8 +173,12 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
                 models[name] = (model, sha)
             model, sha = models[name]
             saved = latents.load(path, name, sha)  # the weights present must be the ones inverted with
-            edit = edit or resolve_edit(name, saved.inversion.space, direction, conditions, strengths, edit_layers,
-                                        edit_upper)
+            latents.check_fits(saved, model)
+            key = (name, saved.inversion.space)
+            if key not in edits:
+                edits[key] = resolve_edit(name, saved.inversion.space, direction, conditions, strengths, edit_layers,
+                                          edit_upper)
+            edit = edits[key]
             generator = apply_tuned_state(model, saved.tuned) if saved.tuned else model
             inversion = saved.inversion
             inversion = type(inversion)(inversion.codes.to(device), inversion.alphas.to(device),
@@ -178,8 +191,8 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
             existing = [p for p in paths if p.exists()]
             if existing and not options.get("overwrite"):
                 raise MganError(f"{existing[0]} exists (use --overwrite to redo)")
-            paths[0].parent.mkdir(parents=True, exist_ok=True)
-            strip_path(output_dir, stem).parent.mkdir(parents=True, exist_ok=True)
+            for folder in (frames_dir, strips_dir):
+                make_folder(output_dir, folder)
             for frame, frame_path in zip(frames, paths, strict=True):
                 write_png(frame, frame_path)
             write_png(strip_uint8(frames), strip_path(output_dir, stem))
@@ -188,8 +201,8 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
                                                                                       strict=True)],
                             "strip": str(strip_path(output_dir, stem)), "generator": name}
             record.notes.append("rendered from saved latents (no inversion, no metrics)")
-        except ConfigurationError:
-            raise  # a direction that cannot apply fails the whole command in one line
+        except (ConfigurationError, OutputError):
+            raise  # a direction that cannot apply, or an output folder that cannot be written, fails the command
         except (MganError, OSError) as exc:
             record.status, record.error = "failed", str(exc)
             stderr_console.print(f"[yellow]mgan: warning:[/] {escape(skipped_line(path, exc))}", soft_wrap=True)
@@ -198,9 +211,11 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
               "from_latents": str(directory), "device": str(device), "torch": torch.__version__,
               "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
               "elapsed_seconds": round(time.time() - started, 3)}
-    if edit is not None:
-        header.update(extras_header(RunExtras(edit=edit)))
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if edits:
+        header.update(extras_header(RunExtras(edit=next(iter(edits.values())))))
+        if len(edits) > 1:
+            header["generators"] = sorted({name for name, _ in edits})
+    make_folder(output_dir)
     write_json(output_dir / "report.json", {**header, "summary": summarize(rows), "images": rows})
     write_csv(output_dir / "report.csv", rows, ("input", "status", "error", "generator", "strip", "notes"),
               extra_columns=False)

@@ -19,12 +19,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from mgan_cli.cli.common import exit_for_failures, skipped_line
+from mgan_cli.cli.common import exit_for_failures, reports_errors, skipped_line
 from mgan_cli.errors import ImageInputError, MganError
 from mgan_cli.metrics import DEFAULT_METRICS, compute_metrics, json_row, metric_spec
 from mgan_cli.report.html import write_html
 from mgan_cli.report.tables import write_csv, write_json
 from mgan_cli.report.thumbnails import THUMB_DIR, thumbnail_from_file, thumbnail_name
+from mgan_cli.utils.atomic import make_folder
 from mgan_cli.utils.devices import DEVICE_CHOICES, resolve_device
 from mgan_cli.utils.imageio import collect_inputs, read_image
 from mgan_cli.utils.pairing import StemIndex
@@ -94,7 +95,7 @@ def _write_page(output: Path, rows: list[Row], sources: dict[str, tuple[Path, Pa
                 skipped: list[dict[str, str]], settings: dict[str, object]) -> Path:
     """``<output stem>.html`` beside ``output``: the measured images (and references) as thumbnails with
     their values, skipped files as failed rows (see :mod:`mgan_cli.report.html`)."""
-    thumb_dir = output.parent / THUMB_DIR / output.stem
+    thumb_dir = make_folder(output.parent, output.parent / THUMB_DIR / output.stem)
     page_rows: list[dict[str, object]] = []
     for row in rows:
         image, reference = sources[str(row["name"])]
@@ -133,6 +134,7 @@ def _write_page(output: Path, rows: list[Row], sources: dict[str, tuple[Path, Pa
               help="Also write all rows to a .json or .csv file (format by suffix), and an HTML page of them "
                    "with thumbnails beside it (same name, .html).")
 @click.option("--device", default="auto", show_default=True, help=f"{DEVICE_CHOICES} (auto: CUDA when available).")
+@reports_errors
 def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metric_list: str | None,
                     y_channel: bool, crop_border: int, lpips_net: str, as_json: bool, output: Path | None,
                     device: str) -> None:
@@ -201,6 +203,7 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
     if output is not None:
         settings = {"y_channel": y_channel, "crop_border": crop_border, "lpips_net": lpips_net,
                     "device": str(target), "reference": str(reference_dir) if reference_dir else None}
+        make_folder(output.parent)
         _write_report(output, rows, names, settings, skipped)
         _write_page(output, rows, sources, skipped, settings)
     if not paths:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import click
-import torch
 import yaml
 from rich.table import Table
 
@@ -14,7 +13,7 @@ from mgan_cli.cli.options import COMMON_OVERRIDES, override_options
 from mgan_cli.config.family_defaults import choose_preset, defaults_file, resolve_defaults
 from mgan_cli.config.presets import load_preset, preset_files
 from mgan_cli.config.tasks import TASKS
-from mgan_cli.generators import ARCHITECTURES
+from mgan_cli.weights.formats.config_checks import build_architecture
 from mgan_cli.weights.importing import generator_identity
 
 
@@ -46,8 +45,7 @@ def list_presets(json_lines: bool) -> None:
 def generator_layers(generator_name: str) -> list[dict[str, object]]:
     """The composable layers of a registered generator, built on the meta device (no weights needed)."""
     architecture, config, _ = generator_identity(generator_name)
-    with torch.device("meta"):
-        model = ARCHITECTURES.get(architecture)(**config)
+    model = build_architecture(architecture, config, f"generator {generator_name!r}")
     return [{"layer": info.index, "name": info.name, "shape": list(info.shape)}
             | ({} if info.sampling_rate is None else {"sampling_rate": info.sampling_rate}) for info in model.layers()]
 

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
 
 from mgan_cli.cli.common import EXIT_SOME_FAILED, reports_errors
-from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.weights.formats import READERS
+from mgan_cli.weights.formats.config_checks import build_architecture
 from mgan_cli.weights.importing import import_generator, imported_rows, list_imported
 from mgan_cli.weights.store import WeightEntry, default_store
 
@@ -32,8 +31,7 @@ def parameter_count(entry: WeightEntry) -> int | None:
     """Learnable parameters of a generator entry, counted from its architecture (no weights needed)."""
     if entry.kind != "generator" or not entry.architecture:
         return None
-    with torch.device("meta"):
-        model = ARCHITECTURES.get(entry.architecture)(**entry.config)
+    model = build_architecture(entry.architecture, entry.config, f"weights entry {entry.name!r}")
     return sum(p.numel() for p in model.parameters())
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from mgan_cli.config.presets import LossSettings, Preset, load_preset
@@ -121,7 +120,7 @@ def load_defaults() -> dict[str, Any]:
 
 def generator_facts(name: str) -> GeneratorFacts:
     """Family, resolution, layer sizes and latent spaces of a registry or imported generator (no weights read)."""
-    from mgan_cli.generators import ARCHITECTURES
+    from mgan_cli.weights.formats.config_checks import build_architecture
     from mgan_cli.weights.importing import generator_identity
 
     try:
@@ -133,8 +132,7 @@ def generator_facts(name: str) -> GeneratorFacts:
     if architecture not in families:
         raise PresetError(f"--generator {name!r}: no per-family defaults for architecture {architecture!r} "
                           f"(known: {', '.join(sorted(families))}); pass --preset FILE.yaml")
-    with torch.device("meta"):
-        model = ARCHITECTURES.get(architecture)(**config)
+    model = build_architecture(architecture, config, f"--generator {name!r}")
     return GeneratorFacts(name, architecture, families[architecture], int(model.resolution),
                           tuple(int(info.sampling_rate or info.shape[-1]) for info in model.layers()),
                           tuple(model.latent_spaces))

@@ -8,21 +8,18 @@ or imported config (no weights read, no memory used).
 
 from __future__ import annotations
 
-import torch
-
 from mgan_cli.config.presets import Preset
 from mgan_cli.core.degradations import build_degradation
 from mgan_cli.core.engine import check_settings
 from mgan_cli.core.losses import smallest_input
-from mgan_cli.generators import ARCHITECTURES
+from mgan_cli.weights.formats.config_checks import build_architecture
 from mgan_cli.weights.importing import generator_identity
 
 
 def check_preset_fits(preset: Preset) -> None:
     """Raise :class:`~mgan_cli.errors.ConfigurationError` (or the registry's error) unless ``preset`` can run."""
     architecture, config, _ = generator_identity(preset.generator)
-    with torch.device("meta"):
-        generator = ARCHITECTURES.get(architecture)(**config)
+    generator = build_architecture(architecture, config, f"generator {preset.generator!r}")
     check_settings(generator, preset.inversion)
     loss = preset.loss
     build_degradation(preset.degradation).observed_size(

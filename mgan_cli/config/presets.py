@@ -33,6 +33,7 @@ from mgan_cli.core.degradations import DEGRADATIONS, check_parameters
 from mgan_cli.core.engine import InversionSettings
 from mgan_cli.core.losses import VGG16_DEPTH, ReconstructionLoss, min_input_size
 from mgan_cli.errors import ConfigurationError, PresetError
+from mgan_cli.utils.inputs import open_regular
 from mgan_cli.utils.resources import presets_dir
 from mgan_cli.utils.settings_schema import SpecError, ValueSpec, check_fields, setting, spec_of
 from mgan_cli.weights.store import weight_path
@@ -50,9 +51,10 @@ VGG16_WEIGHTS = "vgg16-imagenet"
 class LossSettings:
     """The reconstruction loss (:class:`mgan_cli.core.losses.ReconstructionLoss` kwargs)."""
 
-    perceptual_weight: float = setting(1.0, ValueSpec("float", minimum=0), "Weight λ of the VGG16 term.")
+    perceptual_weight: float = setting(1.0, ValueSpec("float", minimum=0, maximum=1e6), "Weight λ of the VGG16 term.")
     vgg_layer: int = setting(16, ValueSpec("int", minimum=1, maximum=VGG16_DEPTH))
-    perceptual_resolution: int | None = setting(None, ValueSpec("int", minimum=1, nullable=True))
+    # VGG16 runs on the image resized to this many pixels square: 100 000 would want terabytes
+    perceptual_resolution: int | None = setting(None, ValueSpec("int", minimum=1, maximum=2048, nullable=True))
     distance: str = setting("l1", ValueSpec("choice", choices=("l1", "l2")))
 
     def __post_init__(self) -> None:
@@ -79,8 +81,9 @@ class Preset:
     degradation: dict[str, Any]
     inversion: InversionSettings
     loss: LossSettings
-    seed: int = setting(0, ValueSpec("int"), "Seed of the initial codes (per image: seed + file name).")
-    batch_size: int = setting(16, ValueSpec("int", minimum=1), "Images optimised together.")
+    seed: int = setting(0, ValueSpec("int", minimum=-(2**63), maximum=2**63 - 1),
+                        "Seed of the initial codes (per image: seed + file name).")
+    batch_size: int = setting(16, ValueSpec("int", minimum=1, maximum=4096), "Images optimised together.")
     description: str = ""
     source: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -221,9 +224,12 @@ def read_preset_file(path: Path) -> Any:
         size = path.stat().st_size
         if size > MAX_PRESET_BYTES:
             raise PresetError(f"{path}: {size} bytes is too large for a preset (at most {MAX_PRESET_BYTES})")
-        raw = path.read_bytes()
+        with open_regular(path) as handle:
+            raw = handle.read(MAX_PRESET_BYTES + 1)
     except OSError as exc:
         raise PresetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_PRESET_BYTES:
+        raise PresetError(f"{path}: more than {MAX_PRESET_BYTES} bytes is too large for a preset")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -69,6 +69,12 @@ def cosine_schedule(progress: float) -> float:
 
 #: every latent space some generator has (each generator says which of these it has: ``latent_spaces``)
 LATENT_SPACES = ("z", "w", "w+")
+#: bounds of the settings whose size is memory or time: N codes per image (the paper uses up to 30), steps; and
+#: the step size, which must stay a float32 (1e308 overflows in the optimiser; up to 1e30 a divergence is
+#: detected and fails the image)
+MAX_CODES = 1024
+MAX_ITERATIONS = 1_000_000
+MAX_LR = 1e30
 
 
 #: how codes start: ``random`` (seeded draws) or ``encoder`` (a warm start handed in as ``initial_codes``)
@@ -91,18 +97,19 @@ class InversionSettings:
     to its 1/N starting value (the codes, ~N(0, 1), move by ``lr``). The reference uses one rate for both.
     """
 
-    codes: int = setting(20, ValueSpec("int", minimum=1), "Number of latent codes N per image.")
-    layer: int = setting(2, ValueSpec("int", minimum=1), "Composing layer ℓ (see `mgan presets show`).")
+    codes: int = setting(20, ValueSpec("int", minimum=1, maximum=MAX_CODES), "Number of latent codes N per image.")
+    layer: int = setting(2, ValueSpec("int", minimum=1, maximum=128), "Composing layer ℓ (see `mgan presets show`).")
     space: str = setting("z", ValueSpec("choice", choices=LATENT_SPACES))
     composition: str = setting("sum", ValueSpec("choice", choices=COMPOSITIONS))
-    iterations: int = setting(500, ValueSpec("int", minimum=0), "Optimisation steps per image.")
+    iterations: int = setting(500, ValueSpec("int", minimum=0, maximum=MAX_ITERATIONS), "Optimisation steps per image.")
     optimizer: str = setting("adam", ValueSpec("choice", choices=tuple(OPTIMIZERS.names())), "Optimiser.")
-    lr: float = setting(0.05, ValueSpec("float", minimum=0, min_open=True), "Learning rate.")
+    lr: float = setting(0.05, ValueSpec("float", minimum=0, maximum=MAX_LR, min_open=True), "Learning rate.")
     schedule: str = setting("cosine", ValueSpec("choice", choices=tuple(SCHEDULES.names())))
     warmup: float = setting(0.0, ValueSpec("float", minimum=0, maximum=1, max_open=True))
-    alpha_lr: float | None = setting(None, ValueSpec("float", minimum=0, min_open=True, nullable=True))
-    early_stop_window: int = setting(0, ValueSpec("int", minimum=0))
-    early_stop_tolerance: float = setting(1e-3, ValueSpec("float", minimum=0))
+    alpha_lr: float | None = setting(None, ValueSpec("float", minimum=0, maximum=MAX_LR, min_open=True,
+                                                     nullable=True))
+    early_stop_window: int = setting(0, ValueSpec("int", minimum=0, maximum=MAX_ITERATIONS))
+    early_stop_tolerance: float = setting(1e-3, ValueSpec("float", minimum=0, maximum=1e6))
     init: str = setting("random", ValueSpec("choice", choices=INITS),
                         "How each image's codes start: random (seeded), or encoder (a warm start predicted by the "
                         "generator's encoder, `mgan encoder train`; the caller passes it as initial_codes).")

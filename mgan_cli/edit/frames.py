@@ -20,6 +20,7 @@ Importances never change, and strength 0 renders the inversion unchanged, bit fo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ import torch
 
 from mgan_cli.core.engine import MultiCodeModel
 from mgan_cli.core.inversion import Inversion
-from mgan_cli.errors import ConfigurationError
+from mgan_cli.errors import ConfigurationError, RenderError
 from mgan_cli.generators.base import Generator
 
 DEFAULT_STRENGTHS = (-3.0, -1.5, 0.0, 1.5, 3.0)
@@ -49,7 +50,9 @@ class Direction:
 
 
 def parse_strengths(text: str) -> tuple[float, ...]:
-    """``"-3,-1.5,0,1.5,3"`` -> ``(-3.0, -1.5, 0.0, 1.5, 3.0)``.
+    """``"-3,-1.5,0,1.5,3"`` -> ``(-3.0, -1.5, 0.0, 1.5, 3.0)``. Non-finite values are refused, and so are
+    two strengths that would share a frame file (``face_<s>.png`` shows 6 significant digits: 0.1 and
+    0.1000001 would both be ``face_0.1.png``).
 
     >>> parse_strengths("-2, 0,2")
     (-2.0, 0.0, 2.0)
@@ -60,7 +63,23 @@ def parse_strengths(text: str) -> tuple[float, ...]:
         raise ConfigurationError(f"--strengths must be comma-separated numbers, got {text!r}") from None
     if not values:
         raise ConfigurationError("--strengths needs at least one number")
+    for value in values:
+        if not math.isfinite(value):
+            raise ConfigurationError(f"--strengths: {value} is not a finite number")
+    names: dict[str, float] = {}
+    for value in values:
+        name = strength_name(value)
+        if name in names:
+            raise ConfigurationError(f"--strengths: {names[name]:.10g} and {value:.10g} would share the frame file "
+                                     f"<stem>_{name}.png; give strengths that differ in their first 6 significant "
+                                     "digits, each once")
+        names[name] = value
     return values
+
+
+def strength_name(strength: float) -> str:
+    """How a strength appears in a frame's file name: ``1.5``, ``-3``, ``0.1`` (6 significant digits)."""
+    return f"{strength:g}"
 
 
 def parse_rows(text: str, option: str = "--edit-layers") -> range:
@@ -148,7 +167,11 @@ def render_frames(generator: Generator, inversion: Inversion, direction: Directi
         if space not in models:
             models[space] = MultiCodeModel(generator, inversion.layer, space, inversion.composition)
         batch_upper = None if upper is None else upper[None]
-        frames.append(models[space](codes[None], inversion.alphas[None], batch_upper).float()[0])
+        frame = models[space](codes[None], inversion.alphas[None], batch_upper).float()[0]
+        if not bool(torch.isfinite(frame).all()):
+            raise RenderError(f"the frame at strength {strength:g} has NaN or infinite pixels (a strength too "
+                              "large for this direction, or non-finite codes)")
+        frames.append(frame)
     return torch.stack(frames)
 
 

@@ -13,7 +13,6 @@ crops are the photo's own. A photo with no face is reported (failed) and skipped
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,11 @@ from mgan_cli.errors import ImageInputError, MganError
 from mgan_cli.faces.alignment import FaceTransform, face_transform, warp_to_crop
 from mgan_cli.faces.detection import DetectedFace, detect_faces
 from mgan_cli.faces.identity import SAME_PERSON_THRESHOLD, face_descriptor, identity_distance
-from mgan_cli.faces.paste import paste_back
+from mgan_cli.faces.paste import paste_into
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.records import ImageRecord
-from mgan_cli.utils.imageio import decode_image, decode_mask
+from mgan_cli.utils.atomic import make_folder, write_atomic
+from mgan_cli.utils.imageio import MAX_PIXELS, decode_image, decode_mask
 from mgan_cli.utils.pairing import find_by_stem
 
 STAGING = Path(".mgan") / "faces"
@@ -80,7 +80,7 @@ class FaceSession:
             -> tuple[list[Path], Path | None, Path | None]:
         """Crops of every face as the run's inputs; returns ``(inputs, reference_dir, mask)`` for the run."""
         self.reference_dir = reference_dir
-        (self.staging / "input").mkdir(parents=True, exist_ok=True)
+        make_folder(self.output_dir, self.staging / "input")
         inputs: list[Path] = []
         for photo in photos:
             try:
@@ -113,11 +113,11 @@ class FaceSession:
                 ref_transform = FaceTransform(
                     _compose(scaled(transform, self.resolution / self.observed_size, self.resolution).matrix,
                              to_reference.matrix), self.resolution)
-                (self.staging / "reference").mkdir(parents=True, exist_ok=True)
+                make_folder(self.output_dir, self.staging / "reference")
                 staged.reference_crop = self.staging / "reference" / f"{stem}.png"
                 _save(warp_to_crop(reference, ref_transform), staged.reference_crop)
             if mask_image is not None:
-                (self.staging / "mask").mkdir(parents=True, exist_ok=True)
+                make_folder(self.output_dir, self.staging / "mask")
                 big = scaled(transform, self.resolution / self.observed_size, self.resolution)
                 warped = warp_to_crop(np.repeat(mask_image[:, :, None], 3, axis=2), big)[:, :, 0]
                 _save(warped, self.staging / "mask" / f"{stem}.png")
@@ -196,6 +196,9 @@ class FaceSession:
                 factor = self.resolution / self.observed_size
                 if factor != 1:
                     size = (round(canvas.shape[1] * factor), round(canvas.shape[0] * factor))
+                    if size[0] * size[1] > MAX_PIXELS:
+                        raise ImageInputError(f"the photo scaled ×{factor:g} would be {size[0]}x{size[1]}, more "
+                                              f"than {MAX_PIXELS} pixels; use a smaller --scale or photo")
                     canvas = np.asarray(Image.fromarray(canvas).resize(size, Image.Resampling.BICUBIC))
                 for staged, record in sorted(items, key=lambda pair: pair[0].index):
                     crop = np.asarray(Image.open(record.output).convert("RGB"))
@@ -203,21 +206,18 @@ class FaceSession:
                     # `factor`): the linear part is the photo's, the offset scales
                     matrix = staged.transform.matrix.copy()
                     matrix[:, 2] *= factor
-                    canvas, _ = paste_back(canvas, crop, FaceTransform(matrix, self.resolution))
+                    canvas = np.ascontiguousarray(canvas) if canvas.flags.writeable else canvas.copy()
+                    paste_into(canvas, crop, FaceTransform(matrix, self.resolution))
                     record.metrics["face"]["composite"] = str(target)
-                tmp = target.with_name(f".{target.name}.tmp")
-                Image.fromarray(canvas).save(tmp, format="PNG")
-                tmp.replace(target)
+                _save(canvas, target)
             except (OSError, MganError) as exc:
                 errors[photo] = f"{target}: cannot write the composite ({exc})"
         return errors
 
 
 def _save(pixels: np.ndarray, path: Path) -> None:
-    """Write a staged PNG atomically (a temporary file renamed into place: readers never see half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(pixels).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    """Write a staged PNG atomically (:func:`mgan_cli.utils.atomic.write_atomic`: never through a planted link)."""
+    write_atomic(path, lambda handle: Image.fromarray(pixels).save(handle, format="PNG"))
 
 
 def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:

@@ -59,6 +59,42 @@ def resize_matrix(
     return matrix.to(dtype)
 
 
+def resize_window(
+    in_length: int,
+    out_start: int,
+    out_stop: int,
+    scale: float,
+    *,
+    antialiasing: bool = True,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | None = None,
+) -> tuple[Tensor, int]:
+    """Rows ``out_start … out_stop - 1`` of :func:`resize_matrix` (``in_length`` → ``ceil(in_length · scale)``),
+    restricted to the input positions they read: ``(matrix [out_stop - out_start, span], first input)``.
+    The weights are computed exactly as :func:`resize_matrix` computes them, so a resize done window by
+    window (bounded memory) gives the whole resize's values."""
+    kernel_width = 4.0
+    stretch = scale < 1 and antialiasing
+    if stretch:
+        kernel_width /= scale
+    x = torch.arange(out_start + 1, out_stop + 1, dtype=torch.float64, device=device)
+    u = x / scale + 0.5 * (1 - 1 / scale)
+    left = torch.floor(u - kernel_width / 2)
+    taps = math.ceil(kernel_width) + 2
+    indices = left[:, None] + torch.arange(taps, dtype=torch.float64, device=device)[None, :]
+    distance = u[:, None] - indices
+    weights = scale * cubic(distance * scale) if stretch else cubic(distance)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    period = 2 * in_length
+    folded = torch.remainder(indices.long() - 1, period)
+    folded = torch.where(folded < in_length, folded, period - 1 - folded)
+    first = int(folded.min())
+    span = int(folded.max()) - first + 1
+    matrix = torch.zeros(out_stop - out_start, span, dtype=torch.float64, device=device)
+    matrix.scatter_add_(1, folded - first, weights)
+    return matrix.to(dtype), first
+
+
 def imresize(image: Tensor, scale: float, *, antialiasing: bool = True) -> Tensor:
     """Resize the last two axes of ``image`` (``[..., H, W]``, any float dtype) like MATLAB's ``imresize``.
 

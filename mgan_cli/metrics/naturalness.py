@@ -13,6 +13,11 @@ precision as the references effectively compute it (see :func:`_normalise`): bab
 (MATLAB 5.72957338, BasicSR 5.7295726). Luma is rounded half to even, like numpy (MATLAB's uint8 Y rounds
 exact halves away from zero; they are rare).
 
+Memory is bounded by the image's width, not its area: the image is processed in bands of
+:data:`BAND_BLOCKS` block rows (with the rows the 7×7 normalisation window and the half-size resize read
+around each band), columns resized in windows (:func:`~mgan_cli.metrics.imresize.resize_window`); a
+band's features are those of the whole image's blocks, so the value is the whole image's.
+
 Undefined cases give NaN: fewer than two whole 96×96 blocks (the covariance of the features needs two;
 BasicSR fails on such images and the MATLAB release computes a degenerate value), or fewer than two blocks
 whose features are finite (e.g. flat images).
@@ -30,10 +35,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mgan_cli.metrics._common import check_batch, crop, rgb_to_y, to_float64
-from mgan_cli.metrics.imresize import imresize
+from mgan_cli.metrics.imresize import resize_window
 from mgan_cli.weights.store import weight_path
 
 NIQE_BLOCK = 96
+#: block rows per band (see the module docstring); columns are resized this many blocks at a time
+BAND_BLOCKS = 4
+_WINDOW_HALO = 3  # rows each side the 7×7 local-statistics window reads
 NIQE_WEIGHTS = "niqe-pristine"
 #: Shifts of the pairwise products (horizontal, vertical, two diagonals), as ``(rows, cols)``.
 _SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
@@ -136,7 +144,10 @@ def _normalise(luma: Tensor, window: Tensor) -> Tensor:
     pad = window.shape[-1] // 2
     kernel = window.flip(0, 1)[None, None]
     stack = torch.stack([luma, luma * luma], dim=1).reshape(-1, 1, *luma.shape[-2:])
-    filtered = F.conv2d(F.pad(stack, (pad, pad, pad, pad), mode="replicate"), kernel)
+    padded = F.pad(stack, (pad, pad, pad, pad), mode="replicate")
+    step = BAND_BLOCKS * NIQE_BLOCK  # columns at a time: the convolution's unfolded copy stays small
+    filtered = torch.cat([F.conv2d(padded[..., left:min(left + step, luma.shape[-1]) + 2 * pad], kernel)
+                          for left in range(0, luma.shape[-1], step)], dim=-1)
     filtered = filtered.reshape(luma.shape[0], 2, *luma.shape[-2:]).float()
     mu, mu_sq = filtered[:, 0], filtered[:, 1]
     sigma = torch.sqrt((mu_sq - mu * mu).abs())
@@ -166,25 +177,58 @@ def niqe(images: Tensor, *, crop_border: int = 0, pristine: NiqePristine | None 
         (see :func:`niqe_blocks`), or fewer than two blocks with finite features (flat images).
     """
     check_batch(images)
-    luma = crop(rgb_to_y(to_float64(images)), crop_border).round()[:, 0]
-    n, height, width = luma.shape
+    source = crop(images, crop_border)  # a view: each band is converted on its own
+    n, _, height, width = source.shape
     blocks_h, blocks_w = height // NIQE_BLOCK, width // NIQE_BLOCK
-    result = torch.full((n,), math.nan, dtype=torch.float64, device=luma.device)
+    result = torch.full((n,), math.nan, dtype=torch.float64, device=images.device)
     if blocks_h * blocks_w < 2 or n == 0:
         return result
-    params = (pristine or load_pristine()).to(luma.device)
-    luma = luma[:, : blocks_h * NIQE_BLOCK, : blocks_w * NIQE_BLOCK]
-    full = _block_features(_normalise(luma, params.window), NIQE_BLOCK)
-    half_luma = imresize(luma, 0.5, antialiasing=True)
-    half = _block_features(_normalise(half_luma, params.window), NIQE_BLOCK // 2)
-    features = torch.cat([full, half], dim=2)  # [N, blocks, 36]
-    mu = torch.nanmean(features, dim=1)
+    params = (pristine or load_pristine()).to(images.device)
     for i in range(n):
-        valid = features[i][~torch.isnan(features[i]).any(dim=1)]
+        features = _image_features(source[i:i + 1, :, : blocks_h * NIQE_BLOCK, : blocks_w * NIQE_BLOCK],
+                                   params.window)
+        mu = torch.nanmean(features, dim=0)
+        valid = features[~torch.isnan(features).any(dim=1)]
         if valid.shape[0] < 2:
             continue
         cov = torch.cov(valid.T)  # sample covariance (N - 1), as numpy.cov / MATLAB nancov
-        diff = params.mu - mu[i]
+        diff = params.mu - mu
         inverse = torch.linalg.pinv((params.cov + cov) / 2)
         result[i] = torch.sqrt(diff @ inverse @ diff)
     return result
+
+
+def _luma(source: Tensor, start: int, stop: int) -> Tensor:
+    """Rounded BT.601 luma ``[1, stop - start, W]`` (float64) of rows ``start … stop - 1`` of ``source``."""
+    return rgb_to_y(to_float64(source[:, :, start:stop])).round()[:, 0]
+
+
+def _half_rows(source: Tensor, start: int, stop: int) -> Tensor:
+    """Rows ``start … stop - 1`` of the half-size luma (MATLAB ``imresize(luma, 0.5)``) ``[1, rows, W / 2]``,
+    reading only the full-size rows and columns they need."""
+    height, width = source.shape[-2:]
+    rows, first = resize_window(height, start, stop, 0.5)
+    luma = rows @ _luma(source, first, first + rows.shape[1])
+    step = BAND_BLOCKS * NIQE_BLOCK // 2
+    out_width = math.ceil(width / 2)
+    pieces = []
+    for column in range(0, out_width, step):
+        cols, left = resize_window(width, column, min(column + step, out_width), 0.5)
+        pieces.append(luma[..., left:left + cols.shape[1]] @ cols.transpose(0, 1))
+    return torch.cat(pieces, dim=-1)
+
+
+def _image_features(source: Tensor, window: Tensor) -> Tensor:
+    """The 36 features ``[blocks, 36]`` of one image ``[1, C, H, W]`` (whole blocks only), band by band."""
+    height = source.shape[-2]
+    half_height = height // 2
+    bands = []
+    for top in range(0, height, BAND_BLOCKS * NIQE_BLOCK):
+        bottom = min(top + BAND_BLOCKS * NIQE_BLOCK, height)
+        start, stop = max(top - _WINDOW_HALO, 0), min(bottom + _WINDOW_HALO, height)
+        full = _normalise(_luma(source, start, stop), window)[:, top - start:bottom - start]
+        half_top, half_bottom = top // 2, bottom // 2
+        start, stop = max(half_top - _WINDOW_HALO, 0), min(half_bottom + _WINDOW_HALO, half_height)
+        half = _normalise(_half_rows(source, start, stop), window)[:, half_top - start:half_bottom - start]
+        bands.append(torch.cat([_block_features(full, NIQE_BLOCK), _block_features(half, NIQE_BLOCK // 2)], dim=2))
+    return torch.cat(bands, dim=1)[0]

@@ -43,18 +43,41 @@ def write_json(path: Path, document: Any) -> None:
     write_atomic(path, json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n")
 
 
+#: a cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV injection")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` as a CSV cell that no spreadsheet runs: text starting with ``= + - @``, a tab or a carriage
+    return gets a leading ``'`` (as OWASP recommends), unless it is a plain number such as ``-1.5`` or ``-inf``.
+
+    >>> print(csv_cell('=HYPERLINK("http:evil.example","x").png'), csv_cell("-inf"), csv_cell("a.png"), csv_cell(-2))
+    '=HYPERLINK("http:evil.example","x").png -inf a.png -2
+    """
+    if isinstance(value, list):
+        value = "; ".join(map(str, value))
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
 def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str], extra_columns: bool = True) -> str:
     """CSV of ``rows``: ``columns`` first, then (``extra_columns``) any other key the rows have, in order of
-    appearance. None is an empty cell, lists are joined with ``"; "``, ±inf is ``inf``/``-inf``."""
+    appearance. None is an empty cell, lists are joined with ``"; "``, ±inf is ``inf``/``-inf``; every cell
+    and column name goes through :func:`csv_cell`, so no cell is a live formula."""
     names = list(columns)
     if extra_columns:
         for row in rows:
             names.extend(key for key in row if key not in names)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=names, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([csv_cell(name) for name in names])
     for row in json_safe(list(rows)):
-        writer.writerow({k: "; ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
+        writer.writerow([csv_cell(row.get(name)) for name in names])
     return buffer.getvalue()
 
 

@@ -2,7 +2,8 @@
 
 Roles: ``input`` (what mgan saw, after ``--resize``), ``output``, ``reference`` and ``baseline``. A
 thumbnail is the image shrunk (never enlarged) to fit :data:`THUMB_SIZE` pixels; the page scales it for
-display. Files are written atomically, so a page never links a half-written image.
+display. Files are written atomically, so a page never links a half-written image, into a folder the caller
+made (:func:`mgan_cli.utils.atomic.make_folder`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ def thumbnail_name(stem: str, role: str) -> str:
 def _save(image: Image.Image, path: Path) -> None:
     image = image.convert("RGB")
     image.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda handle: image.save(handle, format="JPEG", quality=90))
 
 

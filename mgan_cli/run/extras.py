@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mgan_cli.core.tuning import TuningSettings
-from mgan_cli.edit.frames import Direction
+from mgan_cli.edit.frames import Direction, strength_name
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def frame_name(stem: str, strength: float) -> str:
     >>> frame_name("a", -1.5), frame_name("a", 0.0), frame_name("a", 3.0)
     ('a_-1.5.png', 'a_0.png', 'a_3.png')
     """
-    return f"{stem}_{strength:g}.png"
+    return f"{stem}_{strength_name(strength)}.png"
 
 
 def frame_paths(output_dir: Path, stem: str, strengths: tuple[float, ...]) -> list[Path]:

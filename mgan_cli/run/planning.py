@@ -24,6 +24,7 @@ from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job, image_seed
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.store import Identity, RunStore, StoredImage, input_key
+from mgan_cli.utils.inputs import open_regular
 from mgan_cli.utils.pairing import StemIndex
 
 
@@ -82,7 +83,7 @@ def settings_fingerprint(job: Job) -> dict[str, Any]:
 
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
@@ -159,12 +160,26 @@ class Planner:
                 continue
             owner = owners.get(output.name) or self.store.owner(output.name)
             if owner is not None and owner.identity == item.identity and not job.overwrite:
+                if self._extras_missing(output.stem):  # an output is done only when all its files are there
+                    todo.append(item)
+                    continue
                 settled.append((self._skipped(owner, path, output), item, owner.run))
             elif job.overwrite:
                 todo.append(item)
             else:
                 fail(record, item, Stage.PLAN, self._clash(path, output, owner, item))
         return Plan(todo, settled)
+
+    def _extras_missing(self, stem: str) -> bool:
+        """Whether a file the run writes beside ``OUT/<stem>.png`` (saved latents, frames, strip) is missing."""
+        from mgan_cli.edit.latents import latents_path
+        from mgan_cli.run.extras import frame_paths, strip_path
+
+        extras, out = self.job.extras, self.job.output_dir
+        wanted: list[Path] = [latents_path(out, stem)] if extras.save_latents else []
+        if extras.edit is not None:
+            wanted += [*frame_paths(out, stem, extras.edit.strengths), strip_path(out, stem)]
+        return any(not path.is_file() for path in wanted)
 
     def _skipped(self, owner: StoredImage, path: Path, output: Path) -> ImageRecord:
         record = ImageRecord.from_row(owner.row, self.job.metrics)

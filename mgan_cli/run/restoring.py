@@ -22,6 +22,7 @@ from mgan_cli.core.inversion import Inversion
 from mgan_cli.core.tuning import tune, tuned_parameters, tuning_autocast
 from mgan_cli.edit.frames import render_frames, render_inversion
 from mgan_cli.encoder import LoadedEncoder, WarmStart, encoder_initial_state, load_encoder
+from mgan_cli.errors import RenderError
 from mgan_cli.generators import Generator
 from mgan_cli.run.batching import BatchChoice, MemoryProbe, choose_batch_size, cuda_memory_api, probe_memory
 from mgan_cli.run.extras import RunExtras
@@ -59,6 +60,7 @@ class AfterInversion:
     inversion: Inversion
     tuned: dict[str, torch.Tensor] | None = None
     frames: torch.Tensor | None = None
+    failure: Failure | None = None  # a frame could not be rendered (RenderError): the image fails
 
 
 @dataclass
@@ -195,6 +197,8 @@ class BatchRestorer:
         failures = [diverged_failure(at if at >= 0 else iterations, precision)
                     if at >= 0 or not math.isfinite(loss) else None
                     for at, loss in zip(diverged, losses, strict=True)]
+        for b, extra in enumerate(after or []):
+            failures[b] = failures[b] or extra.failure
         inversions = [inversion.to("cpu") for inversion in self.inversions_of(result)]
         return RestoredBatch(to_uint8(images).cpu(), losses, steps, failures, after, inversions)
 
@@ -246,8 +250,12 @@ class BatchRestorer:
             frames = None
             if extras.edit is not None:
                 edit = extras.edit
-                frames = to_uint8(render_frames(generator, inversion, edit.direction, edit.strengths, edit.rows,
-                                                edit.move_upper)).cpu()
+                try:
+                    frames = to_uint8(render_frames(generator, inversion, edit.direction, edit.strengths,
+                                                    edit.rows, edit.move_upper)).cpu()
+                except RenderError as exc:
+                    done.append(AfterInversion(inversion, tuned_state, None, Failure(Stage.RESTORE, str(exc))))
+                    continue
             done.append(AfterInversion(inversion, tuned_state, frames))
         return done
 

@@ -14,6 +14,7 @@ from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.restoring import BatchRestorer
 from mgan_cli.run.sink import Sink
 from mgan_cli.run.store import RunStore
+from mgan_cli.utils.atomic import make_folder
 from mgan_cli.weights.loading import load_generator
 
 
@@ -22,10 +23,7 @@ def open_output_folder(job: Job, shard_label: str = "0of1") -> RunStore:
     ``shard_label`` (``I``of``N``; :mod:`mgan_cli.run.store`). A link to a
     folder inside ``OUT`` (or ``OUT/.mgan``) is refused: files written into it (thumbnails, latents, frames)
     would land outside ``OUT``."""
-    try:
-        job.output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{job.output_dir}: cannot create the output folder ({exc.strerror or exc})") from None
+    make_folder(job.output_dir)
     store = RunStore(job.output_dir, shard_label)
     for folder in (job.output_dir, store.folder):
         for entry in os.scandir(folder):

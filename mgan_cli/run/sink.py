@@ -32,7 +32,7 @@ from mgan_cli.run.planning import WorkItem
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.restoring import AfterInversion, Chunk, RestoredBatch
 from mgan_cli.run.store import Identity, RunStore, input_key
-from mgan_cli.utils.atomic import StagedFile, stage
+from mgan_cli.utils.atomic import StagedFile, make_folder, stage
 from mgan_cli.utils.imageio import encode_png, to_uint8, write_png
 
 
@@ -161,14 +161,15 @@ class Sink:
         try:
             if extras.save_latents:
                 path = latents.latents_path(output_dir, stem)
+                make_folder(output_dir, path.parent)
                 latents.save(path, after.inversion, self.job.preset.generator,
                              self.job.weights_sha256.get(self.job.preset.generator), after.tuned)
                 record.fields["latents"] = str(path)
             if extras.edit is not None and after.frames is not None:
                 paths = frame_paths(output_dir, stem, extras.edit.strengths)
                 strip = strip_path(output_dir, stem)
-                for folder in {paths[0].parent, strip.parent}:
-                    folder.mkdir(parents=True, exist_ok=True)
+                for folder in (paths[0].parent, strip.parent):
+                    make_folder(output_dir, folder)
                 for frame, path in zip(after.frames, paths, strict=True):
                     write_png(frame, path)
                 write_png(editing.strip_uint8(after.frames), strip)
@@ -184,10 +185,10 @@ class Sink:
     def _thumbnails(self, item: LoadedImage, output: torch.Tensor, baseline: torch.Tensor | None) -> None:
         """Thumbnails for the HTML report; failing to write them is a warning, never a failed image."""
         try:
-            write_thumbnails(self.job.output_dir / THUMB_DIR, item.item.output.stem, {
+            write_thumbnails(make_folder(self.job.output_dir, self.job.output_dir / THUMB_DIR), item.item.output.stem, {
                 "input": to_uint8(item.observed[None])[0], "output": output, "reference": item.reference,
                 "baseline": baseline})
-        except OSError as exc:
+        except (OSError, OutputError) as exc:  # OutputError: no folder for them (full, or a link: never followed)
             self.events.warn(f"cannot write thumbnails for {item.item.output.name} ({exc})")
 
     def _done(self, record: ImageRecord, item: LoadedImage, seconds: float, staged: StagedFile | None = None) -> None:

@@ -50,7 +50,7 @@ from typing import Any
 
 from mgan_cli.errors import OutputError
 from mgan_cli.run.records import ImageRecord
-from mgan_cli.utils.atomic import StagedFile
+from mgan_cli.utils.atomic import StagedFile, make_folder
 from mgan_cli.utils.jsonsafe import json_safe
 
 STORE_DIR = ".mgan"
@@ -260,11 +260,7 @@ class RunStore(StoreReader):
         self.path = self.folder / store_file(self.host, shard_label)
         self.label = store_label(self.path)
         self._lock = threading.RLock()
-        _refuse_links(self.folder)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{self.folder}: cannot create the run store ({exc.strerror or exc})") from None
+        make_folder(output_dir, self.folder)
         _refuse_links(self.path, Path(f"{self.path}-journal"))
         try:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
@@ -304,7 +300,9 @@ class RunStore(StoreReader):
     # -- transactions -----------------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An exclusive write transaction (``BEGIN IMMEDIATE``): other processes wait for it to end."""
+        """An exclusive write transaction (``BEGIN IMMEDIATE``): other processes wait for it to end. A database
+        error inside it (a read-only or immutable store, a full disk) is rolled back and raised as one
+        :class:`OutputError`."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")

@@ -31,6 +31,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mgan_cli.errors import ConfigurationError, ImageInputError
 from mgan_cli.utils.atomic import write_atomic
+from mgan_cli.utils.inputs import check_regular, open_regular
 
 #: image formats mgan opens (others, e.g. EPS, which runs Ghostscript, are refused)
 READ_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF", "GIF", "PPM", "TGA")
@@ -69,7 +70,7 @@ def _reason(exc: BaseException) -> str:
 def _identify_failure(path: Path) -> str:
     """Why no format plugin took ``path``: the plugin whose signature matches, opened alone, says why."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             head = handle.read(16)
             if not head:
                 return "empty file"
@@ -88,6 +89,14 @@ def _identify_failure(path: Path) -> str:
 
 def _open(path: Path) -> tuple[Image.Image, list[str]]:
     notes: list[str] = []
+    try:
+        check_regular(path)  # a FIFO or a device would block or never end
+    except FileNotFoundError:
+        raise ImageInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageInputError(f"{path}: a folder, not an image file") from None
+    except OSError as exc:
+        raise ImageInputError(f"{path}: {exc.strerror or exc}") from None
     try:
         image = Image.open(path, formats=READ_FORMATS)
     except FileNotFoundError:

@@ -27,11 +27,9 @@ import datetime
 import io
 import json
 import os
-import pickletools
 import re
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +38,13 @@ from typing import Any, BinaryIO
 import torch
 from safetensors.torch import save_file
 
-from mgan_cli.errors import ConfigurationError, UnknownFormatError, WeightsError
+from mgan_cli.errors import ConfigurationError, UnknownFormatError, UnsafePickleError, WeightsError
+from mgan_cli.utils.inputs import open_regular
 from mgan_cli.version import __version__
 from mgan_cli.weights.formats import READERS, build
 from mgan_cli.weights.formats.safetensors_format import HEADER_KEY, INFO_FILE, WEIGHTS_FILE, read_info
+from mgan_cli.weights.formats.torch_files import check_archive, read_member
+from mgan_cli.weights.safe_pickle import opcodes
 from mgan_cli.weights.store import WeightStore, default_store, sha256_of
 
 IMPORTED_DIR = "imported"
@@ -89,7 +90,7 @@ def _scan_pickle(handle: BinaryIO) -> PickleScan:
     strings: set[str] = set()
     recent: list[str] = []
     first_value: Any = None
-    for index, (opcode, arg, _pos) in enumerate(pickletools.genops(handle)):
+    for index, (opcode, arg, _pos) in enumerate(opcodes(handle)):
         if index == 1 and isinstance(arg, int):
             first_value = arg
         if opcode.name in ("GLOBAL", "INST") and isinstance(arg, str):
@@ -127,15 +128,13 @@ def _pickle_reader(scan: PickleScan, path: Path) -> str:
     raise UnknownFormatError(f"{path}: a pickle of an unknown kind (it names {shown}); pass --format")
 
 
-def _zip_data_pickle(path: Path) -> bytes:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-            if not members:
-                raise UnknownFormatError(f"{path}: a zip archive without data.pkl, so not a torch file")
-            return archive.read(members[0])
-    except zipfile.BadZipFile as exc:
-        raise UnknownFormatError(f"{path}: a damaged zip archive ({exc})") from exc
+def _zip_data_pickle(handle: BinaryIO, path: Path) -> bytes:
+    """The archive's ``data.pkl``, read within what the file holds (:func:`check_archive`)."""
+    members = [n for n in check_archive(handle, path) if n.endswith("/data.pkl") or n == "data.pkl"]
+    if not members:
+        raise UnknownFormatError(f"{path}: a zip archive without data.pkl, so not a torch file")
+    handle.seek(0)
+    return read_member(handle, path, members[0])
 
 
 def _is_safetensors(head: bytes, size: int) -> bool:
@@ -154,10 +153,10 @@ def sniff_format(path: Path) -> str:
         raise UnknownFormatError(f"{path}: a folder, but not an imported mgan generator (no {WEIGHTS_FILE})")
     try:
         size = path.stat().st_size
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             head = handle.read(16)
             if head[:4] == _ZIP_MAGIC:
-                return _torch_reader(_scan_pickle_bytes(_zip_data_pickle(path), path).strings, path)
+                return _torch_reader(_scan_pickle_bytes(_zip_data_pickle(handle, path), path).strings, path)
             if _is_safetensors(head, size):
                 return "mgan-safetensors"
             if head[:1] != b"\x80":
@@ -170,12 +169,14 @@ def sniff_format(path: Path) -> str:
                 return _torch_reader(_scan(handle, path).strings, path)
             return _pickle_reader(first, path)
     except OSError as exc:
-        raise UnknownFormatError(f"{path}: cannot read ({exc})") from exc
+        raise UnknownFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _scan(handle: BinaryIO, path: Path) -> PickleScan:
     try:
         return _scan_pickle(handle)
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{path}: {exc}") from None
     except (ValueError, EOFError) as exc:
         raise UnknownFormatError(f"{path}: a damaged or truncated pickle ({exc})") from exc
 

@@ -26,7 +26,7 @@ import math
 import pickle
 import pickletools
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from mgan_cli.errors import UnsafePickleError
+from mgan_cli.utils.inputs import open_regular
 
 
 @dataclass(frozen=True)
@@ -270,13 +271,47 @@ class SafeUnpickler(pickle.Unpickler):
 _MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
 
 
+class _BoundedReader:
+    """A seekable binary file seen by :mod:`pickletools`: a read longer than what is left of the file (an
+    opcode such as ``BINBYTES8`` claiming 2**40 bytes in a 51-byte file) is refused before anything is
+    allocated for it."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        start = handle.tell()
+        handle.seek(0, io.SEEK_END)
+        self._end = handle.tell()
+        handle.seek(start)
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = self._end - self._handle.tell()
+        if size is None or size < 0:
+            size = left
+        if size > left:
+            raise UnsafePickleError(f"refused: an opcode claims {size} bytes, but only {max(left, 0)} are left in "
+                                    "the file (no pickler writes that)")
+        return self._handle.read(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._handle.readline(-1 if size is None else size)
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+
+def opcodes(handle: BinaryIO) -> Iterator[tuple[pickletools.OpcodeInfo, Any, int | None]]:
+    """:func:`pickletools.genops` over ``handle`` (seekable), never reading more than the file holds: the one
+    way mgan walks a pickle's opcodes without running them (the unpickler's prescan, format sniffing)."""
+    return pickletools.genops(_BoundedReader(handle))
+
+
 def prescan(handle: BinaryIO, limits: Limits) -> None:
     """Read one pickle's opcodes (never running them) and refuse what no pickler writes: memo indices out of
     order, more opcodes than the file has bytes, or a stack of marks deeper than ``limits.max_depth`` × 4."""
     memo = 0
     marks = 0
     try:
-        for opcode, arg, _ in pickletools.genops(handle):
+        for opcode, arg, _ in opcodes(handle):
             name = opcode.name
             if name == "MEMOIZE":
                 memo += 1
@@ -372,7 +407,7 @@ def safe_load(
     """Unpickle ``source`` (a path, bytes or a seekable binary file) with :class:`SafeUnpickler`, within the
     :class:`Limits` of its size (see the module docstring)."""
     if isinstance(source, str | Path):
-        with open(source, "rb") as handle:
+        with open_regular(source) as handle:
             return safe_load(handle, allowed=allowed, inert_modules=inert_modules, encoding=encoding)
     handle = io.BytesIO(source) if isinstance(source, bytes) else source
     start = handle.tell()

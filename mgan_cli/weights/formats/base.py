@@ -20,8 +20,8 @@ import torch
 
 from mgan_cli.errors import UnknownFormatError
 from mgan_cli.generators.base import Generator
-from mgan_cli.generators.registry import ARCHITECTURES
 from mgan_cli.utils.registry import Registry
+from mgan_cli.weights.formats.config_checks import build_architecture
 
 
 @dataclass
@@ -58,10 +58,11 @@ class StateDictFit:
         return ", ".join(parts) or "fits"
 
 
-def expected_shapes(architecture: str, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """The state-dict keys and shapes of ``ARCHITECTURES[architecture](**config)`` (built on the meta device)."""
-    with torch.device("meta"):
-        model = ARCHITECTURES.get(architecture)(**config)
+def expected_shapes(architecture: str, config: Mapping[str, Any], source: str | None = None) \
+        -> dict[str, tuple[int, ...]]:
+    """The state-dict keys and shapes of ``ARCHITECTURES[architecture](**config)`` (config checked, built on the
+    meta device; ``source`` names the file in a refusal)."""
+    model = build_architecture(architecture, config, source or f"{architecture} config")
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
@@ -79,17 +80,20 @@ def state_dict_fit(expected: Mapping[str, tuple[int, ...]], state: Mapping[str, 
 def require_fit(architecture: str, config: Mapping[str, Any], state: Mapping[str, torch.Tensor],
                 source: str) -> None:
     """Raise :class:`UnknownFormatError` unless ``state`` has exactly the keys and shapes of the model."""
-    fit = state_dict_fit(expected_shapes(architecture, config), state)
+    fit = state_dict_fit(expected_shapes(architecture, config, source), state)
     if not fit.fits:
         raise UnknownFormatError(f"{source}: does not fit {architecture} {dict(config)} — {fit.describe()}")
 
 
 def build(weights: GeneratorWeights, source: str = "weights") -> Generator:
-    """Instantiate ``weights.architecture`` with ``weights.config`` and load the state dict strictly."""
-    model = ARCHITECTURES.get(weights.architecture)(**weights.config)
-    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    """Instantiate ``weights.architecture`` with ``weights.config`` and load the state dict strictly. The config
+    is checked and the state dict compared with the model's shapes on the meta device first, so that nothing
+    larger than the file's own tensors is ever allocated."""
+    meta = build_architecture(weights.architecture, weights.config, source)
+    expected = {key: tuple(value.shape) for key, value in meta.state_dict().items()}
     fit = state_dict_fit(expected, weights.state_dict)
     if not fit.fits:
         raise UnknownFormatError(f"{source}: does not fit {weights.architecture} — {fit.describe()}")
+    model = build_architecture(weights.architecture, weights.config, source, meta=False)
     model.load_state_dict(weights.state_dict)
     return model.freeze()

@@ -4,20 +4,28 @@ A config read from a file (``mgan.json``, a safetensors header) is data: a strin
 ``latent_size`` of 30 000 must be refused before ``ARCHITECTURES[name](**config)`` allocates anything.
 :data:`CONFIG_CHECKS` lists, per architecture, each constructor argument and the values allowed (a
 :class:`~mgan_cli.utils.settings_schema.ValueSpec`, or a tuple of exact values); :func:`check_config` refuses a
-missing architecture, an unknown key or a value outside its range. An architecture without a table here
-gets the generic check only (plain JSON scalars or lists). The file's tensors must then match the shapes the
-config implies (:func:`mgan_cli.weights.formats.base.expected_shapes`, on the meta device), which bounds the model
-by the file's size.
+missing architecture, an unknown key or a value outside its range; every registered architecture has a table
+(an architecture without one is refused), and every argument of its constructor has a bound.
+
+:func:`build_architecture` is the one way mgan builds a generator from a config (a weight file's, an imported
+entry's, the registry's): the config is checked first, then the model is built, on the meta device unless the
+caller needs real tensors. A file's tensors must then match the shapes the config implies
+(:func:`mgan_cli.weights.formats.base.expected_shapes`), which bounds the real model by the file's size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mgan_cli.errors import UnknownFormatError
+import torch
+
+from mgan_cli.errors import MganError, UnknownFormatError
 from mgan_cli.generators.layers import PROGRESSIVE_RESOLUTIONS
 from mgan_cli.utils.settings_schema import SpecError, ValueSpec
+
+if TYPE_CHECKING:
+    from mgan_cli.generators import Generator
 
 Allowed = ValueSpec | tuple[Any, ...]
 
@@ -45,17 +53,30 @@ CONFIG_CHECKS: dict[str, dict[str, Allowed]] = {
                   "truncation_psi": _PSI, "truncation_layers": _ROWS,
                   "conv_clamp": ValueSpec("float", minimum=0, min_open=True, nullable=True),
                   "architecture": ("skip",)},
+    # StyleGAN3: every argument bounded, so that neither the filter design (taps = filter_size × factor, on the
+    # CPU whatever the device) nor the schedule (num_layers rows) can be made to take the memory
+    "stylegan3": {"resolution": tuple(2**k for k in range(3, 14)), "z_dim": _DIM, "w_dim": _DIM,
+                  "image_channels": _RGB, "channel_base": ValueSpec("int", minimum=1, maximum=2**24),
+                  "channel_max": _DIM, "num_mapping_layers": ValueSpec("int", minimum=1, maximum=64),
+                  "mapping_lr_multiplier": ValueSpec("float", minimum=0, maximum=1e3, min_open=True),
+                  "num_layers": ValueSpec("int", minimum=1, maximum=64),
+                  "num_critical": ValueSpec("int", minimum=0, maximum=64),
+                  "first_cutoff": ValueSpec("float", minimum=0.5, maximum=8192),
+                  "first_stopband": ValueSpec("float", minimum=0.5, maximum=8192),
+                  "last_stopband_rel": ValueSpec("float", minimum=0.5, maximum=16),
+                  "margin_size": ValueSpec("int", minimum=0, maximum=1024),
+                  "output_scale": ValueSpec("float", minimum=-1e6, maximum=1e6),
+                  "filter_size": ValueSpec("int", minimum=1, maximum=16),  # NVlabs: 6
+                  "lrelu_upsampling": ValueSpec("int", minimum=1, maximum=4),  # NVlabs: 2
+                  "conv_kernel": ValueSpec("int", minimum=1, maximum=15),
+                  "use_radial_filters": (True, False),
+                  "conv_clamp": ValueSpec("float", minimum=0, min_open=True, nullable=True),
+                  "truncation_psi": _PSI, "truncation_layers": _ROWS},
 }
 
 
 def _exact(value: Any, allowed: tuple[Any, ...]) -> bool:
     return any(type(value) is type(a) and value == a for a in allowed)
-
-
-def _scalar(value: Any, depth: int = 0) -> bool:
-    if isinstance(value, list) and depth < 2:
-        return len(value) <= 64 and all(_scalar(v, depth + 1) for v in value)
-    return value is None or (isinstance(value, bool | int | float | str) and len(str(value)) <= 100)
 
 
 def check_config(architecture: Any, config: Any, source: str) -> None:
@@ -68,15 +89,17 @@ def check_config(architecture: Any, config: Any, source: str) -> None:
     if not isinstance(config, Mapping):
         raise UnknownFormatError(f"{source}: config must be a mapping, got {type(config).__name__}")
     table = CONFIG_CHECKS.get(architecture)
+    if table is None:
+        raise UnknownFormatError(f"{source}: architecture {architecture!r} has no bounds for its config; "
+                                 "mgan builds none without them")
     for key, value in config.items():
-        if table is None:
-            if not isinstance(key, str) or not _scalar(value):
-                raise UnknownFormatError(f"{source}: config {key!r} = {value!r} is not a plain value")
-            continue
         if key not in table:
             raise UnknownFormatError(f"{source}: config key {key!r} is not an argument of {architecture} "
                                      f"(known: {', '.join(table)})")
         allowed = table[key]
+        if key == "image_channels" and value != 3:
+            raise UnknownFormatError(f"{source}: a {value!r}-channel generator; mgan imports RGB generators only "
+                                     "(its tasks, metrics and reports are RGB; a grey generator would half-work)")
         if isinstance(allowed, tuple):
             if not _exact(value, allowed):
                 raise UnknownFormatError(f"{source}: config {key} = {value!r} is not allowed for {architecture}: "
@@ -88,3 +111,21 @@ def check_config(architecture: Any, config: Any, source: str) -> None:
             allowed.check(value)
         except SpecError as exc:
             raise UnknownFormatError(f"{source}: config {key}: {exc} (for {architecture})") from None
+
+
+def build_architecture(architecture: Any, config: Any, source: str, meta: bool = True) -> Generator:
+    """``ARCHITECTURES[architecture](**config)`` after :func:`check_config`, on the meta device (no memory, no
+    weights) unless ``meta`` is False. A config within the bounds that still cannot be built is refused with an
+    :class:`UnknownFormatError` naming ``source``."""
+    from mgan_cli.generators import ARCHITECTURES
+
+    check_config(architecture, config, source)
+    try:
+        if not meta:
+            return ARCHITECTURES.get(architecture)(**config)
+        with torch.device("meta"):
+            return ARCHITECTURES.get(architecture)(**config)
+    except MganError as exc:
+        raise UnknownFormatError(f"{source}: {architecture} config cannot be built ({exc})") from None
+    except (ValueError, ArithmeticError) as exc:  # e.g. a schedule whose rates are not integer ratios
+        raise UnknownFormatError(f"{source}: {architecture} config cannot be built ({exc})") from None

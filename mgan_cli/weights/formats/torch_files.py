@@ -12,15 +12,18 @@ larger than the storage behind it).
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
+from mgan_cli.utils.inputs import open_regular
 from mgan_cli.weights.safe_pickle import Limits, check_structure
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
@@ -34,18 +37,69 @@ def refused_global(message: str) -> str | None:
     return found.group(1) if found else None
 
 
-def load_torch_file(path: Path, safe_globals: Iterable[Any] = ()) -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU, refusals and damage as one-line mgan errors."""
+def check_archive(handle: BinaryIO, path: Path) -> dict[str, zipfile.ZipInfo]:
+    """The members of the torch zip archive open in ``handle``, by name, after checking that reading them costs
+    no more than the file holds: torch.save stores every member uncompressed, so a compressed member (a zip
+    bomb: a few bytes that inflate to gigabytes) or members adding up to more than the file's size are refused
+    (:class:`UnknownFormatError`) before a byte of them is read."""
+    size = os.fstat(handle.fileno()).st_size
     try:
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
+        with zipfile.ZipFile(handle) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise UnknownFormatError(f"{path}: a damaged zip archive ({exc})") from None
+    total = 0
+    for info in members:
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise UnknownFormatError(f"{path}: member {info.filename!r} is compressed; torch.save stores its members "
+                                     "uncompressed, so this is not a torch file (refused: it could inflate without "
+                                     "bound)")
+        total += info.file_size
+        if info.file_size != info.compress_size or total > size:
+            raise UnknownFormatError(f"{path}: member {info.filename!r} claims {info.file_size} bytes, more than "
+                                     f"the {size}-byte file holds; a damaged or hostile archive")
+    return {info.filename: info for info in members}
+
+
+def read_member(handle: BinaryIO, path: Path, name: str) -> bytes:
+    """Member ``name`` of the checked (:func:`check_archive`) archive in ``handle``, reading at most its stored
+    size (a member that runs on is refused)."""
+    infos = check_archive(handle, path)
+    handle.seek(0)
+    try:
+        with zipfile.ZipFile(handle) as archive, archive.open(infos[name]) as member:
+            data = member.read(infos[name].file_size + 1)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise UnknownFormatError(f"{path}: a damaged zip archive ({exc})") from None
+    if len(data) > infos[name].file_size:
+        raise UnknownFormatError(f"{path}: member {name!r} is longer than it claims; a damaged or hostile archive")
+    return data
+
+
+def load_torch_file(path: Path, safe_globals: Iterable[Any] = ()) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, refusals and damage as one-line mgan errors. Only a
+    regular file is opened; a zip archive is checked first (:func:`check_archive`)."""
+    try:
+        handle = open_regular(path)
     except OSError as exc:
         raise UnknownFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if magic != _ZIP_MAGIC and magic[:1] != _PICKLE_PROTO:
-        raise UnknownFormatError(f"{path}: not a torch weights file (neither a zip archive nor a pickle)")
+    with handle:
+        try:
+            magic = handle.read(4)
+        except OSError as exc:
+            raise UnknownFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        if magic != _ZIP_MAGIC and magic[:1] != _PICKLE_PROTO:
+            raise UnknownFormatError(f"{path}: not a torch weights file (neither a zip archive nor a pickle)")
+        if magic == _ZIP_MAGIC:
+            check_archive(handle, path)
+        handle.seek(0)
+        return _load(handle, path, safe_globals)
+
+
+def _load(handle: BinaryIO, path: Path, safe_globals: Iterable[Any]) -> Any:
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            data = torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         name = refused_global(str(exc))
         if name is not None:
