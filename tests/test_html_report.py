@@ -163,6 +163,7 @@ def test_markup_in_every_user_string_stays_text(tmp_path) -> None:
     folder = tmp_path / _marker("folder").replace("/", "_")
     out = folder / "out"
     thumbs = out / THUMB_DIR
+    thumbs.mkdir(parents=True)
     name = _marker("name").replace("/", "_")
     pixels = torch.full((3, 8, 8), 90, dtype=torch.uint8)
     write_thumbnails(thumbs, name, {"input": pixels, "output": pixels})
@@ -207,6 +208,7 @@ def test_names_are_isolated_wrapped_and_show_their_direction_controls(tmp_path) 
 def test_a_251_byte_name_keeps_its_thumbnails(tmp_path) -> None:
     out = tmp_path / "out"
     thumbs = out / THUMB_DIR
+    thumbs.mkdir(parents=True)
     stems = ["é" * 123 + "a", "é" * 123 + "b"]  # 247 bytes each: 251-byte file names, one 246-byte prefix
     rows = []
     for index, stem in enumerate(stems):
