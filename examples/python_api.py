@@ -1,6 +1,6 @@
 """mgan from Python: super-resolve a face, score it, edit it, save its latents.
 
-Run: .venv/bin/python examples/python_api.py [OUTPUT_FOLDER]   (default: python-api-output/)
+Run: .venv/bin/python examples/python_api.py [OUTPUT_FOLDER [ITERATIONS]]   (default: python-api-output/, 100)
 It uses the embedded default generator (DCGAN-64, fetched on first use) and examples/faces/face-a.png.
 """
 
@@ -18,13 +18,13 @@ import mgan_cli as mgan
 HERE = Path(__file__).resolve().parent
 
 
-def main(out: Path) -> None:
+def main(out: Path, iterations: int = 100) -> None:
     out.mkdir(parents=True, exist_ok=True)
     face = Image.open(HERE / "faces" / "face-a.png").convert("RGB")            # 64x64
     low = face.resize((16, 16), Image.Resampling.BICUBIC)                     # what we observe
 
     generator = mgan.load_generator("dcgan64-digiface", device="cpu")
-    restorer = mgan.Restorer(generator, task="superres", scale=4, iterations=100, codes=10, device="cpu")
+    restorer = mgan.Restorer(generator, task="superres", scale=4, iterations=iterations, codes=10, device="cpu")
     result = restorer([low], seed=0)                                          # images in [0, 1] out
     assert result.failed == [None], result.failed
 
@@ -42,4 +42,5 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("python-api-output"))
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("python-api-output"),
+         int(sys.argv[2]) if len(sys.argv) > 2 else 100)

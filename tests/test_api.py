@@ -264,7 +264,7 @@ def test_metrics_take_images_in_zero_one() -> None:
 
 
 def test_the_python_example_runs(tmp_path) -> None:
-    done = subprocess.run([sys.executable, str(REPO / "examples" / "python_api.py"), str(tmp_path)],
+    done = subprocess.run([sys.executable, str(REPO / "examples" / "python_api.py"), str(tmp_path), "5"],
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PSNR" in done.stdout and (tmp_path / "restored.png").is_file()
