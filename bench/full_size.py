@@ -85,8 +85,8 @@ def arch_config(arch: str, resolution: int) -> tuple[str, dict[str, Any]]:
 
 # ---- the child: write, import, run ---------------------------------------------------------------------------
 
-def write_official(arch: str, resolution: int, path: Path, seed: int = 0) -> dict[str, Any]:
-    """Write ``arch`` at ``resolution`` with seeded random weights in its official format; its config."""
+def write_official(arch: str, resolution: int, path: Path, seed: int = 0) -> int:
+    """Write ``arch`` at ``resolution`` with seeded random weights in its official format; its parameter count."""
     import torch
 
     from bench import official_formats as of
@@ -106,6 +106,7 @@ def write_official(arch: str, resolution: int, path: Path, seed: int = 0) -> dic
     elif architecture in ("stylegan", "stylegan2"):
         model = of.randomised(architecture, config, seed)
         module = tf_stylegan if architecture == "stylegan" else tf_stylegan2
+        config = {"mapping_layers": 8, "image_channels": 3, **config}  # what to_tf_variables reads
         kwargs = {"num_channels": 3, "resolution": resolution, "label_size": 0, "latent_size": config["z_dim"],
                   "dlatent_size": config["w_dim"], "mapping_fmaps": config["w_dim"], "mapping_layers": 8}
         if architecture == "stylegan2":  # config-f: fmap_base 16 << 10 (counted as G_paper's)
@@ -120,7 +121,27 @@ def write_official(arch: str, resolution: int, path: Path, seed: int = 0) -> dic
             of.write_stylegan3_snapshot(path, env, mgan_to_nvlabs3(model.state_dict()), of.stylegan3_kwargs(config))
     else:
         raise ValueError(f"no official writer for {architecture}")
-    return config
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_import(arch: str, resolution: int, info: dict[str, Any], parameters: int) -> None:
+    """The imported generator is the written one: its architecture, format and parameter count, and at the
+    registry entry's own resolution every key of the entry's config (at other resolutions some are not
+    identifiable from the tensors, e.g. ``fmaps_base`` when every layer is at ``fmaps_max``)."""
+    from mgan_cli.weights.store import load_registry
+
+    architecture, expected = arch_config(arch, resolution)
+    problems = []
+    if (info["architecture"], info["source_format"]) != (architecture, ARCHS[arch].format):
+        problems.append(f"imported as {info['architecture']} ({info['source_format']})")
+    if info["parameters"] != parameters:
+        problems.append(f"{info['parameters']:,} parameters, {parameters:,} written")
+    if resolution == load_registry()[ARCHS[arch].registry].resolution:
+        wrong = {k: info["config"].get(k) for k, v in expected.items() if info["config"].get(k) != v}
+        if wrong:
+            problems.append(f"config {wrong} differs from {ARCHS[arch].registry}'s")
+    if problems:
+        raise RuntimeError("; ".join(problems))
 
 
 def _rss_bytes() -> int:
@@ -223,7 +244,7 @@ def measure(arch: str, resolution: int, workdir: Path, *, iterations: int = 2, s
         try:
             source = workdir / f"{arch}-{resolution}.pkl"
             start = time.perf_counter()
-            expected = write_official(arch, resolution, source, seed)
+            written = write_official(arch, resolution, source, seed)
             row["write_s"] = time.perf_counter() - start
             row["file_mb"] = source.stat().st_size / 1e6
             start = time.perf_counter()
@@ -231,12 +252,7 @@ def measure(arch: str, resolution: int, workdir: Path, *, iterations: int = 2, s
             row["import_s"] = time.perf_counter() - start
             info = imported.info
             row["parameters"] = info["parameters"]
-            architecture, _ = arch_config(arch, resolution)
-            mismatched = sorted(k for k, v in expected.items() if info["config"].get(k) != v)
-            if info["architecture"] != architecture or info["source_format"] != ARCHS[arch].format or mismatched:
-                raise RuntimeError(f"imported as {info['architecture']} ({info['source_format']}) with config "
-                                   f"{ {k: info['config'].get(k) for k in mismatched} }, expected {architecture} "
-                                   f"{ {k: expected[k] for k in mismatched} }")
+            check_import(arch, resolution, info, written)
             source.unlink()
 
             restorer = Restorer(name, task="superres", device="cpu", scale=8, iterations=iterations)
