@@ -25,8 +25,9 @@ mgan has no analytic memory model: on CUDA the batch is sized by a one-image pro
 (:mod:`mgan_cli.run.batching`), which cannot run here. The table's "H200 batch (est.)" feeds the CPU's
 per-image working memory to that policy (:func:`~mgan_cli.run.batching.choose_batch_size`, ``auto``, as if the
 probe had measured it on a device with ``--gpu-memory-gb`` free): an estimate of the prediction, not a
-measurement (the CPU runs fp32 eagerly; CUDA autocasts to bf16 by default, which about halves activations,
-and adds cuDNN workspaces and allocator fragmentation).
+measurement (the CPU runs eagerly at ``--precision``, by default mgan's ``auto``: bf16 autocast on CPUs with
+native bf16, as on CUDA, else fp32, which about doubles activations; CUDA adds cuDNN workspaces and allocator
+fragmentation; the CPU's working memory also holds the metrics' models, loaded during the run).
 """
 
 from __future__ import annotations
@@ -216,7 +217,8 @@ def _low_image(path: Path, size: int, seed: int) -> None:
 
 
 def measure(arch: str, resolution: int, workdir: Path, *, iterations: int = 2, seed: int = 0,
-            max_rss_bytes: int | None = None, gpu_memory_gb: float = 139.0, keep: bool = False) -> dict[str, Any]:
+            max_rss_bytes: int | None = None, gpu_memory_gb: float = 139.0, keep: bool = False,
+            precision: str = "auto") -> dict[str, Any]:
     """Write, import and run ``arch`` in this process (see the module docstring); the result row as a dict.
     Call it in a fresh process: the peak RSS it reports is the process's."""
     import torch
@@ -240,7 +242,7 @@ def measure(arch: str, resolution: int, workdir: Path, *, iterations: int = 2, s
     store = default_store()
     workdir.mkdir(parents=True, exist_ok=True)
     imported = None
-    with RssSampler(limit_bytes=max_rss_bytes, on_limit=over_limit):
+    with RssSampler(limit_bytes=max_rss_bytes, on_limit=over_limit) as whole:
         try:
             source = workdir / f"{arch}-{resolution}.pkl"
             start = time.perf_counter()
@@ -255,7 +257,8 @@ def measure(arch: str, resolution: int, workdir: Path, *, iterations: int = 2, s
             check_import(arch, resolution, info, written)
             source.unlink()
 
-            restorer = Restorer(name, task="superres", device="cpu", scale=8, iterations=iterations)
+            restorer = Restorer(name, task="superres", device="cpu", precision=precision, scale=8,
+                                iterations=iterations)
             inversion = restorer.preset.to_dict()["inversion"]
             row.update(codes=inversion["codes"], layer=inversion["layer"], preset_batch=restorer.preset.batch_size,
                        precision=restorer.engine.precision)
@@ -293,7 +296,7 @@ def measure(arch: str, resolution: int, workdir: Path, *, iterations: int = 2, s
         finally:
             if imported is not None and not keep:
                 shutil.rmtree(imported.folder, ignore_errors=True)
-    row["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    row["peak_rss"] = max(whole.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return row
 
 
@@ -301,13 +304,13 @@ def measure(arch: str, resolution: int, workdir: Path, *, iterations: int = 2, s
 
 def run_arch(arch: str, resolution: int, workdir: Path, *, iterations: int = 2, seed: int = 0,
              threads: int | None = None, max_rss_gb: float | None = None, gpu_memory_gb: float = 139.0,
-             timeout: float | None = None, keep: bool = False) -> dict[str, Any]:
+             timeout: float | None = None, keep: bool = False, precision: str = "auto") -> dict[str, Any]:
     """:func:`measure` in a fresh Python process (its own peak RSS; a crash or a kill becomes the row's error)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
     command = [sys.executable, "-m", "bench.full_size", "--child", arch, "--resolution", str(resolution),
                "--iterations", str(iterations), "--seed", str(seed), "--workdir", str(workdir),
-               "--gpu-memory-gb", str(gpu_memory_gb)]
+               "--gpu-memory-gb", str(gpu_memory_gb), "--precision", precision]
     if threads:
         command += ["--threads", str(threads)]
     if max_rss_gb:
@@ -391,6 +394,7 @@ def report(rows: Sequence[dict[str, Any]], args: argparse.Namespace, argv: Seque
 
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
     threads = {row.get("threads") for row in rows if row.get("threads")}
+    precisions = sorted({str(row["precision"]) for row in rows if row.get("precision")})
     return "\n".join([
         f"### Paper generators at full size on the CPU — superres ×8, {args.iterations} steps, "
         f"{args.resolution}×{args.resolution}",
@@ -398,7 +402,8 @@ def report(rows: Sequence[dict[str, Any]], args: argparse.Namespace, argv: Seque
         f"- command: `{shlex.join(['python', '-m', 'bench.full_size', *argv])}`",
         f"- commit {_git_commit()}, {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}, "
         f"torch {torch.__version__}, CPU {_cpu_name()} ({os.cpu_count()} cores, {memory:.0f} GiB RAM), "
-        f"{'/'.join(str(t) for t in sorted(threads)) or '?'} torch thread(s), fp32",
+        f"{'/'.join(str(t) for t in sorted(threads)) or '?'} torch thread(s), precision "
+        f"{'/'.join(precisions) or args.precision}",
         "- each architecture in its own process: random weights written in the official format (TF pickle for "
         "PGGAN/StyleGAN/StyleGAN2, NVlabs snapshot for StyleGAN3), `mgan weights import`, then `superres --scale 8 "
         f"--iterations {args.iterations}` on one image with the family's default N and ℓ (the import is not "
@@ -407,8 +412,8 @@ def report(rows: Sequence[dict[str, Any]], args: argparse.Namespace, argv: Seque
         "RSS: the process's maximum (writing and importing included); run Δ RSS: sampled peak during the run "
         "minus RSS before it",
         f"- H200 batch (est.): `choose_batch_size(auto)` with the run Δ RSS as the one-image probe and "
-        f"{args.gpu_memory_gb:g} GiB free: an estimate (mgan has no analytic memory model; the CUDA probe "
-        "measures bf16 autocast, which about halves activations)",
+        f"{args.gpu_memory_gb:g} GiB free: an estimate, not a measurement (mgan has no analytic memory model; "
+        "the CUDA probe measures the device's own allocations, the CPU's Δ RSS also holds the metrics' models)",
         "",
         table(rows),
         "",
@@ -422,6 +427,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="generator resolution (default 1024; a smoke run uses 32 or 64)")
     parser.add_argument("--iterations", type=int, default=2, help="optimisation steps (default 2)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="the run's precision (default auto: bf16 on CPUs with native bf16, else fp32)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--max-rss-gb", type=float, default=None,
                         help="stop an architecture whose RSS grows past this (default: 90%% of physical memory)")
@@ -453,7 +460,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             torch.set_num_threads(args.threads)
         limit = int(args.max_rss_gb * GIB) if args.max_rss_gb else None
         row = measure(args.child, args.resolution, args.workdir, iterations=args.iterations, seed=args.seed,
-                      max_rss_bytes=limit, gpu_memory_gb=args.gpu_memory_gb, keep=args.keep)
+                      max_rss_bytes=limit, gpu_memory_gb=args.gpu_memory_gb, keep=args.keep,
+                      precision=args.precision)
         print(RESULT_PREFIX + json.dumps(row), flush=True)
         return [row]
     max_rss = args.max_rss_gb or 0.9 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
@@ -463,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             print(f"{arch} {args.resolution}...", file=sys.stderr, flush=True)
             row = run_arch(arch, args.resolution, Path(tmp) / arch, iterations=args.iterations, seed=args.seed,
                            threads=args.threads, max_rss_gb=max_rss, gpu_memory_gb=args.gpu_memory_gb,
-                           timeout=args.timeout, keep=args.keep)
+                           timeout=args.timeout, keep=args.keep, precision=args.precision)
             print("  " + " | ".join(table_row(row)), file=sys.stderr, flush=True)
             rows.append(row)
     text = report(rows, args, argv)
