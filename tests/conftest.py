@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,16 @@ def mgan_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
             patch.setenv(name, value)
         patch.setattr(weight_store, "_default_store", None)  # rebuilt from the variables above
         yield
+
+@pytest.fixture
+def official_modules() -> Iterator[types.SimpleNamespace]:
+    """NVlabs' ``torch_utils.persistence`` / ``dnnlib.util`` stand-ins registered while a test runs, so the
+    writers of :mod:`bench.official_formats` pickle the official global names (see ``official_nvlabs_modules``)."""
+    from bench.official_formats import official_nvlabs_modules
+
+    with official_nvlabs_modules() as env:
+        yield env
+
 
 # Scripts under tests/fixtures/ regenerate fixture files by hand from published sources; they are not tests and
 # must not be imported by `pytest --doctest-modules` (restored: ddaa963 dropped it).

@@ -107,3 +107,29 @@ def test_the_harness_runs_end_to_end_on_the_cpu(shared_dir, tmp_path, capsys) ->
     # batching does not change the mathematics: same PSNR on both sides of the "same maths" comparison
     same = results[0].sides
     assert abs(same["reference"].psnr[0] - same["mgan same maths"].psnr[0]) < 0.1
+
+
+def test_full_size_bench_writes_imports_and_runs_one_architecture(tmp_path) -> None:
+    """``python -m bench.full_size``'s core at a tiny size: a PGGAN 32 (full channel widths) written as its official
+    TF pickle, imported, superres ×8 for 2 steps in a child process; the row it produces."""
+    from bench.full_size import COLUMNS, run_arch, table_row
+
+    row = run_arch("pggan", 32, tmp_path / "work", threads=1, timeout=600)
+    assert row["finished"] and row["error"] is None, row
+    cells = dict(zip(COLUMNS, table_row(row), strict=True))
+    assert (cells["architecture"], cells["format"], cells["finished"]) == ("PGGAN 32", "tf-pggan", "yes")
+    assert cells["N / ℓ"] == "20 / 6"  # the pggan family's superres defaults: N 20, 16x16 features
+    assert row["parameters"] == 20_719_628  # pggan-celebahq1024's config at 32x32
+    assert len(row["step_s"]) == 2 and min(row["step_s"]) > 0
+    assert float(cells["s/step"]) == pytest.approx(row["step_s"][1], abs=0.006)  # the steps after the first
+    assert float(cells["import s"]) > 0 and row["run_s"] > sum(row["step_s"])
+    assert row["peak_rss"] >= row["run_peak_rss"] > row["run_rss_before"] > 0
+    assert float(cells["run Δ RSS GiB (1 image)"]) == pytest.approx(row["per_image_bytes"] / 2 ** 30, abs=0.006)
+    assert int(cells["H200 batch (est.)"]) == row["gpu_batch_estimate"] >= 1
+    assert not (tmp_path / "work" / "pggan-32.pkl").exists()  # the written file is removed after the import
+    warm = dict(zip(COLUMNS, table_row({**row, "step_s": [5.0, 1.0, 2.0]}), strict=True))
+    assert (warm["first step s"], warm["s/step"]) == ("5.00", "1.50")  # the first step's warm-ups are left out
+
+    stopped = run_arch("pggan", 32, tmp_path / "stopped", threads=1, max_rss_gb=0.05, timeout=600)
+    assert not stopped["finished"] and "stopped: RSS" in stopped["error"]
+    assert table_row(stopped)[-1].startswith("no: stopped: RSS")

@@ -2,7 +2,8 @@
 
 * ``nvlabs-pickle``: a snapshot dict pickled with stand-ins whose module paths are the official ones
   (``torch_utils.persistence._reconstruct_persistent_obj(meta)`` with ``module_src``/``class_name``/``state``,
-  ``dnnlib.util.EasyDict`` kwargs, real ``nn.Parameter`` pickling), read as data;
+  ``dnnlib.util.EasyDict`` kwargs, real ``nn.Parameter`` pickling; the writers are in
+  :mod:`bench.official_formats`, the stand-ins are the ``official_modules`` fixture of ``conftest.py``), read as data;
 * ``rosinality``: ``torch.save({'g_ema': ..., 'latent_avg': ..., 'args': Namespace})``;
 * ``genforce-stylegan2``: ``torch.save(OrderedDict state dict)``.
 
@@ -16,14 +17,15 @@ import collections
 import json
 import os
 import pickle
-import sys
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
+from bench.official_formats import nv_kwargs as _nv_kwargs
+from bench.official_formats import persistent_tree as _persistent_tree
+from bench.official_formats import write_nvlabs_snapshot
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
 from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.generators.stylegan2 import StyleGAN2
@@ -54,96 +56,9 @@ def _random_model(seed: int, **config: object) -> StyleGAN2:
 
 # ---- NVlabs pickles -------------------------------------------------------------------------------------
 
-NV_CLASSES = {"conv0": "SynthesisLayer", "conv1": "SynthesisLayer", "torgb": "ToRGBLayer",
-              "affine": "FullyConnectedLayer", "synthesis": "SynthesisNetwork", "mapping": "MappingNetwork"}
-
-
-@pytest.fixture
-def official_modules(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
-    """Stand-ins registered under the official module paths, so pickle writes the official global names."""
-    persistence = types.ModuleType("torch_utils.persistence")
-
-    def _reconstruct_persistent_obj(meta: dict) -> None:
-        raise AssertionError("mgan must never call the real reconstruct function")
-
-    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj  # type: ignore[attr-defined]
-    util = types.ModuleType("dnnlib.util")
-    easy_dict = type("EasyDict", (dict,), {"__module__": "dnnlib.util", "__qualname__": "EasyDict"})
-    util.EasyDict = easy_dict  # type: ignore[attr-defined]
-    torch_utils, dnnlib = types.ModuleType("torch_utils"), types.ModuleType("dnnlib")
-    torch_utils.persistence = persistence  # type: ignore[attr-defined]
-    dnnlib.util, dnnlib.EasyDict = util, easy_dict  # type: ignore[attr-defined]
-    for name, module in [("torch_utils", torch_utils), ("torch_utils.persistence", persistence),
-                         ("dnnlib", dnnlib), ("dnnlib.util", util)]:
-        monkeypatch.setitem(sys.modules, name, module)
-    return types.SimpleNamespace(reconstruct=_reconstruct_persistent_obj, EasyDict=easy_dict)
-
-
-class _Persistent:
-    """Pickles exactly like a ``@persistence.persistent_class`` nn.Module instance."""
-
-    def __init__(self, reconstruct: object, class_name: str, state: dict, module_src: str) -> None:
-        self.reconstruct, self.class_name, self.state, self.module_src = reconstruct, class_name, state, module_src
-
-    def __reduce__(self) -> tuple:
-        meta = {"type": "class", "version": 6, "module_src": self.module_src, "class_name": self.class_name,
-                "state": self.state}
-        return (self.reconstruct, (meta,))
-
-
-def _persistent_tree(env: types.SimpleNamespace, state: dict[str, torch.Tensor], init_kwargs: dict,
-                     module_src: str) -> _Persistent:
-    """Nest a flat NVlabs state dict into persistent modules with nn.Module-like ``__dict__`` states."""
-    def node(class_name: str) -> dict:
-        return {"training": False, "_parameters": collections.OrderedDict(), "_buffers": collections.OrderedDict(),
-                "_non_persistent_buffers_set": set(), "_backward_hooks": collections.OrderedDict(),
-                "_forward_hooks": collections.OrderedDict(), "_modules": collections.OrderedDict(),
-                "_init_args": (), "_init_kwargs": {}, "class_name": class_name}
-
-    root = node("Generator")
-    root["_init_kwargs"] = init_kwargs
-    root.update({k: v for k, v in init_kwargs.items() if k in ("z_dim", "c_dim", "w_dim", "img_resolution")})
-    for key, value in state.items():
-        *path, leaf = key.split(".")
-        current = root
-        for part in path:
-            if part not in current["_modules"]:
-                cls = NV_CLASSES.get(part, "SynthesisBlock" if part.startswith("b") else "FullyConnectedLayer")
-                current["_modules"][part] = node(cls)
-                current["_modules"][part]["weight_gain"] = np.float64(0.125)  # numpy scalars appear in states
-            current = current["_modules"][part]
-        is_buffer = leaf in ("w_avg", "noise_const", "resample_filter")
-        current["_buffers" if is_buffer else "_parameters"][leaf] = (
-            value.clone() if is_buffer else torch.nn.Parameter(value.clone(), requires_grad=False))
-
-    def wrap(tree: dict) -> _Persistent:
-        tree["_modules"] = collections.OrderedDict((k, wrap(v)) for k, v in tree["_modules"].items())
-        return _Persistent(env.reconstruct, tree.pop("class_name"), tree, module_src)
-
-    return wrap(root)
-
-
-def _nv_kwargs(env: types.SimpleNamespace, conv_clamp: float | None, flat: bool = False) -> dict:
-    synthesis = {"channel_base": 1024, "channel_max": 64, "num_fp16_res": 0, "conv_clamp": conv_clamp,
-                 "architecture": "skip", "resample_filter": [1, 3, 3, 1], "use_noise": True}
-    kwargs = {"z_dim": 64, "c_dim": 0, "w_dim": 64, "img_resolution": 32, "img_channels": 3,
-              "mapping_kwargs": env.EasyDict(num_layers=8, layer_features=None, lr_multiplier=0.01)}
-    if flat:  # the stylegan3 repository's networks_stylegan2.Generator takes **synthesis_kwargs
-        return {**kwargs, **synthesis}
-    return {**kwargs, "synthesis_kwargs": env.EasyDict(synthesis)}
-
-
 def _write_snapshot(path: Path, env: types.SimpleNamespace, nv_state: dict[str, torch.Tensor], kwargs: dict,
                     module_src: str = "# training/networks.py source would be here\n") -> None:
-    g_ema = _persistent_tree(env, nv_state, kwargs, module_src)
-    discriminator = _persistent_tree(env, {"b32.fromrgb.weight": torch.randn(8, 3, 1, 1)}, {"c_dim": 0}, module_src)
-    augment = _persistent_tree(env, {"Hz_geom": torch.randn(12)}, {"xflip": 1}, module_src)
-    snapshot = {"training_set_kwargs": {"path": "ffhq.zip", "resolution": 32}, "G": g_ema, "D": discriminator,
-                "G_ema": g_ema, "augment_pipe": augment}
-    with open(path, "wb") as handle:
-        pickle.dump(snapshot, handle)
+    write_nvlabs_snapshot(path, env, nv_state, kwargs, module_src)
 
 
 def test_nvlabs_pickle_random_model_round_trip(tmp_path: Path, official_modules: types.SimpleNamespace) -> None:

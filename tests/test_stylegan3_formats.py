@@ -4,9 +4,7 @@ kwargs), read as data by ``nvlabs-pickle`` (never executing the source), every i
 
 from __future__ import annotations
 
-import collections
 import json
-import pickle
 import types
 from pathlib import Path
 
@@ -14,19 +12,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from bench.official_formats import write_stylegan3_snapshot as _write_snapshot
 from mgan_cli.cli import main
 from mgan_cli.errors import UnknownFormatError
 from mgan_cli.weights import store as weight_store
 from mgan_cli.weights.formats import READERS, build
 from mgan_cli.weights.loading import load_generator
 from mgan_cli.weights.store import WeightStore, load_registry
-from tests.test_stylegan2_formats import _Persistent, official_modules  # noqa: F401  (fixture)
 
 ATOL = 1e-5
-BUFFERS = ("w_avg", "transform", "freqs", "phases", "magnitude_ema", "up_filter", "down_filter")
-CLASSES = {"mapping": "MappingNetwork", "synthesis": "SynthesisNetwork", "input": "SynthesisInput",
-           "affine": "FullyConnectedLayer"}
-
 
 def _golden(shared_dir: Path, fixture: str) -> tuple[dict, dict, dict, dict]:
     folder = shared_dir / "golden" / fixture
@@ -35,47 +29,10 @@ def _golden(shared_dir: Path, fixture: str) -> tuple[dict, dict, dict, dict]:
     return load("state_dict.pt"), kwargs, load("inputs.pt"), load("outputs.pt")
 
 
-def _node(class_name: str) -> dict:
-    return {"training": False, "_parameters": collections.OrderedDict(), "_buffers": collections.OrderedDict(),
-            "_non_persistent_buffers_set": set(), "_forward_hooks": collections.OrderedDict(),
-            "_modules": collections.OrderedDict(), "_init_args": (), "_init_kwargs": {}, "class_name": class_name}
-
-
-def _write_snapshot(path: Path, env: types.SimpleNamespace, state: dict[str, torch.Tensor],
-                    kwargs: dict | None, module_src: str = "# networks_stylegan3.py would be here\n") -> None:
-    root = _node("Generator")
-    if kwargs is not None:
-        root["_init_kwargs"] = {**kwargs, "mapping_kwargs": env.EasyDict(kwargs.get("mapping_kwargs") or {})}
-    for key, value in state.items():
-        *path_parts, leaf = key.split(".")
-        current = root
-        for part in path_parts:
-            if part not in current["_modules"]:
-                current["_modules"][part] = _node(CLASSES.get(part, "SynthesisLayer" if part.startswith("L")
-                                                              else "FullyConnectedLayer"))
-            current = current["_modules"][part]
-        if leaf in BUFFERS:
-            current["_buffers"][leaf] = value.clone()
-        else:
-            current["_parameters"][leaf] = torch.nn.Parameter(value.clone(), requires_grad=False)
-    synthesis = root["_modules"]["synthesis"]["_modules"]
-    torgb = synthesis[next(reversed(synthesis))]
-    torgb["_buffers"]["up_filter"] = torgb["_buffers"]["down_filter"] = None  # as register_buffer(name, None)
-
-    def wrap(tree: dict) -> _Persistent:
-        tree["_modules"] = collections.OrderedDict((k, wrap(v)) for k, v in tree["_modules"].items())
-        return _Persistent(env.reconstruct, tree.pop("class_name"), tree, module_src)
-
-    g_ema = wrap(root)
-    with open(path, "wb") as handle:
-        pickle.dump({"G": g_ema, "D": None, "G_ema": g_ema, "augment_pipe": None,
-                     "training_set_kwargs": {"resolution": 32}}, handle)
-
-
 @pytest.mark.parametrize(("fixture", "conv_clamp", "key"), [("nvlabs_stylegan3t_32", 256, "image"),
                                                              ("nvlabs_stylegan3r_32", 1.0, "image_conv_clamp1")])
 def test_golden_snapshot_reads_as_data_and_renders_officially(tmp_path: Path, shared_dir: Path,
-                                                              official_modules: types.SimpleNamespace,  # noqa: F811
+                                                              official_modules: types.SimpleNamespace,
                                                               fixture: str, conv_clamp: float, key: str) -> None:
     state, kwargs, inputs, outputs = _golden(shared_dir, fixture)
     marker = tmp_path / "source_was_executed"
@@ -102,7 +59,7 @@ def test_golden_snapshot_reads_as_data_and_renders_officially(tmp_path: Path, sh
     ({"channel_base": 1024}, "does not fit stylegan3"),  # kwargs that disagree with the tensors
 ])
 def test_unimplemented_or_inconsistent_kwargs_are_refused(tmp_path: Path, shared_dir: Path,
-                                                          official_modules: types.SimpleNamespace,  # noqa: F811
+                                                          official_modules: types.SimpleNamespace,
                                                           change: dict, message: str) -> None:
     state, kwargs, _, _ = _golden(shared_dir, "nvlabs_stylegan3t_32")
     path = tmp_path / "snapshot.pkl"
@@ -112,7 +69,7 @@ def test_unimplemented_or_inconsistent_kwargs_are_refused(tmp_path: Path, shared
 
 
 def test_snapshot_without_constructor_record_is_refused(tmp_path: Path, shared_dir: Path,
-                                                        official_modules: types.SimpleNamespace) -> None:  # noqa: F811
+                                                        official_modules: types.SimpleNamespace) -> None:
     state, _, _, _ = _golden(shared_dir, "nvlabs_stylegan3t_32")
     path = tmp_path / "snapshot.pkl"
     _write_snapshot(path, official_modules, state, None)
@@ -121,7 +78,7 @@ def test_snapshot_without_constructor_record_is_refused(tmp_path: Path, shared_d
 
 
 def test_weights_import_then_use_by_name(tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                         official_modules: types.SimpleNamespace) -> None:  # noqa: F811
+                                         official_modules: types.SimpleNamespace) -> None:
     state, kwargs, inputs, outputs = _golden(shared_dir, "nvlabs_stylegan3r_32")
     source = tmp_path / "stylegan3-r-mine.pkl"
     _write_snapshot(source, official_modules, state, kwargs)
@@ -144,7 +101,7 @@ FAST = ["--iterations", "2", "--codes", "2", "--device", "cpu", "--json"]
 
 
 def test_every_task_runs_an_imported_stylegan3(tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                               official_modules: types.SimpleNamespace) -> None:  # noqa: F811
+                                               official_modules: types.SimpleNamespace) -> None:
     """A small random 64x64 StyleGAN3-r pickle, imported, then every task by --generator (per-family defaults)."""
     import numpy as np
     from PIL import Image

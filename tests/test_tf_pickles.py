@@ -1,12 +1,11 @@
 """Official TensorFlow network pickles (PGGAN ``tfutil.Network``, StyleGAN / StyleGAN2
 ``dnnlib.tflib.network.Network``), read without TensorFlow and without running their code.
 
-No official pickle is available here, so every test writes one in exactly the official format:
-``pickle.dump((G, D, Gs), protocol=4)`` of objects whose class is ``tfutil.Network`` /
-``dnnlib.tflib.network.Network`` (stand-in classes registered under those module names while writing)
-and whose ``__getstate__`` is the official state dict (``version``, ``name``, ``static_kwargs``,
-``components``, ``build_module_src``, ``build_func_name``, ``variables``). ``build_module_src`` holds code
-that would create a marker file if it were ever executed.
+No official pickle is available here, so every test writes one in exactly the official format with the
+writers of :mod:`bench.official_formats` (shared with ``python -m bench.full_size``): ``pickle.dump((G, D, Gs),
+protocol=4)`` of ``tfutil.Network`` / ``dnnlib.tflib.network.Network`` stand-ins whose ``__getstate__`` is the
+official state dict. Here ``build_module_src`` holds code that would create a marker file if it were ever
+executed.
 """
 
 from __future__ import annotations
@@ -14,11 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
-import sys
-import types
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +22,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.official_formats import SG2_FUNCS, SG_FUNCS, write_tf_pggan, write_tf_style
+from bench.official_formats import randomised as _randomised
 from mgan_cli.errors import UnknownFormatError, UnsafePickleError
-from mgan_cli.generators import ARCHITECTURES
 from mgan_cli.generators.layers import pixel_norm
 from mgan_cli.weights.formats import READERS, build, tf_pggan, tf_stylegan, tf_stylegan2
 
 ATOL_ROUND_TRIP = 1e-6
 ATOL_GOLDEN = 1e-4
-FIXED_BUFFERS = ("lod", "blur.kernel", "filter.kernel", "upsample.kernel")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,103 +40,7 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-# ---- writing pickles in the official format ------------------------------------------------------------------
-
-class _Network:
-    """Pickles like the official ``Network``: NEWOBJ of the class, then BUILD with ``__getstate__()``."""
-
-    def __init__(self, state: dict[str, Any]) -> None:
-        self._state = state
-
-    def __getstate__(self) -> dict[str, Any]:
-        return self._state
-
-
-@contextmanager
-def _official_classes() -> Iterator[dict[str, type]]:
-    """Stand-ins registered as ``tfutil.Network`` and ``dnnlib.tflib.network.Network`` while pickling."""
-    tfutil_cls = type("Network", (_Network,), {"__module__": "tfutil", "__qualname__": "Network"})
-    dnnlib_cls = type("Network", (_Network,), {"__module__": "dnnlib.tflib.network", "__qualname__": "Network"})
-    modules = {name: types.ModuleType(name) for name in ("tfutil", "dnnlib", "dnnlib.tflib", "dnnlib.tflib.network")}
-    modules["tfutil"].Network = tfutil_cls  # type: ignore[attr-defined]
-    modules["dnnlib.tflib.network"].Network = dnnlib_cls  # type: ignore[attr-defined]
-    saved = {name: sys.modules.get(name) for name in modules}
-    sys.modules.update(modules)
-    try:
-        yield {"tfutil": tfutil_cls, "dnnlib": dnnlib_cls}
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
-
-
-def _evil_source(marker: Path, func: str) -> str:
-    return f"import os\nos.system('touch {marker}')\n\ndef {func}(*args, **kwargs):\n    pass\n"
-
-
-def _state(version: int, name: str, func: str, kwargs: dict, variables: Mapping[str, Any], marker: Path,
-           components: dict | None = None) -> dict[str, Any]:
-    state: dict[str, Any] = {"version": version, "name": name, "static_kwargs": dict(kwargs)}
-    if components is not None:
-        state["components"] = components
-    state.update(build_module_src=_evil_source(marker, func), build_func_name=func,
-                 variables=list(variables.items()))
-    return state
-
-
-def _discriminator(cls: type, version: int, func: str, marker: Path) -> _Network:
-    weight = np.random.default_rng(0).standard_normal((4, 1), np.float32)
-    return cls(_state(version, "D", func, {"resolution": 32}, {"4x4/Dense1/weight": weight}, marker))
-
-
-def write_tf_pggan(path: Path, variables: Mapping[str, Any], kwargs: dict, marker: Path) -> None:
-    """``(G, D, Gs)`` of version-2 ``tfutil.Network`` states (G_paper)."""
-    with _official_classes() as classes:
-        cls = classes["tfutil"]
-        nets = tuple(cls(_state(2, name, "G_paper", kwargs, variables, marker)) for name in ("G", "Gs"))
-        data = (nets[0], _discriminator(cls, 2, "D_paper", marker), nets[1])
-        path.write_bytes(pickle.dumps(data, protocol=4))
-
-
-def write_tf_style(path: Path, variables: Mapping[str, Any], kwargs: dict, marker: Path, version: int,
-                   funcs: tuple[str, str, str], num_layers: int) -> None:
-    """``(G, D, Gs)`` of ``dnnlib.tflib.network.Network`` states: Gs with ``mapping`` / ``synthesis`` components."""
-    main_func, mapping_func, synthesis_func = funcs
-    own = {k: v for k, v in variables.items() if "/" not in k or k.split("/", 1)[0] not in ("mapping", "synthesis")}
-    parts = {c: {k.split("/", 1)[1]: v for k, v in variables.items() if k.startswith(c + "/")}
-             for c in ("mapping", "synthesis")}
-    with _official_classes() as classes:
-        cls = classes["dnnlib"]
-
-        def generator(name: str) -> _Network:
-            components = {
-                "synthesis": cls(_state(version, "G_synthesis", synthesis_func, kwargs, parts["synthesis"], marker)),
-                "mapping": cls(_state(version, "G_mapping", mapping_func, {**kwargs, "dlatent_broadcast": num_layers},
-                                      parts["mapping"], marker)),
-            }
-            return cls(_state(version, name, main_func, kwargs, own, marker, components))
-
-        data = (generator("G"), _discriminator(cls, version, "D_basic", marker), generator("Gs"))
-        path.write_bytes(pickle.dumps(data, protocol=4))
-
-
 # ---- helpers ---------------------------------------------------------------------------------------------------
-
-def _randomised(architecture: str, config: dict, seed: int) -> torch.nn.Module:
-    """``ARCHITECTURES[architecture](**config)`` with every weight, bias and noise buffer redrawn."""
-    torch.manual_seed(seed)
-    model = ARCHITECTURES.get(architecture)(**config)
-    state = model.state_dict()
-    gen = torch.Generator().manual_seed(seed)
-    for key, value in state.items():
-        if value.is_floating_point() and not key.endswith(FIXED_BUFFERS):
-            scale = 0.1 if "bias" in key or key.endswith("noise_strength") else 1.0
-            state[key] = torch.randn(value.shape, generator=gen) * scale
-    model.load_state_dict(state)
-    return model.freeze()
-
 
 def _maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max())
@@ -165,8 +64,6 @@ STYLE_KWARGS = {"num_channels": 3, "resolution": 32, "label_size": 0, "fmap_base
                 "latent_size": 16, "dlatent_size": 16, "mapping_fmaps": 16, "mapping_layers": 3}
 STYLEGAN2_CONFIG = {"resolution": 32, "z_dim": 16, "w_dim": 16, "image_channels": 3, "fmaps_base": 256,
                     "fmaps_max": 16, "num_mapping_layers": 3, "truncation_psi": 0.5, "truncation_layers": 8}
-SG_FUNCS = ("G_style", "G_mapping", "G_synthesis")
-SG2_FUNCS = ("G_main", "G_mapping", "G_synthesis_stylegan2")
 
 
 # ---- PGGAN -----------------------------------------------------------------------------------------------------
