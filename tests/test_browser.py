@@ -108,3 +108,31 @@ def test_sort_from_the_address_and_screenshot(page, run_folder, tmp_path) -> Non
         assert image.format == "PNG" and image.size == (1400, 1600)
         colours = np.asarray(image.convert("RGB").resize((140, 160))).reshape(-1, 3)
         assert len(np.unique(colours, axis=0)) > 50  # thumbnails, not a blank page
+
+
+def test_long_names_wrap_and_keep_every_thumbnail_on_screen(tmp_path) -> None:
+    """A very long file name wraps inside its cell: the table is no wider than the window, and every row's
+    thumbnails stay within it (a name cell that grew with its text pushed them off-screen)."""
+    import torch
+
+    from mgan_cli.report.html import write_html
+    from mgan_cli.report.thumbnails import THUMB_DIR, write_thumbnails
+
+    out = tmp_path / "out"
+    thumbs = out / THUMB_DIR
+    thumbs.mkdir(parents=True)
+    rows = []
+    for index, stem in enumerate(["x" * 240, "a-" * 60 + "b", "plain"]):
+        pixels = torch.full((3, 16, 16), 80 * index, dtype=torch.uint8)
+        write_thumbnails(thumbs, stem, {"input": pixels, "output": pixels})
+        rows.append({"input": str(tmp_path / f"{stem}.png"), "output": str(out / f"{stem}.png"), "status": "ok"})
+    page_file = write_html(out / "index.html", "long names", {}, {"images": 3}, rows, thumbs)
+    with Browser(CHROMIUM, tmp_path / "profile", width=900, height=900) as browser:
+        browser.open(page_file.as_uri())
+        browser.evaluate(WAIT_FOR_IMAGES)
+        width = browser.evaluate("document.documentElement.clientWidth")
+        rights = browser.evaluate("Array.from(document.querySelectorAll('#rows img'))"
+                                  ".map(i => i.getBoundingClientRect().right)")
+        table = browser.evaluate("document.getElementById('rows').getBoundingClientRect().right")
+    assert len(rights) == 6 and max(rights) <= width, (rights, width)
+    assert table <= width + 1
