@@ -28,6 +28,28 @@ def cubic(x: Tensor) -> Tensor:
     return inner + outer
 
 
+def _taps(in_length: int, out_start: int, out_stop: int, scale: float, antialiasing: bool,
+          device: torch.device | None) -> tuple[Tensor, Tensor]:
+    """For output positions ``out_start … out_stop - 1`` of MATLAB's bicubic resize along one axis: the input
+    positions each reads (0-based, mirrored into [0, in_length) like MATLAB's [1:n, n:-1:1] lookup) and their
+    normalised weights, both ``[out_stop - out_start, taps]``."""
+    kernel_width = 4.0
+    stretch = scale < 1 and antialiasing
+    if stretch:
+        kernel_width /= scale
+    x = torch.arange(out_start + 1, out_stop + 1, dtype=torch.float64, device=device)
+    u = x / scale + 0.5 * (1 - 1 / scale)
+    left = torch.floor(u - kernel_width / 2)
+    taps = math.ceil(kernel_width) + 2
+    indices = left[:, None] + torch.arange(taps, dtype=torch.float64, device=device)[None, :]
+    distance = u[:, None] - indices
+    weights = scale * cubic(distance * scale) if stretch else cubic(distance)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    period = 2 * in_length
+    folded = torch.remainder(indices.long() - 1, period)
+    return torch.where(folded < in_length, folded, period - 1 - folded), weights
+
+
 def resize_matrix(
     in_length: int,
     out_length: int,
@@ -38,22 +60,7 @@ def resize_matrix(
     device: torch.device | None = None,
 ) -> Tensor:
     """The ``[out_length, in_length]`` matrix of MATLAB's bicubic resize along one axis."""
-    kernel_width = 4.0
-    stretch = scale < 1 and antialiasing
-    if stretch:
-        kernel_width /= scale
-    x = torch.arange(1, out_length + 1, dtype=torch.float64, device=device)
-    u = x / scale + 0.5 * (1 - 1 / scale)
-    left = torch.floor(u - kernel_width / 2)
-    taps = math.ceil(kernel_width) + 2
-    indices = left[:, None] + torch.arange(taps, dtype=torch.float64, device=device)[None, :]
-    distance = u[:, None] - indices
-    weights = scale * cubic(distance * scale) if stretch else cubic(distance)
-    weights = weights / weights.sum(dim=1, keepdim=True)
-    # 1-based positions → 0-based, mirrored into [0, in_length) like MATLAB's [1:n, n:-1:1] lookup.
-    period = 2 * in_length
-    folded = torch.remainder(indices.long() - 1, period)
-    folded = torch.where(folded < in_length, folded, period - 1 - folded)
+    folded, weights = _taps(in_length, 0, out_length, scale, antialiasing, device)
     matrix = torch.zeros(out_length, in_length, dtype=torch.float64, device=device)
     matrix.scatter_add_(1, folded, weights)
     return matrix.to(dtype)
@@ -71,23 +78,9 @@ def resize_window(
 ) -> tuple[Tensor, int]:
     """Rows ``out_start … out_stop - 1`` of :func:`resize_matrix` (``in_length`` → ``ceil(in_length · scale)``),
     restricted to the input positions they read: ``(matrix [out_stop - out_start, span], first input)``.
-    The weights are computed exactly as :func:`resize_matrix` computes them, so a resize done window by
-    window (bounded memory) gives the whole resize's values."""
-    kernel_width = 4.0
-    stretch = scale < 1 and antialiasing
-    if stretch:
-        kernel_width /= scale
-    x = torch.arange(out_start + 1, out_stop + 1, dtype=torch.float64, device=device)
-    u = x / scale + 0.5 * (1 - 1 / scale)
-    left = torch.floor(u - kernel_width / 2)
-    taps = math.ceil(kernel_width) + 2
-    indices = left[:, None] + torch.arange(taps, dtype=torch.float64, device=device)[None, :]
-    distance = u[:, None] - indices
-    weights = scale * cubic(distance * scale) if stretch else cubic(distance)
-    weights = weights / weights.sum(dim=1, keepdim=True)
-    period = 2 * in_length
-    folded = torch.remainder(indices.long() - 1, period)
-    folded = torch.where(folded < in_length, folded, period - 1 - folded)
+    The weights are those :func:`resize_matrix` uses, so a resize done window by window (bounded memory) gives
+    the whole resize's values."""
+    folded, weights = _taps(in_length, out_start, out_stop, scale, antialiasing, device)
     first = int(folded.min())
     span = int(folded.max()) - first + 1
     matrix = torch.zeros(out_stop - out_start, span, dtype=torch.float64, device=device)
