@@ -12,7 +12,7 @@ sum to at most 8 minutes; start-up of the machine is not included):
 5. ``metrics-oom``: a forced CUDA out-of-memory in the metrics (images restored, metrics null);
 6. ``reference loop``: ``python -m bench --configs pggan256`` (PGGAN-256, ℓ = 8, N = 20): images per hour
    against the reference loop at equal final PSNR, achieved TFLOP/s and its share of the bf16 peak;
-7. ``torchrun gloo``: 2 processes on one GPU (``--device cuda:0``), gloo process group.
+7. ``torchrun shards``: 2 processes on one GPU (``--device cuda:0``), each rank its own shard (no process group).
 
 then appends one table to ``BENCHMARKS.md``: the device, torch and CUDA versions, the commit, the date, and
 per step its command, outcome, wall time and result, followed by the benchmark's own tables. Without CUDA it
@@ -45,7 +45,7 @@ PROBES = ("reduce-overhead", "stylegan3-step", "precision", "auto-batch", "metri
 #: wall-clock limits in seconds per step; they sum to at most 8 minutes (a device check must fit ~15 minutes
 #: of device time with the machine's start-up and a rerun)
 LIMITS = {"reduce-overhead": 100, "stylegan3-step": 45, "precision": 75, "auto-batch": 45, "metrics-oom": 40,
-          "reference loop": 120, "torchrun gloo": 50}
+          "reference loop": 120, "torchrun shards": 50}
 TOTAL_LIMIT = 8 * 60
 
 
@@ -152,7 +152,7 @@ def steps(tmp: Path, bench_args: str, bench_md: Path) -> list[Step]:
     return [*probes,
             Step("reference loop", [python, "-m", "bench", "--device", "cuda", *shlex.split(bench_args),
                                     "--out", str(bench_md)]),
-            Step("torchrun gloo", torchrun)]
+            Step("torchrun shards", torchrun)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     device = torch.cuda.get_device_name(0)
     summaries = {name: probe_summary for name in PROBES}
-    summaries.update({"reference loop": lambda out: "tables below", "torchrun gloo": invert_summary})
+    summaries.update({"reference loop": lambda out: "tables below", "torchrun shards": invert_summary})
     with tempfile.TemporaryDirectory(prefix="mgan-gpu-check-") as tmp:
         bench_md = Path(tmp) / "bench.md"
         planned = steps(Path(tmp), args.bench_args, bench_md)

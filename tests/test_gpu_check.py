@@ -29,7 +29,7 @@ def test_its_commands_parse_and_fit_in_eight_minutes(tmp_path: Path) -> None:
     args = parse_args(["--device", "cuda", *gpu_check.BENCH_ARGS, "--out", "x.md"])
     assert args.device == "cuda" and args.configs == "pggan256" and args.iterations >= 10
     planned = gpu_check.steps(tmp_path, " ".join(gpu_check.BENCH_ARGS), tmp_path / "b.md")
-    assert [s.name for s in planned] == [*gpu_check.PROBES, "reference loop", "torchrun gloo"]
+    assert [s.name for s in planned] == [*gpu_check.PROBES, "reference loop", "torchrun shards"]
     assert set(gpu_check.PROBES) == set(PROBES)
     torchrun = planned[-1].command
     invert = main.commands["invert"]
