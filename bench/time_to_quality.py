@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 import mgan_cli as mgan
+from bench.harness import celeba_face
 
 FACES = ("182690.jpg", "182693.jpg", "182696.jpg", "182699.jpg")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -66,14 +67,6 @@ class Point:
     seconds: float  # wall time per image
     psnr: float  # means over the faces
     lpips: float
-
-
-def celeba_face(path: Path, size: int = 64) -> Image.Image:
-    """A CelebA photo framed as the dataset does: centre square crop, bicubic resize."""
-    image = Image.open(path).convert("RGB")
-    side = min(image.size)
-    left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2
-    return image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
 
 
 def observations(task: str, faces: list[Image.Image]) -> tuple[list[Image.Image], list[Image.Image] | None]:
@@ -162,7 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     generator = mgan.load_generator(args.generator)
-    faces = [celeba_face(SHARED / "data" / "celeba64" / name) for name in FACES]
+    faces = [celeba_face(SHARED / "data" / "celeba64" / name, 64) for name in FACES]
     originals = torch.stack([torch.from_numpy(np.asarray(f).copy()).permute(2, 0, 1) for f in faces])
     from mgan_cli.encoder import load_encoder
 

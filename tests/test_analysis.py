@@ -150,3 +150,25 @@ def test_analyze_exits_2_when_every_input_fails_and_names_each_path_once(tmp_pat
     assert result.exit_code == 2, result.output
     warning = next(line for line in result.stderr.splitlines() if "skipped" in line)
     assert warning.count(str(tmp_path / "a.png")) == 1, warning
+
+
+def test_analyze_shards_split_the_images_of_every_pair_and_merge(shared_dir, tmp_path) -> None:
+    """``--shard I/N``: each shard analyses its own share of the images for every pair, no image twice, and the
+    last shard's ``analysis.json`` holds the rows of both."""
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for photo in sorted((shared_dir / "data" / "celeba64").glob("*.jpg"))[:4]:
+        celeba_face(photo).save(faces / f"{photo.stem}.png")
+    out = tmp_path / "analysis"
+    common = ["analyze", str(faces), "-o", str(out), "--layers", "2", "--codes", "1", "--iterations", "1",
+              "--device", "cpu", "--quiet", "--perceptual-weight", "0"]
+    made: list[set[str]] = []
+    for shard in ("0/2", "1/2"):
+        result = CliRunner().invoke(main, [*common, "--shard", shard], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        rows = json.loads((out / "analysis.json").read_text())["rows"]
+        made.append({Path(r["input"]).name for r in rows} - set().union(*made))
+    assert all(made) and made[0].isdisjoint(made[1])
+    assert made[0] | made[1] == {p.name for p in faces.iterdir()}
+    rows = json.loads((out / "analysis.json").read_text())["rows"]
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)

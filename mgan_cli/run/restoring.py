@@ -188,7 +188,8 @@ class BatchRestorer:
                                          list(seeds), mask=masks, progress=on_progress, options=self.engine,
                                          warn=self.on_warning, initial_codes=None if start is None else start.codes,
                                          initial_upper=None if start is None else start.upper)
-        after = self._after_inversion(result, observed, masks, seeds) if self.extras.needed else None
+        inversions = self.inversions_of(result)
+        after = self._after_inversion(result, inversions, observed, masks, seeds) if self.extras.needed else None
         images = self.degradation.finalize(result.images, self.observed_full(observed), masks)
         steps = result.steps.tolist() if result.steps is not None else [iterations] * len(seeds)
         losses = [float(v) for v in result.losses]
@@ -199,8 +200,8 @@ class BatchRestorer:
                     for at, loss in zip(diverged, losses, strict=True)]
         for b, extra in enumerate(after or []):
             failures[b] = failures[b] or extra.failure
-        inversions = [inversion.to("cpu") for inversion in self.inversions_of(result)]
-        return RestoredBatch(to_uint8(images).cpu(), losses, steps, failures, after, inversions)
+        return RestoredBatch(to_uint8(images).cpu(), losses, steps, failures, after,
+                             [inversion.to("cpu") for inversion in inversions])
 
     def inversions_of(self, result: InversionResult) -> list[Inversion]:
         """Each image's :class:`Inversion` in ``result`` (views of its tensors, on the device)."""
@@ -226,14 +227,14 @@ class BatchRestorer:
             self._encoder = load_encoder(self.preset.generator)
         return self._encoder
 
-    def _after_inversion(self, result: InversionResult, observed: torch.Tensor, masks: torch.Tensor | None,
-                         seeds: Sequence[int]) -> list[AfterInversion]:
+    def _after_inversion(self, result: InversionResult, inversions: Sequence[Inversion], observed: torch.Tensor,
+                         masks: torch.Tensor | None, seeds: Sequence[int]) -> list[AfterInversion]:
         """Per image: tune a private copy of the generator (re-rendering the image and its loss in
         ``result``), and render the edit frames; see :mod:`mgan_cli.run.extras`."""
         extras = self.extras
         autocast = tuning_autocast(self.engine.precision)
         done = []
-        for b, (seed, inversion) in enumerate(zip(seeds, self.inversions_of(result), strict=True)):
+        for b, (seed, inversion) in enumerate(zip(seeds, inversions, strict=True)):
             generator, tuned_state = self.generator, None
             mask = None if masks is None else masks[b]
             if extras.tuning.steps > 0:
