@@ -42,6 +42,7 @@ from mgan_cli.edit import boundaries, latents
 from mgan_cli.edit import directions as directions_lib
 from mgan_cli.edit.directions import Directions
 from mgan_cli.edit.frames import Direction, render_frames
+from mgan_cli.encoder.warm_start import resolve_start
 from mgan_cli.errors import ConfigurationError, InputValueError
 from mgan_cli.generators import Generator
 from mgan_cli.run.extras import RunExtras
@@ -128,8 +129,10 @@ class Restorer:
         resolved = apply_overrides(chosen, **overrides)
         if resolved.task != task:
             raise ConfigurationError(f"preset {resolved.name!r} is for `mgan {resolved.task}`, not `mgan {task}`")
-        if not isinstance(generator, Generator) or generator.weights_name is not None:
+        named = not isinstance(generator, Generator) or generator.weights_name is not None
+        if named:
             check_preset_fits(resolved)  # layer, space, scale against the named generator: refused before loading
+        resolved = resolve_start(resolved, named=named)  # init auto: the encoder where one is trained
         self.task = TASKS.get(task)
         self.device = resolve_device(str(device))
         self.engine = EngineOptions.for_device(self.device, precision, compile, channels_last)

@@ -10,6 +10,7 @@ import json
 import pickle
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -170,11 +171,11 @@ def test_stylegan_start_uses_predicted_wplus_rows_and_upper_latent(tmp_path):
     w_avg = generator.truncation.w_avg
     for space in ("w+", "w"):
         settings = InversionSettings(codes=5, layer=layer, space=space, iterations=0)
-        start = encoder_initial_state(loaded, generator, images, Identity(), settings, [1, 2], noise_scale=0.0)
+        start = encoder_initial_state(loaded, generator, images, Identity(), replace(settings, init_noise=0.0), [1, 2])
         centre = predicted if space == "w+" else predicted[:, :layer].mean(dim=1)
         torch.testing.assert_close(start.codes, centre[:, None].expand_as(start.codes))
         torch.testing.assert_close(start.upper, predicted[:, layer:])
-        noisy = encoder_initial_state(loaded, generator, images, Identity(), settings, [1, 2], noise_scale=1.0)
+        noisy = encoder_initial_state(loaded, generator, images, Identity(), replace(settings, init_noise=1.0), [1, 2])
         rng = torch.Generator().manual_seed(2)  # image 1's noise is the random start's own draw from its seed
         torch.testing.assert_close(noisy.codes[1] - centre[1], generator.sample_codes(5, rng, space) - w_avg)
         result = invert(generator, images, Identity(), ReconstructionLoss(perceptual_weight=0), settings, [1, 2],

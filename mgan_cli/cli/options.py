@@ -20,7 +20,7 @@ _TYPE_NAMES = {"int": "integer", "float": "float", "choice": "choice", "bool": "
 _HELP = {"scale": "Up-scaling factor s: inputs are (resolution/s) pixels square."}
 #: the flags every task takes, in --help order (``--scale`` and ``--paste-known`` only where the task has them)
 COMMON_OVERRIDES = ("codes", "layer", "iterations", "lr", "optimizer", "perceptual_weight", "seed", "init",
-                    "batch_size")
+                    "init_noise", "batch_size")
 
 
 class SettingType(click.ParamType):

@@ -27,7 +27,7 @@ from mgan_cli.utils.resources import presets_dir
 SETTING_BLOCKS: dict[str, str] = {
     "codes": "inversion", "layer": "inversion", "space": "inversion", "composition": "inversion",
     "iterations": "inversion", "optimizer": "inversion", "lr": "inversion", "alpha_lr": "inversion",
-    "schedule": "inversion", "perceptual_weight": "loss", "perceptual_resolution": "loss",
+    "schedule": "inversion", "init": "inversion", "perceptual_weight": "loss", "perceptual_resolution": "loss",
     "batch_size": "top", "scale": "degradation", "mode": "degradation", "paste_known": "degradation",
     "feature_resolution": "layer-rule",
 }

@@ -291,6 +291,7 @@ OVERRIDE_TARGETS: dict[str, tuple[str | None, str]] = {
     "lr": ("inversion", "lr"),
     "optimizer": ("inversion", "optimizer"),
     "init": ("inversion", "init"),
+    "init_noise": ("inversion", "init_noise"),
     "perceptual_weight": ("loss", "perceptual_weight"),
     "seed": (None, "seed"),
     "batch_size": (None, "batch_size"),

@@ -77,8 +77,10 @@ MAX_ITERATIONS = 1_000_000
 MAX_LR = 1e30
 
 
-#: how codes start: ``random`` (seeded draws) or ``encoder`` (a warm start handed in as ``initial_codes``)
-INITS = ("random", "encoder")
+#: how codes start: ``random`` (seeded draws), ``encoder`` (a warm start handed in as ``initial_codes``), or
+#: ``auto`` (the encoder where one is trained for the generator, else random: resolved before the engine runs, by
+#: :func:`mgan_cli.encoder.resolve_start`)
+INITS = ("auto", "random", "encoder")
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,13 @@ class InversionSettings:
     early_stop_tolerance: float = setting(1e-3, ValueSpec("float", minimum=0, maximum=1e6))
     init: str = setting("random", ValueSpec("choice", choices=INITS),
                         "How each image's codes start: random (seeded), or encoder (a warm start predicted by the "
-                        "generator's encoder, `mgan encoder train`; the caller passes it as initial_codes).")
+                        "generator's encoder, `mgan encoder train`; the caller passes it as initial_codes), or auto "
+                        "(encoder where one is trained, else random).")
+    init_noise: float = setting(0.25, ValueSpec("float", minimum=0, maximum=10),
+                                "Encoder start: scale of each code's seeded random draw around the prediction.")
+    encoder_iterations: int | None = setting(
+        None, ValueSpec("int", minimum=0, maximum=MAX_ITERATIONS, nullable=True),
+        "Iterations when the codes start from the encoder (null: iterations; an --iterations flag wins).")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -436,12 +444,14 @@ def invert(
     is reported in ``diverged_at``; the others go on, unaffected (rows never interact). Under fp16 a
     gradient overflow skips only that image's step (``overflow_skips``; see the module docstring).
     ``initial_codes`` / ``initial_upper``: a warm start instead of the seeded codes / upper latents (see
-    :func:`initial_state`). ``settings.init == "encoder"`` requires ``initial_codes``.
+    :func:`initial_state`). ``settings.init == "encoder"`` requires ``initial_codes``; ``auto`` must be resolved first.
     """
     batch = check_shape(observed, "B 3 H W", "observed")["B"]
     if settings.init == "encoder" and initial_codes is None:
         raise ConfigurationError("init 'encoder' needs the warm start as initial_codes "
                                  "(mgan_cli.encoder.encoder_initial_state)")
+    if settings.init == "auto":
+        raise ConfigurationError("init 'auto' is resolved before inverting (mgan_cli.encoder.resolve_start)")
     if mask is not None:
         check_shape(mask, "B 1 R R", "mask", B=batch, R=generator.resolution)
     if len(seeds) != batch:

@@ -4,20 +4,15 @@
 * :mod:`~mgan_cli.encoder.augment`: its input, from any task's observed image, and the training augmentations;
 * :mod:`~mgan_cli.encoder.model`: the network; :mod:`~mgan_cli.encoder.training`: resumable training;
 * :mod:`~mgan_cli.encoder.storage`: the cache folder beside the generator's sha256, read through safetensors only;
-* :mod:`~mgan_cli.encoder.warm_start`: the initial codes for ``invert(..., initial_codes=, initial_upper=)``.
+* :mod:`~mgan_cli.encoder.warm_start`: the initial codes for ``invert(..., initial_codes=, initial_upper=)``, and
+  :func:`resolve_start`, which decides ``init: auto`` and the encoder recipe's iterations.
 """
 
 from mgan_cli.core.engine import INITS
 from mgan_cli.encoder.storage import LoadedEncoder, list_encoders, read_encoder
 from mgan_cli.encoder.training import Budget, TrainingSettings, default_minutes, train_encoder
-from mgan_cli.encoder.warm_start import (
-    NOISE_SCALE,
-    WarmStart,
-    encoder_initial_state,
-    init_fingerprint,
-    load_encoder,
-)
+from mgan_cli.encoder.warm_start import WarmStart, encoder_initial_state, has_encoder, load_encoder, resolve_start
 
-__all__ = ["INITS", "NOISE_SCALE", "Budget", "LoadedEncoder", "TrainingSettings", "WarmStart", "default_minutes",
-           "encoder_initial_state", "init_fingerprint", "list_encoders", "load_encoder", "read_encoder",
+__all__ = ["INITS", "Budget", "LoadedEncoder", "TrainingSettings", "WarmStart", "default_minutes",
+           "encoder_initial_state", "has_encoder", "list_encoders", "load_encoder", "read_encoder", "resolve_start",
            "train_encoder"]

@@ -1,6 +1,6 @@
 """The warm start: each image's N codes begin at the encoder's prediction for its observed image.
 
-For image b with seed s_b, the codes are ``c(ê_b) + noise_scale · (ε_b − centre)`` where ê_b is the encoder's
+For image b with seed s_b, the codes are ``c(ê_b) + init_noise · (ε_b − centre)`` where ê_b is the encoder's
 prediction from the observed image (through the task's degradation, see :func:`observed_input`), c maps it to
 the engine's latent space (:mod:`mgan_cli.encoder.targets`), and ε_b are exactly the codes the random start
 draws from seed s_b (``generator.sample_codes``), so runs stay reproducible. Each image is encoded on its own,
@@ -10,27 +10,23 @@ prediction's rows above the composing layer; α starts at 1/N as usual.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
+from mgan_cli.config.presets import Preset
 from mgan_cli.core.degradations import Degradation
 from mgan_cli.core.engine import InversionSettings
 from mgan_cli.encoder.augment import observed_input
-from mgan_cli.encoder.storage import LoadedEncoder, encoder_folder, read_encoder, train_hint
+from mgan_cli.encoder.storage import WEIGHTS_FILE, LoadedEncoder, encoder_folder, read_encoder, train_hint
 from mgan_cli.encoder.targets import TARGETS
 from mgan_cli.encoder.training import default_minutes
-from mgan_cli.errors import EncoderNotFoundError
+from mgan_cli.errors import EncoderNotFoundError, MganError
 from mgan_cli.generators.base import Generator
 from mgan_cli.utils.shapes import check_shape
 from mgan_cli.weights.store import WeightStore, default_store
-
-#: scale of the seeded noise around the prediction (the issue's prototype: 0.5; to be set from measurements)
-NOISE_SCALE = 0.5
-
-#: the ``--init`` choices
 
 
 @dataclass
@@ -71,9 +67,10 @@ def predict(loaded: LoadedEncoder, observed: torch.Tensor, degradation: Degradat
 
 def encoder_initial_state(loaded: LoadedEncoder, generator: Generator, observed: torch.Tensor,
                           degradation: Degradation, settings: InversionSettings, seeds: Sequence[int], *,
-                          mask: torch.Tensor | None = None, noise_scale: float = NOISE_SCALE) -> WarmStart:
-    """The warm start of ``observed`` ``[B, 3, r, r]`` (see the module docstring); pass its ``codes`` and
-    ``upper`` to ``invert(..., initial_codes=, initial_upper=)``. ``mask`` ``[B, 1, R, R]``, 1 = missing."""
+                          mask: torch.Tensor | None = None) -> WarmStart:
+    """The warm start of ``observed`` ``[B, 3, r, r]`` (see the module docstring; the noise scale is
+    ``settings.init_noise``); pass its ``codes`` and ``upper`` to ``invert(..., initial_codes=, initial_upper=)``.
+    ``mask`` ``[B, 1, R, R]``, 1 = missing."""
     batch = check_shape(observed, "B 3 H H", "observed")["B"]
     if len(seeds) != batch:
         raise ValueError(f"need one seed per image: {len(seeds)} seeds for {batch} images")
@@ -85,16 +82,35 @@ def encoder_initial_state(loaded: LoadedEncoder, generator: Generator, observed:
     for seed in seeds:
         rng = torch.Generator().manual_seed(int(seed))
         noise.append(generator.sample_codes(settings.codes, rng, settings.space).float().cpu() - offset)
-    codes = centre[:, None] + noise_scale * torch.stack(noise)
+    codes = centre[:, None] + settings.init_noise * torch.stack(noise)
     upper = target.upper(generator, prediction, settings.layer)
     return WarmStart(codes.to(observed.device), None if upper is None else upper.to(observed.device))
 
 
-def init_fingerprint(init: str, loaded: LoadedEncoder | None, noise_scale: float = NOISE_SCALE) -> dict[str, Any]:
-    """What the start contributes to a run's settings fingerprint: ``{"init": "random"}``, or the encoder's
-    checksum and the noise scale as well, so that reruns with another encoder or scale clash."""
-    if init == "random":
-        return {"init": "random"}
-    if loaded is None:
-        raise ValueError("init 'encoder' needs the loaded encoder")
-    return {"init": init, "encoder_sha256": loaded.sha256, "noise_scale": noise_scale}
+def has_encoder(generator_name: str, store: WeightStore | None = None) -> bool:
+    """Whether an encoder file is stored for the weights ``generator_name`` names (it is verified when loaded)."""
+    from mgan_cli.weights.importing import generator_identity
+
+    store = store or default_store()
+    try:
+        _, _, sha = generator_identity(generator_name, store)
+    except MganError:
+        return False
+    return sha is not None and (encoder_folder(sha, store.home) / WEIGHTS_FILE).is_file()
+
+
+def resolve_start(preset: Preset, store: WeightStore | None = None, *, named: bool = True) -> Preset:
+    """``preset`` with its start decided: ``init: auto`` becomes ``encoder`` where an encoder is trained for the
+    preset's generator (and ``named``: a generator read from a file has none), else ``random``. With the encoder
+    start, ``encoder_iterations`` (when set, and unless ``iterations`` was given as an override) becomes the
+    number of iterations: the task's recipe measured for that start (BENCHMARKS.md, "Time to quality"). The
+    result has ``encoder_iterations`` None, so its settings say exactly what runs."""
+    inversion = preset.inversion
+    init = inversion.init
+    if init == "auto":
+        init = "encoder" if named and has_encoder(preset.generator, store) else "random"
+    iterations = inversion.iterations
+    if init == "encoder" and inversion.encoder_iterations is not None and "iterations" not in preset.overrides:
+        iterations = inversion.encoder_iterations
+    resolved = dataclasses.replace(inversion, init=init, iterations=iterations, encoder_iterations=None)
+    return dataclasses.replace(preset, inversion=resolved)

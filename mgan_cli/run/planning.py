@@ -63,7 +63,7 @@ def settings_fingerprint(job: Job) -> dict[str, Any]:
     saved latents, edit frames), as plain data."""
     preset = job.preset.to_dict()
     settings = {"task": job.task.name, "generator": preset["generator"], "degradation": preset["degradation"],
-                "inversion": preset["inversion"], "loss": preset["loss"], "seed": preset["seed"],
+                "inversion": warm_start_free(preset["inversion"]), "loss": preset["loss"], "seed": preset["seed"],
                 "weights_sha256": dict(sorted(job.weights_sha256.items())), "resize": job.resize,
                 "precision": job.engine.precision}
     if job.extras.tuning.steps > 0:  # a tuned generator renders other pixels
@@ -79,6 +79,16 @@ def settings_fingerprint(job: Job) -> dict[str, Any]:
                             "rows": None if edit.rows is None else [edit.rows.start, edit.rows.stop],
                             "move_upper": edit.move_upper}
     return settings
+
+
+def warm_start_free(inversion: dict[str, Any]) -> dict[str, Any]:
+    """A resolved preset's ``inversion`` block without the fields that do not change its pixels: the encoder's
+    iterations (already resolved into ``iterations``, :func:`mgan_cli.encoder.resolve_start`) and, for a random
+    start, the encoder start's noise scale (so outputs recorded before these fields existed still match)."""
+    kept = {k: v for k, v in inversion.items() if k != "encoder_iterations"}
+    if kept.get("init") == "random":
+        kept.pop("init_noise", None)
+    return kept
 
 
 def _sha256_file(path: Path) -> str:
