@@ -545,6 +545,18 @@ def test_edit_from_latents_never_replaces_another_runs_report(saved_latents: Pat
     assert (inv / "report.json").read_text() == before and not (inv / "strips").exists()
 
 
+def test_an_edit_overwritten_with_other_strengths_keeps_no_stale_frames(face: Path, tmp_path: Path) -> None:
+    out = tmp_path / "E"
+    args = ["edit", str(face), "-o", str(out), "--direction", "sefa:0", *FAST]
+    assert run(*args, "--strengths", "0,1").exit_code == 0
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["a_0.png", "a_1.png"]
+    result = run(*args, "--strengths", "0,2", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["a_0.png", "a_2.png"]
+    (row,) = json.loads((out / "report.json").read_text())["images"]
+    assert [Path(frame["path"]).name for frame in row["frames"]] == ["a_0.png", "a_2.png"]
+
+
 # -- 8. each latents file is edited with its own generator's direction ---------------------------------
 def test_edit_from_latents_of_two_generators_uses_each_ones_direction(saved_latents: Path, face: Path,
                                                                        tmp_path: Path) -> None:
