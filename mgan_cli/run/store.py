@@ -149,9 +149,7 @@ def _remove_inside(output_dir: Path, path: Path) -> None:
         return
     try:
         os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except IsADirectoryError:
+    except (FileNotFoundError, IsADirectoryError):
         pass
     except OSError as exc:
         raise OutputError(f"{path}: cannot remove this file of a replaced output ({exc.strerror or exc})") from None
