@@ -537,12 +537,61 @@ def test_an_output_whose_latents_were_deleted_is_redone(face: Path, tmp_path: Pa
     assert latents_file.is_file()
 
 
-def test_edit_from_latents_never_replaces_another_runs_report(saved_latents: Path, tmp_path: Path) -> None:
-    inv = saved_latents.parent  # an invert run's OUT, with its run store and report
-    before = (inv / "report.json").read_text()
-    result = run("edit", "--from-latents", str(saved_latents), "-o", str(inv), "--direction", "sefa:1", "--quiet")
-    one_line_error(result, "run store")
-    assert (inv / "report.json").read_text() == before and not (inv / "strips").exists()
+def _edit_rows(out: Path) -> dict[str, dict]:
+    """report.json's rows of OUT by the file name of their input."""
+    return {Path(row["input"]).name: row for row in json.loads((out / "report.json").read_text())["images"]}
+
+
+def test_edit_from_latents_records_skips_and_clashes_like_every_task(saved_latents: Path, tmp_path: Path) -> None:
+    import shutil
+
+    inv = tmp_path / "inv"  # an invert run's OUT, with its run store and report
+    shutil.copytree(saved_latents.parent, inv)
+    (latents_file,) = (inv / "latents").glob("*.safetensors")
+    invert_row = _edit_rows(inv)["a.png"]
+    args = ["edit", "--from-latents", str(inv / "latents"), "-o", str(inv), "--direction", "sefa:1", "--quiet"]
+    first = run(*args, "--strengths", "0,1")
+    assert first.exit_code == 0, first.output
+    rows = _edit_rows(inv)
+    assert rows["a.png"]["status"] == "ok" and rows["a.png"]["output"] == invert_row["output"]
+    assert (inv / "a.png").is_file() and latents_file.is_file()
+    edited = rows[latents_file.name]
+    assert edited["status"] == "ok" and Path(edited["strip"]).is_file()
+    assert [frame["strength"] for frame in edited["frames"]] == [0.0, 1.0]
+    assert len(json.loads((inv / "report.json").read_text())["runs"]) == 2
+    strip_bytes = Path(edited["strip"]).read_bytes()
+
+    again = run(*args, "--strengths", "0,1")  # the same command: every file skipped
+    assert again.exit_code == 0 and "warning" not in again.output, again.output
+    rows = _edit_rows(inv)
+    assert rows[latents_file.name]["status"] == "skipped" and rows["a.png"]["status"] == "ok"
+    assert Path(edited["strip"]).read_bytes() == strip_bytes
+
+    other = run(*args, "--strengths", "0,2")  # other settings: a clash, one line per file, nothing replaced
+    assert other.exit_code == 2, other.output
+    (line,) = [line for line in other.stderr.splitlines() if line.startswith("mgan: warning:")]
+    assert str(latents_file) in line and "other settings" in line and "--overwrite" in line, line
+    assert not (inv / "frames" / "a_2.png").exists() and Path(edited["strip"]).read_bytes() == strip_bytes
+    assert _edit_rows(inv)[latents_file.name]["status"] in ("ok", "skipped")
+
+    replaced = run(*args, "--strengths", "0,2", "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    rows = _edit_rows(inv)
+    assert [frame["strength"] for frame in rows[latents_file.name]["frames"]] == [0.0, 2.0]
+    assert sorted(p.name for p in (inv / "frames").iterdir()) == ["a_0.png", "a_2.png"]  # a_1: the old record's
+    assert rows["a.png"]["status"] == "ok" and (inv / "a.png").is_file()
+
+
+def test_an_edit_overwritten_with_other_strengths_keeps_no_stale_frames(face: Path, tmp_path: Path) -> None:
+    out = tmp_path / "E"
+    args = ["edit", str(face), "-o", str(out), "--direction", "sefa:0", *FAST]
+    assert run(*args, "--strengths", "0,1").exit_code == 0
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["a_0.png", "a_1.png"]
+    result = run(*args, "--strengths", "0,2", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["a_0.png", "a_2.png"]
+    (row,) = json.loads((out / "report.json").read_text())["images"]
+    assert [Path(frame["path"]).name for frame in row["frames"]] == ["a_0.png", "a_2.png"]
 
 
 # -- 8. each latents file is edited with its own generator's direction ---------------------------------

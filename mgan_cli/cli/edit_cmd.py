@@ -36,7 +36,10 @@ or sefa:K / pca:K (direction K, from 0, computed for this generator). --conditio
 along B (InterFaceGAN's conditional editing; repeatable).
 
 With --from-latents DIR nothing is inverted: the .safetensors files that --save-latents wrote are rendered
-exactly as they were (with their tuned weights, if any); latents of another generator are refused.
+exactly as they were (with their tuned weights, if any); latents of another generator are refused. Each file
+is recorded in OUT's run store like any task's input (OUT may hold other runs, e.g. the invert run that saved
+the latents: the report shows them all); the same command again skips what is done, and other settings are
+refused for files already rendered unless --overwrite.
 
 \b
 Examples:
@@ -108,5 +111,6 @@ def _edit_saved(directory: Path, direction: str, strengths: str, conditions: tup
         channels_last=options.get("channels_last"),
         on_warning=lambda line: stderr_console.print(f"[yellow]mgan: warning:[/] {escape(line)}", soft_wrap=True))
     if not options.get("quiet"):
-        stderr_console.print(f"wrote {outcome.strips} strips to {output_dir / 'strips'} and {outcome.report}")
+        skipped = f" ({outcome.skipped} skipped: made with these settings already)" if outcome.skipped else ""
+        stderr_console.print(f"wrote {outcome.strips} strips to {output_dir / 'strips'}{skipped} and {outcome.report}")
     exit_for_failures(outcome.failed, len(outcome.rows))

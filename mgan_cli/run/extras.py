@@ -5,13 +5,18 @@
 Files (beside ``OUT/<stem>.png``): ``OUT/latents/<stem>.safetensors``; ``OUT/frames/<stem>_<strength>.png``
 (one per strength, e.g. ``face_-1.5.png``; the raw render x̂, strength 0 = the inversion) and
 ``OUT/strips/<stem>.png`` (the frames side by side). The report row gains ``latents``, ``frames``
-(``[{strength, path}]``) and ``strip``, and ``tuned_steps`` when the generator was tuned.
+(``[{strength, path}]``) and ``strip``, and ``tuned_steps`` when the generator was tuned. These files belong
+to the row (:func:`named_files`): when a record replaces an output's owner, the files only the replaced row
+named are removed (:meth:`mgan_cli.run.store.RunStore.put`), so no frame of an old strength outlives it.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mgan_cli.core.tuning import TuningSettings
 from mgan_cli.edit.frames import Direction, strength_name
@@ -57,3 +62,28 @@ def frame_paths(output_dir: Path, stem: str, strengths: tuple[float, ...]) -> li
 
 def strip_path(output_dir: Path, stem: str) -> Path:
     return output_dir / "strips" / f"{stem}.png"
+
+
+#: the folders of ``OUT`` whose files a row names, by the row's field
+NAMED_FOLDERS = {"frames": "frames", "strip": "strips", "latents": "latents"}
+
+
+def named_files(output_dir: Path, row: Mapping[str, Any]) -> set[Path]:
+    """The files beside its output that a stored row names (frames, strip, saved latents), each in its folder of
+    ``output_dir``. Only the file names are taken from the row, so a path stored relative to another working
+    folder (or a hostile one) never names a file elsewhere.
+
+    >>> sorted(map(str, named_files(Path("E"), {"frames": [{"path": "x/E/frames/a_0.png"}], "strip": "../a.png"})))
+    ['E/frames/a_0.png', 'E/strips/a.png']
+    """
+    named: list[tuple[str, object]] = []
+    frames = row.get("frames")
+    if isinstance(frames, list):
+        named += [("frames", frame.get("path")) for frame in frames if isinstance(frame, dict)]
+    named += [(key, row.get(key)) for key in ("strip", "latents")]
+    files: set[Path] = set()
+    for key, value in named:
+        name = os.path.basename(value) if isinstance(value, str) else ""
+        if name not in ("", ".", "..") and "\0" not in name:
+            files.add(output_dir / NAMED_FOLDERS[key] / name)
+    return files

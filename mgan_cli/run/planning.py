@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 
 from mgan_cli.errors import MganError
+from mgan_cli.run.extras import EditRequest
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job, image_seed
 from mgan_cli.run.records import ImageRecord
@@ -70,14 +72,8 @@ def settings_fingerprint(job: Job) -> dict[str, Any]:
         settings["tuning"] = dataclasses.asdict(job.extras.tuning)
     if job.extras.save_latents:  # an output the run writes
         settings["save_latents"] = True
-    edit = job.extras.edit
-    if edit is not None:  # the frames' pixels
-        # rounded, so that the same direction computed on another device (last-bit differences) still matches
-        vector = (edit.direction.vector.detach().double().cpu() * 1e5).round().to(torch.int64).numpy().tobytes()
-        settings["edit"] = {"direction": edit.direction.name, "space": edit.direction.space,
-                            "vector_sha256": hashlib.sha256(vector).hexdigest(), "strengths": list(edit.strengths),
-                            "rows": None if edit.rows is None else [edit.rows.start, edit.rows.stop],
-                            "move_upper": edit.move_upper}
+    if job.extras.edit is not None:  # the frames' pixels
+        settings["edit"] = edit_settings(job.extras.edit)
     return settings
 
 
@@ -91,7 +87,57 @@ def warm_start_free(inversion: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _sha256_file(path: Path) -> str:
+def edit_settings(edit: EditRequest) -> dict[str, Any]:
+    """What of an edit request decides its frames' pixels (the direction's vector by its sha256), as plain data
+    (``mgan edit INPUT...`` and ``mgan edit --from-latents`` both fingerprint edits with it)."""
+    # rounded, so that the same direction computed on another device (last-bit differences) still matches
+    vector = (edit.direction.vector.detach().double().cpu() * 1e5).round().to(torch.int64).numpy().tobytes()
+    return {"direction": edit.direction.name, "space": edit.direction.space,
+            "vector_sha256": hashlib.sha256(vector).hexdigest(), "strengths": list(edit.strengths),
+            "rows": None if edit.rows is None else [edit.rows.start, edit.rows.stop],
+            "move_upper": edit.move_upper}
+
+
+#: :func:`decide`'s answers
+REDO, SKIP, CLASH = "redo", "skip", "clash"
+
+
+def decide(exists: bool, owner: StoredImage | None, identity: Identity, overwrite: bool,
+           missing: Callable[[], bool]) -> str:
+    """What to do with an output (see the module docstring): :data:`REDO` it (nothing there yet, ``overwrite``,
+    or made from this input and settings but ``missing()`` one of its files), :data:`SKIP` it (made from this
+    input with these settings, every file there) or report a :data:`CLASH` (made otherwise, or by no recorded
+    run). ``exists``: a file of the output is there; ``owner``: the stored row that made it."""
+    if not exists:
+        return REDO
+    if owner is not None and owner.identity == identity and not overwrite:
+        return REDO if missing() else SKIP
+    return REDO if overwrite else CLASH
+
+
+def skipped_record(owner: StoredImage, path: Path, output: Path,
+                   metric_names: tuple[str, ...] = ("psnr", "ssim", "lpips", "niqe")) -> ImageRecord:
+    """The record of an output :func:`decide` skips: its producer's row, marked skipped."""
+    record = ImageRecord.from_row(owner.row, metric_names)
+    record.input, record.output, record.status, record.error = str(path), str(output), "skipped", None
+    note = "output exists, made from this input with these settings (use --overwrite to redo)"
+    record.notes = [n for n in record.notes if not n.startswith("output exists")] + [note]
+    return record
+
+
+def clash_message(path: Path, output: Path, owner: StoredImage | None, identity: Identity) -> str:
+    """Why ``output`` (there already) is not replaced by what ``path`` makes, and what to do."""
+    if owner is None:
+        why = "no run recorded what made it"
+    elif owner.identity is None or owner.identity.input_sha256 != identity.input_sha256:
+        why = f"it was made from another input ({owner.input})"
+    else:
+        why = "it was made with other settings"
+    return f"{path}: {output} already exists and {why}; pass --overwrite to replace it, or choose another -o"
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a regular file's bytes (an input's identity). Raises :class:`OSError`."""
     digest = hashlib.sha256()
     with open_regular(path) as handle:
         while chunk := handle.read(1 << 20):
@@ -121,9 +167,9 @@ class Planner:
 
     def identity(self, path: Path, seed: int, mask: Path | None) -> Identity:
         """Raises :class:`OSError` if the input (or its mask) cannot be read."""
-        mask_sha = _sha256_file(mask) if mask is not None and mask.is_file() else None
+        mask_sha = sha256_file(mask) if mask is not None and mask.is_file() else None
         settings = _sha256_text(f"{self._settings}|seed={seed}|mask={mask_sha}")
-        return Identity(_sha256_file(path), settings)
+        return Identity(sha256_file(path), settings)
 
     def plan(self) -> Plan:
         job = self.job
@@ -158,26 +204,26 @@ class Planner:
                 continue
             claimed[output.name] = path
             try:
-                item = dataclasses.replace(item, identity=self.identity(path, item.seed, item.mask))
+                identity = self.identity(path, item.seed, item.mask)
+                item = dataclasses.replace(item, identity=identity)
             except FileNotFoundError:
                 fail(record, item, Stage.INPUT, f"{path}: no such file")
                 continue
             except OSError as exc:
                 fail(record, item, Stage.INPUT, f"{path}: cannot read ({exc.strerror or exc})")
                 continue
-            if not os.path.lexists(output):
-                todo.append(item)
-                continue
-            owner = owners.get(output.name) or self.store.owner(output.name)
-            if owner is not None and owner.identity == item.identity and not job.overwrite:
-                if self._extras_missing(output.stem):  # an output is done only when all its files are there
-                    todo.append(item)
-                    continue
-                settled.append((self._skipped(owner, path, output), item, owner.run))
-            elif job.overwrite:
+            exists = os.path.lexists(output)
+            owner = (owners.get(output.name) or self.store.owner(output.name)) if exists else None
+            # an output is done only when all its files are there
+            choice = decide(exists, owner, identity, job.overwrite,
+                            lambda stem=output.stem: self._extras_missing(stem))
+            if choice == SKIP:
+                assert owner is not None
+                settled.append((skipped_record(owner, path, output, job.metrics), item, owner.run))
+            elif choice == REDO:
                 todo.append(item)
             else:
-                fail(record, item, Stage.PLAN, self._clash(path, output, owner, item))
+                fail(record, item, Stage.PLAN, clash_message(path, output, owner, identity))
         return Plan(todo, settled)
 
     def _extras_missing(self, stem: str) -> bool:
@@ -190,20 +236,3 @@ class Planner:
         if extras.edit is not None:
             wanted += [*frame_paths(out, stem, extras.edit.strengths), strip_path(out, stem)]
         return any(not path.is_file() for path in wanted)
-
-    def _skipped(self, owner: StoredImage, path: Path, output: Path) -> ImageRecord:
-        record = ImageRecord.from_row(owner.row, self.job.metrics)
-        record.input, record.output, record.status, record.error = str(path), str(output), "skipped", None
-        note = "output exists, made from this input with these settings (use --overwrite to redo)"
-        record.notes = [n for n in record.notes if not n.startswith("output exists")] + [note]
-        return record
-
-    def _clash(self, path: Path, output: Path, owner: StoredImage | None, item: WorkItem) -> str:
-        assert item.identity is not None
-        if owner is None:
-            why = "no run recorded what made it"
-        elif owner.identity is None or owner.identity.input_sha256 != item.identity.input_sha256:
-            why = f"it was made from another input ({owner.input})"
-        else:
-            why = "it was made with other settings"
-        return f"{path}: {output} already exists and {why}; pass --overwrite to replace it, or choose another -o"

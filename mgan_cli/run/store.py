@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from mgan_cli.errors import OutputError
+from mgan_cli.run.extras import named_files
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.utils.atomic import StagedFile, make_folder
 from mgan_cli.utils.jsonsafe import json_safe
@@ -139,6 +140,19 @@ def _refuse_links(*paths: Path) -> None:
             continue
         if stat.S_ISLNK(mode):
             raise OutputError(f"{path} is a symbolic link; mgan writes only inside the output folder (remove it)")
+
+
+def _remove_inside(output_dir: Path, path: Path) -> None:
+    """Remove the file ``path`` of a folder of ``output_dir`` (gone already: nothing to do); a folder that is a
+    symbolic link is never entered."""
+    if os.path.islink(path.parent) or not os.path.isdir(path.parent):
+        return
+    try:
+        os.unlink(path)
+    except (FileNotFoundError, IsADirectoryError):
+        pass
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot remove this file of a replaced output ({exc.strerror or exc})") from None
 
 
 def merge(rows: list[StoredImage], output_dir: Path) -> list[StoredImage]:
@@ -361,13 +375,22 @@ class RunStore(StoreReader):
         """Store ``record`` as produced by ``run`` (this store's run id, or a run's name in any store), one
         transaction. With ``staged`` (its PNG, written but not yet in place), the PNG is renamed into place
         inside the same transaction, so file and record always agree. A record that owns the output (ok,
-        skipped) replaces any other owner of that output name. A failure never replaces the record of an
-        output that is still there (the file is still what that record says)."""
+        skipped) replaces any other owner of that output name, and once committed, the files beside the output
+        that only the replaced records named (:func:`~mgan_cli.run.extras.named_files`: frames of strengths
+        this record has not, a strip, saved latents) are removed: they belonged to the output they replaced.
+        A failure never replaces the record of an output that is still there (the file is still what that
+        record says)."""
         run_name = self.run_name(run) if isinstance(run, int) else run
         if record.status == "failed" and os.path.lexists(self.output_dir / output_name):
             owner = self.owner(output_name)
             if owner is not None and owner.input == input_name:
                 return
+        stale: set[Path] = set()
+        if record.status in OWNING:
+            for replaced in self._images("WHERE output_name = ?", (output_name,)):
+                if replaced.status in OWNING:
+                    stale |= named_files(self.output_dir, replaced.row)
+            stale -= named_files(self.output_dir, record.to_json())
         with self.transaction() as db:  # the rows first, then the PNG's rename, then the commit: a store that
             # cannot be written leaves no PNG without its record
             if record.status in OWNING:
@@ -384,6 +407,8 @@ class RunStore(StoreReader):
                     staged.commit()
                 except OSError as exc:
                     raise OutputError(f"{staged.path}: cannot write ({exc.strerror or exc})") from None
+        for path in sorted(stale):
+            _remove_inside(self.output_dir, path)
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
