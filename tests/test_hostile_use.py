@@ -581,3 +581,42 @@ def test_edit_from_latents_of_two_generators_uses_each_ones_direction(saved_late
             frames = to_uint8(render_frames(model, saved.inversion, direction, (0.0, 3.0))).numpy()
         written = np.asarray(Image.open(row["frames"][1]["path"])).transpose(2, 0, 1)
         assert np.abs(written.astype(int) - frames[1].astype(int)).max() <= 1, saved.generator
+
+
+# -- 11. face outputs are planned with every other output name of the run -----------------------------
+@pytest.fixture(scope="module")
+def face_models() -> None:
+    from tests.helpers import link_face_models
+
+    link_face_models()
+
+
+def _face_photo(shared_dir: Path, name: str, path: Path) -> Path:
+    from PIL import Image
+
+    source = shared_dir / "data" / "mganprior_examples" / "face" / name
+    Image.open(source).convert("RGB").resize((256, 256), Image.Resampling.LANCZOS).save(path)
+    return path
+
+
+def test_face_outputs_never_overwrite_another_inputs_output(face_models: None, shared_dir: Path,
+                                                             tmp_path: Path) -> None:
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    x = _face_photo(shared_dir, "10_01.png", photos / "x.png")  # one face: OUT/x_face0.png, composite OUT/x.png
+    other = _face_photo(shared_dir, "15.png", photos / "x_face0.png")  # its composite would be OUT/x_face0.png
+    out = tmp_path / "out"
+    result = run("invert", str(x), str(other), "-o", str(out), "--align", "faces", "--paste-back", "--json", *FAST)
+    assert result.exit_code == 1, result.output  # one photo refused, the other restored
+    rows = {row["input"]: row for row in json.loads((out / "report.json").read_text())["images"]}
+    assert set(rows) == {str(x), str(other)}
+    assert rows[str(x)]["status"] == "ok" and rows[str(x)]["output"] == str(out / "x_face0.png")
+    assert rows[str(x)]["face"]["composite"] == str(out / "x.png")
+    refused = rows[str(other)]
+    assert refused["status"] == "failed" and str(other) in refused["error"] and str(x) in refused["error"]
+    assert Image.open(out / "x_face0.png").size == (64, 64)  # still x's restored face, not a 256² composite
+    assert Image.open(out / "x.png").size == (256, 256) and not (out / "x_face0_face0.png").exists()
+    said = [result.stdout, result.stderr, *(json.dumps(row) for row in rows.values())]
+    assert not any(".mgan/faces" in text or ".mgan\\faces" in text for text in said), said
