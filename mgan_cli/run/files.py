@@ -35,7 +35,7 @@ from mgan_cli.faces.alignment import generator_alignment, is_face_generator
 from mgan_cli.faces.identity import IdentityRows
 from mgan_cli.faces.session import FaceSession
 from mgan_cli.generators import Generator
-from mgan_cli.report.tables import Report, write_views
+from mgan_cli.report.tables import Report, check_views, write_views
 from mgan_cli.run import sharding
 from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.failures import BEFORE_RESTORING, Stage
@@ -173,6 +173,7 @@ def restore_files(task: Task, preset: Preset, inputs: Sequence[str | Path], outp
     shard = sharding.from_environment(options.shard)
     paths = sharding.take(paths, shard)  # photos by their own name: a photo's faces all stay on its shard
     reference_dir, mask, faces = options.reference_dir, options.mask, None
+    check_views(output_dir)  # before any work (staging faces included): never replace a report mgan did not write
     if options.align == "faces" and paths:
         faces = face_session(task, preset, output_dir, options.face_alignment, options.paste_back)
         paths, reference_dir, mask = faces.stage(paths, reference_dir, mask)
