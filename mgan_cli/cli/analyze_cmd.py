@@ -94,7 +94,9 @@ def analyze_command(inputs: tuple[str, ...], output_dir: Path, layers: str | Non
     reconstructs more but uses less of the prior. Each pair is a normal run into OUT/runs/layer<ℓ>-codes<N>/
     (images, report.json, index.html); OUT/analysis.json has one row per image × layer × codes (input,
     layer, codes, psnr, ssim, lpips, seconds) and the means per pair, OUT/analysis.csv the rows, and
-    OUT/quality_vs_codes.png / quality_vs_layer.png plot them. A rerun continues where the last one stopped.
+    OUT/quality_vs_codes.png / quality_vs_layer.png plot them, OUT/analysis.html shows it all (a task run into
+    the same OUT keeps its own index.html; each page links the other). A rerun continues where the last one
+    stopped.
 
     \b
     Examples:

@@ -23,6 +23,7 @@ from mgan_cli.cli.common import exit_for_failures, reports_errors, skipped_line
 from mgan_cli.errors import ImageInputError, MganError
 from mgan_cli.metrics import DEFAULT_METRICS, compute_metrics, json_row, metric_spec
 from mgan_cli.report.html import write_html
+from mgan_cli.report.owned import check_replaceable
 from mgan_cli.report.tables import write_csv, write_json
 from mgan_cli.report.thumbnails import THUMB_DIR, thumbnail_from_file, thumbnail_name
 from mgan_cli.utils.atomic import make_folder
@@ -91,6 +92,13 @@ def _write_report(path: Path, rows: list[Row], names: tuple[str, ...], settings:
         write_json(path, {"metrics": list(names), "settings": settings, "images": rows, "skipped": skipped})
 
 
+def _check_outputs(output: Path) -> None:
+    """Refuse (:class:`OutputError`) to replace a file at ``output`` or at its page that is not a metrics report or
+    page mgan wrote: e.g. a run's ``report.json`` or ``index.html``, or the user's own file."""
+    for path in (output, output.with_suffix(".html")):
+        check_replaceable(path, "metrics")
+
+
 def _write_page(output: Path, rows: list[Row], sources: dict[str, tuple[Path, Path | None]],
                 skipped: list[dict[str, str]], settings: dict[str, object]) -> Path:
     """``<output stem>.html`` beside ``output``: the measured images (and references) as thumbnails with
@@ -113,7 +121,7 @@ def _write_page(output: Path, rows: list[Row], sources: dict[str, tuple[Path, Pa
         summary[f"mean_{name}"] = sum(numbers) / len(numbers) if numbers else None  # type: ignore[arg-type]
         summary[f"count_{name}"] = len(numbers)
     return write_html(output.with_suffix(".html"), f"mgan metrics: {output.stem}", {"task": "metrics", **settings},
-                      summary, page_rows, thumb_dir)
+                      summary, page_rows, thumb_dir, kind="metrics")
 
 
 @click.command("metrics")
@@ -154,6 +162,8 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
     except MganError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
 
+    if output is not None:
+        _check_outputs(output)  # before any work
     stdin_lines = click.get_text_stream("stdin") if "-" in restored else ()
     paths = collect_inputs(restored, recursive=False, stdin_lines=stdin_lines)
     references = StemIndex(reference_dir) if reference_dir is not None else None
@@ -204,6 +214,7 @@ def metrics_command(restored: tuple[str, ...], reference_dir: Path | None, metri
         settings = {"y_channel": y_channel, "crop_border": crop_border, "lpips_net": lpips_net,
                     "device": str(target), "reference": str(reference_dir) if reference_dir else None}
         make_folder(output.parent)
+        _check_outputs(output)
         _write_report(output, rows, names, settings, skipped)
         _write_page(output, rows, sources, skipped, settings)
     if not paths:

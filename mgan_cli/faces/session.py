@@ -9,6 +9,11 @@ is dlib's descriptor distance to the reference (the input's own face for ``inver
 writes ``OUT/<stem>.png``: the photo (for ``superres`` upsampled ``scale`` times, bicubic) with every restored
 face warped back by the inverse transform and blended with a feathered mask; pixels outside the faces'
 crops are the photo's own. A photo with no face is reported (failed) and skipped.
+
+Every photo's outputs (each ``OUT/<stem>_face<k>.png`` and, with paste-back, the composite) are claimed in the
+run's output-name planning (:class:`mgan_cli.run.names.OutputNames`) before anything of it is staged: a photo
+whose outputs another input claimed first is refused with its own failed row. Rows and warnings name the
+user's photo, never a staged file (:meth:`FaceSession.user_text`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from mgan_cli.faces.detection import DetectedFace, detect_faces
 from mgan_cli.faces.identity import SAME_PERSON_THRESHOLD, face_descriptor, identity_distance
 from mgan_cli.faces.paste import paste_into
 from mgan_cli.run.failures import Failure, Stage
+from mgan_cli.run.names import OutputNames
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.utils.atomic import make_folder, write_atomic
 from mgan_cli.utils.imageio import MAX_PIXELS, decode_image, decode_mask
@@ -71,6 +77,9 @@ class FaceSession:
     failed: list[ImageRecord] = field(default_factory=list)
     photo_notes: dict[str, list[str]] = field(default_factory=dict)
     reference_dir: Path | None = None  # the run's --reference (set by :meth:`stage`)
+    composites: bool = False  # --paste-back: a composite OUT/<stem>.png per photo is one of the photo's outputs
+    names: OutputNames = field(default_factory=lambda: OutputNames(()))  # the run's output names (:meth:`stage`)
+    _said: dict[str, str] = field(default_factory=dict)  # a staged file's path -> how messages name it
 
     @property
     def staging(self) -> Path:
@@ -78,13 +87,17 @@ class FaceSession:
 
     def stage(self, photos: list[Path], reference_dir: Path | None = None, mask: Path | None = None) \
             -> tuple[list[Path], Path | None, Path | None]:
-        """Crops of every face as the run's inputs; returns ``(inputs, reference_dir, mask)`` for the run."""
+        """Crops of every face as the run's inputs; returns ``(inputs, reference_dir, mask)`` for the run.
+        :attr:`names` (the run's output-name planning, to be the job's) then holds every photo's outputs."""
         self.reference_dir = reference_dir
+        self.names = OutputNames(photos)
         make_folder(self.output_dir, self.staging / "input")
         inputs: list[Path] = []
         for photo in photos:
             try:
                 inputs.extend(self._stage_photo(photo, reference_dir, mask))
+            except _RefusedError as exc:
+                self.failed.append(ImageRecord(input=str(photo)).fail(Failure(Stage.PLAN, str(exc))))
             except MganError as exc:
                 self.failed.append(ImageRecord(input=str(photo)).fail(Failure(Stage.INPUT, str(exc))))
         staged_refs = self.staging / "reference" if reference_dir is not None else None
@@ -100,11 +113,19 @@ class FaceSession:
             raise ImageInputError(f"{photo}: no face found (dlib's frontal face detector)")
         reference = self._reference_photo(photo, reference_dir)
         mask_image = self._mask_photo(photo, mask, pixels.shape[1::-1]) if mask is not None else None
+        outputs = [self.output_dir / f"{photo.stem}_face{index}.png" for index in range(len(faces))]
+        refusal = self.names.claim(photo, [*outputs, self.composite(photo)] if self.composites else outputs)
+        if refusal is not None:  # before anything of this photo is staged
+            raise _RefusedError(refusal)
         crops = []
         for index, face in enumerate(faces):
             stem = f"{photo.stem}_face{index}"
             transform = face_transform(self.alignment, face.landmarks, self.observed_size, self.alignment_options)
             crop_path = self.staging / "input" / f"{stem}.png"
+            self.names.stand_for(crop_path, photo)
+            self._said[str(crop_path)] = f"{photo} (face {index})"
+            for kind in ("reference", "mask"):
+                self._said[str(self.staging / kind / f"{stem}.png")] = f"the {kind} of {photo} (face {index})"
             _save(warp_to_crop(pixels, transform), crop_path)
             staged = StagedFace(photo, index, face, transform, crop_path, self.output_dir / f"{stem}.png")
             if reference is not None:
@@ -124,6 +145,18 @@ class FaceSession:
             self.faces[str(crop_path)] = staged
             crops.append(crop_path)
         return crops
+
+    def composite(self, photo: Path) -> Path:
+        """Where :meth:`paste_back` writes ``photo`` with its restored faces."""
+        return self.output_dir / f"{photo.stem}.png"
+
+    def user_text(self, text: str) -> str:
+        """``text`` (an error, a note, a warning) with every staged file named as the user's photo and face."""
+        if str(self.staging) not in text:
+            return text
+        for staged in sorted(self._said, key=len, reverse=True):
+            text = text.replace(staged, self._said[staged])
+        return text
 
     def _reference_photo(self, photo: Path, reference_dir: Path | None) -> np.ndarray | None:
         if reference_dir is None:
@@ -151,6 +184,11 @@ class FaceSession:
             return record
         record.input = str(staged.photo)
         record.notes[:0] = self.photo_notes.get(str(staged.photo), [])
+        record.notes = [self.user_text(note) for note in record.notes]
+        if record.error is not None:
+            record.error = self.user_text(record.error)
+        if record.failure is not None:
+            record.failure = Failure(record.failure.stage, self.user_text(record.failure.message))
         record.metrics["face"] = staged.info(self.alignment, self.resolution)
         if record.status == "ok" and record.output:
             distance, reason = self.identity(staged, Path(record.output))
@@ -188,7 +226,7 @@ class FaceSession:
                     by_photo.setdefault(str(staged.photo), []).append((staged, record))
         errors: dict[str, str] = {}
         for photo, items in by_photo.items():
-            target = self.output_dir / f"{Path(photo).stem}.png"
+            target = self.composite(Path(photo))
             try:
                 if target.resolve() == Path(photo).resolve():
                     raise OSError("it is the input photo")
@@ -213,6 +251,10 @@ class FaceSession:
             except (OSError, MganError) as exc:
                 errors[photo] = f"{target}: cannot write the composite ({exc})"
         return errors
+
+
+class _RefusedError(MganError):
+    """A photo's outputs cannot all be claimed (:meth:`OutputNames.claim` says why)."""
 
 
 def _save(pixels: np.ndarray, path: Path) -> None:

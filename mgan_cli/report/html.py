@@ -11,7 +11,9 @@ settings, the command) is HTML-escaped wherever it lands; links are percent-enco
 (``<bdi>``), bidirectional controls in them shown as visible marks, and wrapped, so a long or right-to-left
 name neither reorders the row nor pushes the thumbnails off-screen.
 
-``#sort=KEY:asc|desc`` in the page's address sorts on load (e.g. ``index.html#sort=psnr:desc``).
+``#sort=KEY:asc|desc`` in the page's address sorts on load (e.g. ``index.html#sort=psnr:desc``). The page says
+which kind of mgan page it is in its ``<head>`` (:mod:`mgan_cli.report.owned`), and links ``analysis.html``, the
+page of an ``mgan analyze`` into the same folder, when there is one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mgan_cli.report.owned import page_mark, written_by_mgan
 from mgan_cli.report.templating import Markup, render, visible_text
 from mgan_cli.report.thumbnails import ROLES, thumbnail_name
 from mgan_cli.utils.atomic import write_atomic
@@ -126,10 +129,11 @@ _SCRIPT = """
 
 
 _PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="en"><head><meta charset="utf-8">{{ mark }}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ title }}</title><style>{{ style }}</style></head><body>
 <h1><bdi>{{ title | visible }}</bdi></h1>
+{% if analysis %}<p><a href="analysis.html">the layer analysis in this folder</a></p>{% endif %}
 <div class="facts">
 {% for name, value in facts %}
 <span><b>{{ name }}</b> <bdi>{{ value | visible }}</bdi></span>
@@ -244,8 +248,9 @@ def _summary_rows(summary: dict[str, Any], keys: Sequence[str]) -> list[tuple[st
 
 
 def render_html(page_dir: Path, title: str, header: dict[str, Any], summary: dict[str, Any],
-                rows: Sequence[dict[str, Any]], thumb_dir: Path) -> str:
-    """The page (see the module docstring) for report ``rows``; links are relative to ``page_dir``."""
+                rows: Sequence[dict[str, Any]], thumb_dir: Path, kind: str = "report") -> str:
+    """The page (see the module docstring) for report ``rows``, an mgan page of ``kind``
+    (:mod:`mgan_cli.report.owned`); links are relative to ``page_dir``."""
     present = set(os.listdir(thumb_dir)) if thumb_dir.is_dir() else set()
     keys = [key for key, *_ in NUMERIC_COLUMNS if any(_number(row.get(key)) is not None for row in rows)]
     stems = [_stem(row) for row in rows]
@@ -255,6 +260,8 @@ def render_html(page_dir: Path, title: str, header: dict[str, Any], summary: dic
     page = os.path.abspath(page_dir)
     return render(
         _PAGE,
+        mark=Markup(page_mark(kind)),
+        analysis=written_by_mgan(page_dir / "analysis.html", "analysis"),
         title=title,
         style=Markup(_STYLE),
         script=Markup(_SCRIPT),
@@ -306,8 +313,9 @@ def _row(order: int, row: dict[str, Any], stem: str, roles: Sequence[str], keys:
 
 
 def write_html(path: Path, title: str, header: dict[str, Any], summary: dict[str, Any],
-               rows: Sequence[dict[str, Any]], thumb_dir: Path) -> Path:
-    """Write the page for ``rows`` to ``path`` atomically; returns ``path``."""
-    text = render_html(path.parent, title, header, summary, rows, thumb_dir)
+               rows: Sequence[dict[str, Any]], thumb_dir: Path, kind: str = "report") -> Path:
+    """Write the page for ``rows`` to ``path`` atomically; returns ``path``. ``kind``: the kind of mgan page
+    (:mod:`mgan_cli.report.owned`)."""
+    text = render_html(path.parent, title, header, summary, rows, thumb_dir, kind)
     write_atomic(path, text)
     return path

@@ -11,6 +11,9 @@
   ``(report: Report, output_dir: Path) -> None`` in :data:`VIEWS` and write the file with
   :func:`mgan_cli.utils.atomic.write_atomic`; :func:`write_views` calls it with the same :class:`Report` as the
   others, in the views lock, so concurrent runs of one host never interleave their views.
+* A view replaces only a view: :func:`check_views` (before any work, :func:`mgan_cli.run.runner.open_output_folder`,
+  and in :func:`write_views`) refuses a ``report.json``/``report.csv``/``index.html`` already in ``OUT`` that
+  mgan's views did not write (:mod:`mgan_cli.report.owned`), and any of them in an ``OUT`` without a run store.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from typing import Any
 from mgan_cli.errors import OutputError
 from mgan_cli.metrics.baselines import BASELINE_METRICS, baseline_summary
 from mgan_cli.report.html import write_html
+from mgan_cli.report.owned import check_replaceable
 from mgan_cli.report.thumbnails import THUMB_DIR
-from mgan_cli.run.store import StoreReader, views_lock
+from mgan_cli.run.store import STORE_DIR, StoreReader, views_lock
 from mgan_cli.utils.atomic import write_atomic
 from mgan_cli.utils.jsonsafe import json_safe
 from mgan_cli.utils.registry import Registry
@@ -131,7 +135,7 @@ def _csv_view(report: Report, output_dir: Path) -> None:
 @VIEWS.register("index.html")
 def _html_view(report: Report, output_dir: Path) -> None:
     write_html(output_dir / "index.html", f"mgan {report.header.get('task', '')}: {output_dir.name}", report.header,
-               report.summary, report.rows, output_dir / THUMB_DIR)
+               report.summary, report.rows, output_dir / THUMB_DIR, kind="report")
 
 
 def build_report(store: StoreReader, header: dict[str, Any] | None = None) -> Report:
@@ -144,10 +148,22 @@ def build_report(store: StoreReader, header: dict[str, Any] | None = None) -> Re
     return Report(header, runs, rows, summarize(rows))
 
 
+def check_views(output_dir: Path) -> None:
+    """Raise :class:`OutputError` naming a view file already in ``output_dir`` that mgan's views would not replace:
+    one that is not a view mgan wrote, or any when ``output_dir`` has no run store yet (so a run store's views
+    never replace the user's files). Called before any work and before every write of the views."""
+    stored = bool(StoreReader(output_dir).paths())
+    for name in VIEWS.names():
+        check_replaceable(output_dir / name, "report",
+                          "" if stored else f"{output_dir} has no run store ({STORE_DIR}/), so mgan did not write it")
+
+
 def write_views(store: StoreReader, header: dict[str, Any] | None = None) -> Report:
     """Write every registered view of the stores of ``OUT`` into it (one writer at a time on this host, see
-    :func:`~mgan_cli.run.store.views_lock`); returns the report."""
+    :func:`~mgan_cli.run.store.views_lock`); returns the report. Raises :class:`OutputError` (:func:`check_views`)
+    rather than replace a file of ``OUT`` that is not one of its views."""
     with views_lock(store.folder):
+        check_views(store.output_dir)
         report = build_report(store, header)
         for name in VIEWS.names():
             try:

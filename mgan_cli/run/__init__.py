@@ -4,6 +4,8 @@
 * :mod:`~mgan_cli.run.planning` — inputs -> work items with their identity (sha256 of the input's bytes
   and of the effective settings) and records already settled (an output made from the same input and
   settings is skipped with its own results; another one behind an existing output is a clash).
+* :mod:`~mgan_cli.run.names` — output-name planning: every name written into ``OUT`` belongs to one of the
+  user's inputs (face crops and composites included); a later input that would take a claimed name is refused.
 * :mod:`~mgan_cli.run.store` — the SQLite store in ``OUT/.mgan/``: every record of every run into
   ``OUT`` (the report files are views of it, :mod:`mgan_cli.report.tables`).
 * :mod:`~mgan_cli.run.loading` — a work item -> its tensors (decode, fit to size, mask, reference).

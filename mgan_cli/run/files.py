@@ -35,7 +35,7 @@ from mgan_cli.faces.alignment import generator_alignment, is_face_generator
 from mgan_cli.faces.identity import IdentityRows
 from mgan_cli.faces.session import FaceSession
 from mgan_cli.generators import Generator
-from mgan_cli.report.tables import Report, write_views
+from mgan_cli.report.tables import Report, check_views, write_views
 from mgan_cli.run import sharding
 from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.failures import BEFORE_RESTORING, Stage
@@ -139,12 +139,14 @@ def extras_header(extras: RunExtras) -> dict[str, Any]:
     return header
 
 
-def face_session(task: Task, preset: Preset, output_dir: Path, face_alignment: str | None) -> FaceSession:
+def face_session(task: Task, preset: Preset, output_dir: Path, face_alignment: str | None,
+                 paste_back: bool = False) -> FaceSession:
     """The faces of this run: the generator's crop convention and the sizes the task observes and outputs."""
     convention, alignment_options = generator_alignment(preset.generator, face_alignment)
     resolution = generator_facts(preset.generator).resolution
     observed = build_degradation(preset.degradation).observed_size(resolution)
-    return FaceSession(output_dir, convention, alignment_options, observed, resolution, task.compare_to_input)
+    return FaceSession(output_dir, convention, alignment_options, observed, resolution, task.compare_to_input,
+                       composites=paste_back)
 
 
 def restore_files(task: Task, preset: Preset, inputs: Sequence[str | Path], output_dir: Path,
@@ -171,14 +173,15 @@ def restore_files(task: Task, preset: Preset, inputs: Sequence[str | Path], outp
     shard = sharding.from_environment(options.shard)
     paths = sharding.take(paths, shard)  # photos by their own name: a photo's faces all stay on its shard
     reference_dir, mask, faces = options.reference_dir, options.mask, None
+    check_views(output_dir)  # before any work (staging faces included): never replace a report mgan did not write
     if options.align == "faces" and paths:
-        faces = face_session(task, preset, output_dir, options.face_alignment)
+        faces = face_session(task, preset, output_dir, options.face_alignment, options.paste_back)
         paths, reference_dir, mask = faces.stage(paths, reference_dir, mask)
     run_device = sharding.device_for(shard, device)
     job = Job(task=task, preset=preset, inputs=paths, output_dir=output_dir,
               reference_dir=reference_dir, mask=mask, resize=options.resize, device=run_device,
               overwrite=options.overwrite, engine=engine, weights_sha256=used_weights(preset), extras=options.extras,
-              batch_size=options.batch_size)
+              batch_size=options.batch_size, names=faces.names if faces is not None else None)
     command = options.command if options.command is not None else " ".join(["mgan", *sys.argv[1:]])
 
     def header() -> dict[str, Any]:
@@ -233,6 +236,9 @@ def _run_into(store: RunStore, job: Job, header: Callable[[], dict[str, Any]],
     events.on_batch_done = save
     if faces is not None:  # each face crop's record becomes its photo's, with the face and its identity
         events.annotate = faces.annotate
+        if events.on_warning is not None:  # warnings name the user's photos, not staged crops
+            warn, user_text = events.on_warning, faces.user_text
+            events.on_warning = lambda message: warn(user_text(message))
     elif is_face_generator(job.preset.generator):  # identity of the output's face in every row
         events.annotate = IdentityRows(job.reference_dir, job.task.compare_to_input).annotate
     runner = Runner(job, events, generator=None if generator is None else generator(), store=store, run_id=run_id)

@@ -4,7 +4,9 @@ An output ``OUT/<stem>.png`` belongs to the input that produced it: the run stor
 the sha256 of the input file's bytes and of the effective settings (:func:`settings_fingerprint`). An
 existing output made from the same input and settings is skipped and keeps its own earlier results; one
 made from another input or other settings (or that no run recorded) is redone with ``--overwrite`` and is
-otherwise a clash, reported as a failure with the reason.
+otherwise a clash, reported as a failure with the reason. Which input may write which name at all is
+:class:`mgan_cli.run.names.OutputNames` (shared with ``--align faces``, which claims a photo's face outputs and
+composite before staging its crops); messages name the user's files.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from mgan_cli.errors import MganError
 from mgan_cli.run.extras import EditRequest
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job, image_seed
+from mgan_cli.run.names import OutputNames
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.store import Identity, RunStore, StoredImage, input_key
 from mgan_cli.utils.inputs import open_regular
@@ -175,8 +178,7 @@ class Planner:
         job = self.job
         todo: list[WorkItem] = []
         settled: list[tuple[ImageRecord, WorkItem | None, str | None]] = []
-        claimed: dict[str, Path] = {}
-        inputs = {input_key(p) for p in job.inputs}
+        names = job.names if job.names is not None else OutputNames(job.inputs)
         owners = self.store.owners()  # every store of OUT, read once (an output newer than this: read again)
 
         def fail(record: ImageRecord, item: WorkItem | None, stage: Stage, message: str) -> None:
@@ -185,6 +187,7 @@ class Planner:
         for path in job.inputs:
             output = job.output_dir / f"{path.stem}.png"
             record = ImageRecord(input=str(path), output=str(output))
+            user = names.user_path(path)  # the user's file (a face crop's photo), as messages name it
             if "\0" in str(path):
                 fail(record, None, Stage.INPUT, f"{input_key(path)}: the path contains a NUL byte")
                 continue
@@ -194,23 +197,18 @@ class Planner:
                 fail(record, None, Stage.INPUT, str(exc))
                 continue
             item = WorkItem(path, output, image_seed(job.preset.seed, path.name), mask)
-            if input_key(output) in inputs:
-                fail(record, item, Stage.PLAN,
-                     f"{path}: its output {output} would overwrite an input; choose another -o folder")
+            refusal = names.claim(path, [output])
+            if refusal is not None:
+                fail(record, item, Stage.PLAN, refusal)
                 continue
-            if output.name in claimed:
-                fail(record, item, Stage.PLAN,
-                     f"{path}: same file name as {claimed[output.name]}, both would write {output}; rename one")
-                continue
-            claimed[output.name] = path
             try:
                 identity = self.identity(path, item.seed, item.mask)
                 item = dataclasses.replace(item, identity=identity)
             except FileNotFoundError:
-                fail(record, item, Stage.INPUT, f"{path}: no such file")
+                fail(record, item, Stage.INPUT, f"{user}: no such file")
                 continue
             except OSError as exc:
-                fail(record, item, Stage.INPUT, f"{path}: cannot read ({exc.strerror or exc})")
+                fail(record, item, Stage.INPUT, f"{user}: cannot read ({exc.strerror or exc})")
                 continue
             exists = os.path.lexists(output)
             owner = (owners.get(output.name) or self.store.owner(output.name)) if exists else None
@@ -223,7 +221,7 @@ class Planner:
             elif choice == REDO:
                 todo.append(item)
             else:
-                fail(record, item, Stage.PLAN, clash_message(path, output, owner, identity))
+                fail(record, item, Stage.PLAN, clash_message(user, output, owner, identity))
         return Plan(todo, settled)
 
     def _extras_missing(self, stem: str) -> bool:

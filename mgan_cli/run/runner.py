@@ -22,8 +22,12 @@ def open_output_folder(job: Job, shard_label: str = "0of1") -> RunStore:
     """Create ``OUT`` (one clear :class:`OutputError` if it cannot be) and open this host's store of shard
     ``shard_label`` (``I``of``N``; :mod:`mgan_cli.run.store`). A link to a
     folder inside ``OUT`` (or ``OUT/.mgan``) is refused: files written into it (thumbnails, latents, frames)
-    would land outside ``OUT``."""
+    would land outside ``OUT``. So is a ``report.json``/``report.csv``/``index.html`` in ``OUT`` that its views
+    would replace but mgan did not write (:func:`~mgan_cli.report.tables.check_views`), before any work."""
+    from mgan_cli.report.tables import check_views
+
     make_folder(job.output_dir)
+    check_views(job.output_dir)  # before this run's store exists: an OUT without one has no views of mgan's
     store = RunStore(job.output_dir, shard_label)
     for folder in (job.output_dir, store.folder):
         for entry in os.scandir(folder):
