@@ -3,6 +3,7 @@ checked before anything is allocated, CSV cells that cannot run as formulas, no 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -581,3 +582,91 @@ def test_edit_from_latents_of_two_generators_uses_each_ones_direction(saved_late
             frames = to_uint8(render_frames(model, saved.inversion, direction, (0.0, 3.0))).numpy()
         written = np.asarray(Image.open(row["frames"][1]["path"])).transpose(2, 0, 1)
         assert np.abs(written.astype(int) - frames[1].astype(int)).max() <= 1, saved.generator
+
+
+# -- 12. an image and its record: one never survives without the other ------------------------------------
+class _CommitFails:
+    """A run store connection whose ``COMMIT`` fails as on a full disk (everything else is the real one)."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+
+    def execute(self, sql: str, *parameters):
+        import sqlite3
+
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *parameters)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def test_a_record_that_cannot_be_committed_leaves_the_file_that_was_there(tmp_path: Path) -> None:
+    from mgan_cli.run.records import ImageRecord
+    from mgan_cli.run.store import Identity, RunStore
+    from mgan_cli.utils.atomic import stage
+
+    out = tmp_path / "out"
+    store = RunStore(out)
+    run_id = store.begin_run({})
+    record = ImageRecord(input="/in/a.png", output=str(out / "a.png"), status="ok")
+    store.put(record, "a.png", "/in/a.png", Identity("in", "old"), run_id, stage(out / "a.png", b"old"))
+    store._db = _CommitFails(store._db)
+    for name, before in (("a.png", b"old"), ("b.png", None)):  # replacing a recorded file, and a new one
+        with pytest.raises(OutputError, match="disk is full"):
+            store.put(record, name, "/in/a.png", Identity("in", "new"), run_id, stage(out / name, b"new"))
+        assert (out / name).read_bytes() == before if before else not (out / name).exists()
+    assert sorted(p.name for p in out.iterdir()) == [".mgan", "a.png"]  # nothing staged or set aside is left
+    store._db = store._db.db
+    owner = store.owner("a.png")
+    assert owner is not None and owner.identity == Identity("in", "old") and store.owner("b.png") is None
+    store.close()
+
+
+@pytest.fixture()
+def roomy_tmpfs(tmp_path: Path):
+    import subprocess
+
+    from tests.test_run_trust import _mount_tmpfs
+
+    target = tmp_path / "mnt"
+    _mount_tmpfs(target, "size=4m")
+    yield target
+    subprocess.run(["umount", "--lazy", str(target)], check=False)
+
+
+def test_a_disk_that_fills_while_the_record_is_committed_leaves_no_png_and_the_rerun_resumes(
+        face: Path, roomy_tmpfs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mgan_cli.utils import atomic
+
+    # a long input path: the image's row needs new pages of the store, which the full disk refuses at COMMIT
+    deep = tmp_path.joinpath(*["d" * 200] * 12)
+    deep.mkdir(parents=True)
+    photo = deep / ("f" * 200 + ".png")
+    photo.write_bytes(face.read_bytes())
+    out = roomy_tmpfs / "out"
+    filler = roomy_tmpfs / "filler"
+    rename = atomic.StagedFile.commit
+
+    def rename_then_fill_the_disk(self: atomic.StagedFile) -> None:
+        rename(self)
+        if self.path.suffix == ".png" and self.path.parent == out and not filler.exists():
+            with contextlib.suppress(OSError), filler.open("wb", buffering=0) as handle:
+                while True:
+                    handle.write(b"\0" * 4096)
+
+    monkeypatch.setattr(atomic.StagedFile, "commit", rename_then_fill_the_disk)
+    args = ["invert", str(photo), "-o", str(out), "--json", *FAST]
+    full = run(*args)
+    assert filler.exists()
+    one_line_error(full, str(out), "full")
+    assert not (out / photo.name).exists()  # no PNG without its record
+    assert [p.name for p in out.iterdir() if p.name.startswith(".mgan-")] == []
+    monkeypatch.undo()
+    filler.unlink()
+    resumed = run(*args)
+    assert resumed.exit_code == 0, resumed.output
+    (line,) = [json.loads(text) for text in resumed.stdout.splitlines()]
+    assert line["status"] == "ok" and (out / photo.name).is_file(), line
+    assert "no run recorded" not in resumed.output

@@ -148,7 +148,11 @@ class Sink:
             self._thumbnails(item, batch.images[index], baselines[index])
             record.loss = batch.losses[index]
             if batch.after is not None:
-                self._write_after(record, item, batch.after[index])
+                try:
+                    self._write_after(record, item, batch.after[index])
+                except BaseException:
+                    staged.discard()  # no temporary PNG left behind on a full disk
+                    raise
             if batch.steps[index] < iterations:
                 record.notes.append(f"stopped early after {batch.steps[index]} steps")
             if self.job.reference_dir is None and not self.job.task.compare_to_input:
