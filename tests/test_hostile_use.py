@@ -584,6 +584,72 @@ def test_edit_from_latents_of_two_generators_uses_each_ones_direction(saved_late
         assert np.abs(written.astype(int) - frames[1].astype(int)).max() <= 1, saved.generator
 
 
+# -- 6. two runs with other settings into one OUT: the second to commit an image gets the clash -------------
+def test_a_commit_over_an_output_recorded_since_planning_with_other_settings_is_a_clash(tmp_path: Path) -> None:
+    from mgan_cli.run.records import ImageRecord
+    from mgan_cli.run.store import Claim, Identity, OutputClashError, RunStore
+    from mgan_cli.utils.atomic import stage
+
+    out = tmp_path / "out"
+    first, second = RunStore(out), RunStore(out)  # two processes of one host and shard share the store file
+    runs = first.begin_run({"codes": 2}), second.begin_run({"codes": 3})
+    target = out / "a.png"
+    record = ImageRecord(input=str(tmp_path / "a.png"), output=str(target), status="ok")
+    planned = Claim(None)  # both planned when no run had recorded a.png
+    first.put(record, "a.png", "/in/a.png", Identity("in", "codes2"), runs[0], stage(target, b"first"), planned)
+    staged = stage(target, b"second")
+    with pytest.raises(OutputClashError) as clash:
+        second.put(record, "a.png", "/in/a.png", Identity("in", "codes3"), runs[1], staged, planned)
+    assert clash.value.owner.run == first.run_name(runs[0])
+    assert target.read_bytes() == b"first" and not staged.temporary.exists()
+    owner = second.owner("a.png")
+    assert owner is not None and owner.identity == Identity("in", "codes2")
+    # the same settings, or a claim made against the owner that is there now (--overwrite, a redo): it commits
+    second.put(record, "a.png", "/in/a.png", Identity("in", "codes2"), runs[1], stage(target, b"same"), planned)
+    assert target.read_bytes() == b"same"
+    now = Claim.of(second.owner("a.png"))
+    second.put(record, "a.png", "/in/a.png", Identity("in", "codes3"), runs[1], stage(target, b"over"), now)
+    assert target.read_bytes() == b"over" and first.owner("a.png").identity == Identity("in", "codes3")
+    first.close()
+    second.close()
+
+
+def test_two_concurrent_runs_with_other_settings_never_both_report_an_image_ok(shared_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from tests.helpers import celeba_photos, psnr_uint8
+    from tests.test_run_trust import mgan_process
+
+    folder = tmp_path / "eight"
+    folder.mkdir()
+    photos = celeba_photos(shared_dir, folder, 8)
+    out = tmp_path / "C"
+    common = ["invert", str(folder), "-o", str(out), "--json", "--batch-size", "1", "--iterations", "20",
+              "--perceptual-weight", "0", "--device", "cpu", "--quiet"]
+    processes = [mgan_process(*common, "--codes", codes) for codes in ("2", "3")]
+    results = [process.communicate(timeout=600) for process in processes]
+    sides: list[dict[str, dict]] = []
+    for process, (stdout, stderr) in zip(processes, results, strict=True):
+        assert process.returncode in (0, 1, 2) and "Traceback" not in stderr, stderr[-2000:]
+        sides.append({Path(line["input"]).name: line for line in map(json.loads, stdout.splitlines())})
+    report = json.loads((out / "report.json").read_text())
+    runs = {run_["id"]: run_ for run_ in report["runs"]}
+    rows = {Path(row["input"]).name: row for row in report["images"] if row["status"] == "ok"}
+    for photo in photos:
+        lines = [side[photo.name] for side in sides]
+        assert sorted(line["status"] for line in lines) == ["failed", "ok"], lines
+        ((winner, line),) = [(codes, line) for codes, line in zip((2, 3), lines, strict=True) if line["status"] == "ok"]
+        (loser,) = [line for line in lines if line["status"] == "failed"]
+        assert "already exists and it was made with other settings" in loser["error"], loser
+        row = rows[photo.name]  # the store's row, the file and the side that reported ok agree
+        assert runs[row["run"]]["preset"]["inversion"]["codes"] == winner
+        written = np.asarray(Image.open(out / photo.name))
+        assert line["psnr"] == row["psnr"] == pytest.approx(psnr_uint8(written, np.asarray(Image.open(photo))),
+                                                            abs=1e-6)
+
+
 # -- 12. an image and its record: one never survives without the other ------------------------------------
 class _CommitFails:
     """A run store connection whose ``COMMIT`` fails as on a full disk (everything else is the real one)."""

@@ -5,6 +5,12 @@ the sha256 of the input file's bytes and of the effective settings (:func:`setti
 existing output made from the same input and settings is skipped and keeps its own earlier results; one
 made from another input or other settings (or that no run recorded) is redone with ``--overwrite`` and is
 otherwise a clash, reported as a failure with the reason.
+
+Planning decides against what the stores hold when it reads them; another run may record the same output
+name meanwhile. Each work item therefore carries the :class:`~mgan_cli.run.store.Claim` it was planned
+against (none with ``--overwrite``), and the store decides again when the image is committed
+(:meth:`RunStore.put <mgan_cli.run.store.RunStore.put>`): the second run to commit an output with other
+settings gets the same clash (:func:`clash_message`).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from mgan_cli.errors import MganError
 from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job, image_seed
 from mgan_cli.run.records import ImageRecord
-from mgan_cli.run.store import Identity, RunStore, StoredImage, input_key
+from mgan_cli.run.store import Claim, Identity, RunStore, StoredImage, input_key
 from mgan_cli.utils.inputs import open_regular
 from mgan_cli.utils.pairing import StemIndex
 
@@ -31,13 +37,15 @@ from mgan_cli.utils.pairing import StemIndex
 @dataclass(frozen=True)
 class WorkItem:
     """One input to restore into ``output`` with its per-image ``seed``, its mask file (None: none, or not
-    found; loading then says so) and its :class:`Identity`."""
+    found; loading then says so), its :class:`Identity` and the :class:`Claim` on ``output`` it was planned
+    against (None: ``--overwrite``, whoever commits last wins)."""
 
     input: Path
     output: Path
     seed: int
     mask: Path | None = None
     identity: Identity | None = None
+    claim: Claim | None = None
 
     @property
     def output_name(self) -> str:
@@ -156,19 +164,23 @@ class Planner:
                 fail(record, item, Stage.INPUT, f"{path}: cannot read ({exc.strerror or exc})")
                 continue
             if not os.path.lexists(output):
-                todo.append(item)
+                todo.append(self._claimed(item, owners.get(output.name)))
                 continue
-            owner = owners.get(output.name) or self.store.owner(output.name)
+            owner = owners.get(output.name) or self.store.owner_once_written(output.name)
             if owner is not None and owner.identity == item.identity and not job.overwrite:
                 if self._extras_missing(output.stem):  # an output is done only when all its files are there
-                    todo.append(item)
+                    todo.append(self._claimed(item, owner))
                     continue
                 settled.append((self._skipped(owner, path, output), item, owner.run))
             elif job.overwrite:
                 todo.append(item)
             else:
-                fail(record, item, Stage.PLAN, self._clash(path, output, owner, item))
+                fail(record, item, Stage.PLAN, clash_message(path, output, owner, item.identity))
         return Plan(todo, settled)
+
+    def _claimed(self, item: WorkItem, owner: StoredImage | None) -> WorkItem:
+        """``item`` planned against ``owner`` (the output's owner now); with ``--overwrite`` it claims nothing."""
+        return item if self.job.overwrite else dataclasses.replace(item, claim=Claim.of(owner))
 
     def _extras_missing(self, stem: str) -> bool:
         """Whether a file the run writes beside ``OUT/<stem>.png`` (saved latents, frames, strip) is missing."""
@@ -188,12 +200,14 @@ class Planner:
         record.notes = [n for n in record.notes if not n.startswith("output exists")] + [note]
         return record
 
-    def _clash(self, path: Path, output: Path, owner: StoredImage | None, item: WorkItem) -> str:
-        assert item.identity is not None
-        if owner is None:
-            why = "no run recorded what made it"
-        elif owner.identity is None or owner.identity.input_sha256 != item.identity.input_sha256:
-            why = f"it was made from another input ({owner.input})"
-        else:
-            why = "it was made with other settings"
-        return f"{path}: {output} already exists and {why}; pass --overwrite to replace it, or choose another -o"
+
+
+def clash_message(path: Path, output: Path, owner: StoredImage | None, identity: Identity | None) -> str:
+    """Why ``path`` may not write ``output`` (made by ``owner``, None: by no recorded run) without --overwrite."""
+    if owner is None:
+        why = "no run recorded what made it"
+    elif owner.identity is None or identity is None or owner.identity.input_sha256 != identity.input_sha256:
+        why = f"it was made from another input ({owner.input})"
+    else:
+        why = "it was made with other settings"
+    return f"{path}: {output} already exists and {why}; pass --overwrite to replace it, or choose another -o"

@@ -6,7 +6,8 @@ system). Processes of one host and one shard share their store: SQLite (the stan
 :mod:`sqlite3`, rollback journal, ``synchronous=FULL``) does the locking, and each image's record is one
 transaction committed in the same lock as the rename of its PNG, so a record is durable the moment its image
 is and always describes the file that is there. (The journal is truncated, not deleted, after each commit.)
-How :meth:`RunStore.put` keeps an image and its record together is in its docstring.
+How :meth:`RunStore.put` keeps an image and its record together, and decides at that moment whether the
+output is still this run's to write, is in its docstring.
 
 Every *decision* and every *view* reads all the stores of ``OUT`` (:class:`StoreReader`): the other stores
 read-only, those of this host with SQLite's locks, those of other hosts as ``immutable`` files (no lock, no
@@ -101,6 +102,30 @@ class StoredImage:
     run: str
     row: dict[str, Any]
     updated: float = 0.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a run planned an output against: the owner the stores recorded for the output's name when it
+    planned (``(run, updated)`` of that row; None: no owner). :meth:`RunStore.put` given a claim commits the
+    output only while its owner is still that row, or one with the same input and settings (see there)."""
+
+    owner: tuple[str, float] | None
+
+    @classmethod
+    def of(cls, owner: StoredImage | None) -> Claim:
+        """The claim of a run that planned when ``owner`` owned the output (None: none did)."""
+        return cls(None if owner is None else (owner.run, owner.updated))
+
+
+class OutputClashError(OutputError):
+    """Another run recorded the output, from another input or with other settings, after this run planned it:
+    the output is that run's (``owner``), and this run's image is not written."""
+
+    def __init__(self, output_name: str, owner: StoredImage) -> None:
+        super().__init__(f"{output_name} was recorded by run {owner.run} after this run planned it")
+        self.output_name = output_name
+        self.owner = owner
 
 
 def input_key(path: Path) -> str:
@@ -358,7 +383,7 @@ class RunStore(StoreReader):
 
     # -- images -----------------------------------------------------------------------------------
     def put(self, record: ImageRecord, output_name: str, input_name: str, identity: Identity | None,
-            run: int | str, staged: StagedFile | None = None) -> None:
+            run: int | str, staged: StagedFile | None = None, claim: Claim | None = None) -> None:
         """Store ``record`` as produced by ``run`` (this store's run id, or a run's name in any store), one
         transaction. A record that owns the output (ok, skipped) replaces any other owner of that output name.
         A failure never replaces the record of an output that is still there (the file is still what that
@@ -368,8 +393,13 @@ class RunStore(StoreReader):
         transaction, after the rows and before the commit, so that no other writer of this host can come
         between them. ``staged`` is always used up: renamed into place, or removed.
 
-        * **One writer at a time**: writers of this host (every shard's) hold an advisory lock on ``OUT`` for
-          the whole of it (:meth:`_images_lock`), so that an undone rename can never undo another writer's.
+        * **Who may write the output** is decided here, not only at planning: given the ``claim`` the run
+          planned against (none: ``--overwrite``, the later commit wins), an ok record whose output is owned
+          now by another row than the claimed one, made from another input or with other settings, raises
+          :class:`OutputClashError` and writes nothing: of two runs with other settings into one ``OUT``, the
+          second to commit an image gets the clash. The check reads every store of ``OUT`` inside the
+          transaction; writers of this host (every shard's) also hold an advisory lock on ``OUT`` for the whole
+          of it (:meth:`_images_lock`), so the check, the rename and the commit are one step for them.
         * **A file never survives without its record**: the file the PNG replaces (if any) is first kept aside
           as a hard link, so that if the commit fails (a full disk when SQLite writes its pages; SQLite then
           rolls back by itself) the rename is undone, still under the lock: the old file is put back, or the
@@ -386,18 +416,23 @@ class RunStore(StoreReader):
                 if owner is not None and owner.input == input_name:
                     return
             with self._lock, self._images_lock():
-                self._put(record, output_name, input_name, identity, run_name, staged)
+                self._put(record, output_name, input_name, identity, run_name, staged, claim)
         finally:
             if staged is not None:
                 staged.discard()
 
     def _put(self, record: ImageRecord, output_name: str, input_name: str, identity: Identity | None,
-             run_name: str, staged: StagedFile | None) -> None:
+             run_name: str, staged: StagedFile | None, claim: Claim | None) -> None:
         target = self.output_dir / output_name
         aside: Path | None = None
         placed: os.stat_result | None = None  # the PNG this put renamed into place
         try:
             with self.transaction() as db:
+                if claim is not None and record.status in OWNING:
+                    owner = self.owner(output_name)
+                    if (owner is not None and claim.owner != (owner.run, owner.updated)
+                            and (owner.input, owner.identity) != (input_name, identity)):
+                        raise OutputClashError(output_name, owner)
                 if record.status in OWNING:
                     db.execute("DELETE FROM images WHERE output_name = ? AND input != ? "
                                "AND status IN ('ok', 'skipped')", (output_name, input_name))
@@ -423,6 +458,12 @@ class RunStore(StoreReader):
             if aside is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(aside)
+
+    def owner_once_written(self, output_name: str) -> StoredImage | None:
+        """:meth:`owner`, read once no writer of this host is between renaming ``OUT/output_name`` into place
+        and committing its record (a file that is there then has its record, if it has one)."""
+        with self._lock, self._images_lock():
+            return self.owner(output_name)
 
     @contextlib.contextmanager
     def _images_lock(self) -> Iterator[None]:
