@@ -3,6 +3,7 @@ checked before anything is allocated, CSV cells that cannot run as formulas, no 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -727,3 +728,156 @@ def test_analyze_and_metrics_never_replace_a_report_they_did_not_write(face: Pat
     for _ in range(2):
         assert run("metrics", str(face), "--metrics", "niqe", "-o", str(scores)).exit_code == 0
     assert json.loads(scores.read_text())["metrics"] == ["niqe"]
+
+# -- 6. two runs with other settings into one OUT: the second to commit an image gets the clash -------------
+def test_a_commit_over_an_output_recorded_since_planning_with_other_settings_is_a_clash(tmp_path: Path) -> None:
+    from mgan_cli.run.records import ImageRecord
+    from mgan_cli.run.store import Claim, Identity, OutputClashError, RunStore
+    from mgan_cli.utils.atomic import stage
+
+    out = tmp_path / "out"
+    first, second = RunStore(out), RunStore(out)  # two processes of one host and shard share the store file
+    runs = first.begin_run({"codes": 2}), second.begin_run({"codes": 3})
+    target = out / "a.png"
+    record = ImageRecord(input=str(tmp_path / "a.png"), output=str(target), status="ok")
+    planned = Claim(None)  # both planned when no run had recorded a.png
+    first.put(record, "a.png", "/in/a.png", Identity("in", "codes2"), runs[0], stage(target, b"first"), planned)
+    staged = stage(target, b"second")
+    with pytest.raises(OutputClashError) as clash:
+        second.put(record, "a.png", "/in/a.png", Identity("in", "codes3"), runs[1], staged, planned)
+    assert clash.value.owner.run == first.run_name(runs[0])
+    assert target.read_bytes() == b"first" and not staged.temporary.exists()
+    owner = second.owner("a.png")
+    assert owner is not None and owner.identity == Identity("in", "codes2")
+    # the same settings, or a claim made against the owner that is there now (--overwrite, a redo): it commits
+    second.put(record, "a.png", "/in/a.png", Identity("in", "codes2"), runs[1], stage(target, b"same"), planned)
+    assert target.read_bytes() == b"same"
+    now = Claim.of(second.owner("a.png"))
+    second.put(record, "a.png", "/in/a.png", Identity("in", "codes3"), runs[1], stage(target, b"over"), now)
+    assert target.read_bytes() == b"over" and first.owner("a.png").identity == Identity("in", "codes3")
+    first.close()
+    second.close()
+
+
+def test_two_concurrent_runs_with_other_settings_never_both_report_an_image_ok(shared_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from tests.helpers import celeba_photos, psnr_uint8
+    from tests.test_run_trust import mgan_process
+
+    folder = tmp_path / "eight"
+    folder.mkdir()
+    photos = celeba_photos(shared_dir, folder, 8)
+    out = tmp_path / "C"
+    common = ["invert", str(folder), "-o", str(out), "--json", "--batch-size", "1", "--iterations", "20",
+              "--perceptual-weight", "0", "--device", "cpu", "--quiet"]
+    processes = [mgan_process(*common, "--codes", codes) for codes in ("2", "3")]
+    results = [process.communicate(timeout=600) for process in processes]
+    sides: list[dict[str, dict]] = []
+    for process, (stdout, stderr) in zip(processes, results, strict=True):
+        assert process.returncode in (0, 1, 2) and "Traceback" not in stderr, stderr[-2000:]
+        sides.append({Path(line["input"]).name: line for line in map(json.loads, stdout.splitlines())})
+    report = json.loads((out / "report.json").read_text())
+    runs = {run_["id"]: run_ for run_ in report["runs"]}
+    rows = {Path(row["input"]).name: row for row in report["images"] if row["status"] == "ok"}
+    for photo in photos:
+        lines = [side[photo.name] for side in sides]
+        assert sorted(line["status"] for line in lines) == ["failed", "ok"], lines
+        ((winner, line),) = [(codes, line) for codes, line in zip((2, 3), lines, strict=True) if line["status"] == "ok"]
+        (loser,) = [line for line in lines if line["status"] == "failed"]
+        assert "already exists and it was made with other settings" in loser["error"], loser
+        row = rows[photo.name]  # the store's row, the file and the side that reported ok agree
+        assert runs[row["run"]]["preset"]["inversion"]["codes"] == winner
+        written = np.asarray(Image.open(out / photo.name))
+        assert line["psnr"] == row["psnr"] == pytest.approx(psnr_uint8(written, np.asarray(Image.open(photo))),
+                                                            abs=1e-6)
+
+
+# -- 12. an image and its record: one never survives without the other ------------------------------------
+class _CommitFails:
+    """A run store connection whose ``COMMIT`` fails as on a full disk (everything else is the real one)."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+
+    def execute(self, sql: str, *parameters):
+        import sqlite3
+
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *parameters)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def test_a_record_that_cannot_be_committed_leaves_the_file_that_was_there(tmp_path: Path) -> None:
+    from mgan_cli.run.records import ImageRecord
+    from mgan_cli.run.store import Identity, RunStore
+    from mgan_cli.utils.atomic import stage
+
+    out = tmp_path / "out"
+    store = RunStore(out)
+    run_id = store.begin_run({})
+    record = ImageRecord(input="/in/a.png", output=str(out / "a.png"), status="ok")
+    store.put(record, "a.png", "/in/a.png", Identity("in", "old"), run_id, stage(out / "a.png", b"old"))
+    store._db = _CommitFails(store._db)
+    for name, before in (("a.png", b"old"), ("b.png", None)):  # replacing a recorded file, and a new one
+        with pytest.raises(OutputError, match="disk is full"):
+            store.put(record, name, "/in/a.png", Identity("in", "new"), run_id, stage(out / name, b"new"))
+        assert (out / name).read_bytes() == before if before else not (out / name).exists()
+    assert sorted(p.name for p in out.iterdir()) == [".mgan", "a.png"]  # nothing staged or set aside is left
+    store._db = store._db.db
+    owner = store.owner("a.png")
+    assert owner is not None and owner.identity == Identity("in", "old") and store.owner("b.png") is None
+    store.close()
+
+
+@pytest.fixture()
+def roomy_tmpfs(tmp_path: Path):
+    import subprocess
+
+    from tests.test_run_trust import _mount_tmpfs
+
+    target = tmp_path / "mnt"
+    _mount_tmpfs(target, "size=4m")
+    yield target
+    subprocess.run(["umount", "--lazy", str(target)], check=False)
+
+
+def test_a_disk_that_fills_while_the_record_is_committed_leaves_no_png_and_the_rerun_resumes(
+        face: Path, roomy_tmpfs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mgan_cli.utils import atomic
+
+    # a long input path: the image's row needs new pages of the store, which the full disk refuses at COMMIT
+    deep = tmp_path.joinpath(*["d" * 200] * 12)
+    deep.mkdir(parents=True)
+    photo = deep / ("f" * 200 + ".png")
+    photo.write_bytes(face.read_bytes())
+    out = roomy_tmpfs / "out"
+    filler = roomy_tmpfs / "filler"
+    rename = atomic.StagedFile.commit
+
+    def rename_then_fill_the_disk(self: atomic.StagedFile) -> None:
+        rename(self)
+        if self.path.suffix == ".png" and self.path.parent == out and not filler.exists():
+            with contextlib.suppress(OSError), filler.open("wb", buffering=0) as handle:
+                while True:
+                    handle.write(b"\0" * 4096)
+
+    monkeypatch.setattr(atomic.StagedFile, "commit", rename_then_fill_the_disk)
+    args = ["invert", str(photo), "-o", str(out), "--json", *FAST]
+    full = run(*args)
+    assert filler.exists()
+    one_line_error(full, str(out), "full")
+    assert not (out / photo.name).exists()  # no PNG without its record
+    assert [p.name for p in out.iterdir() if p.name.startswith(".mgan-")] == []
+    monkeypatch.undo()
+    filler.unlink()
+    resumed = run(*args)
+    assert resumed.exit_code == 0, resumed.output
+    (line,) = [json.loads(text) for text in resumed.stdout.splitlines()]
+    assert line["status"] == "ok" and (out / photo.name).is_file(), line
+    assert "no run recorded" not in resumed.output

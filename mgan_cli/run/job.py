@@ -12,6 +12,7 @@ import torch
 from mgan_cli.config.presets import Preset
 from mgan_cli.config.tasks import Task
 from mgan_cli.core.engine import EngineOptions
+from mgan_cli.encoder import resolve_start
 from mgan_cli.run.extras import RunExtras
 from mgan_cli.run.names import OutputNames
 from mgan_cli.run.records import ImageRecord
@@ -56,6 +57,9 @@ class Job:
     extras: RunExtras = field(default_factory=RunExtras)  # tuning, saved latents, edits (run/extras.py)
     #: ``"auto"`` (as many as fit), a size, or ``None`` (auto on CUDA, the preset's size elsewhere)
     batch_size: int | str | None = None
+
+    def __post_init__(self) -> None:
+        self.preset = resolve_start(self.preset)  # init auto: decided once, before planning fingerprints the preset
     #: the output names claimed before planning, e.g. by ``--align faces`` for each photo (run/names.py);
     #: None: the planner starts from the inputs alone
     names: OutputNames | None = None

@@ -7,6 +7,12 @@ made from another input or other settings (or that no run recorded) is redone wi
 otherwise a clash, reported as a failure with the reason. Which input may write which name at all is
 :class:`mgan_cli.run.names.OutputNames` (shared with ``--align faces``, which claims a photo's face outputs and
 composite before staging its crops); messages name the user's files.
+
+Planning decides against what the stores hold when it reads them; another run may record the same output
+name meanwhile. Each work item therefore carries the :class:`~mgan_cli.run.store.Claim` it was planned
+against (none with ``--overwrite``), and the store decides again when the image is committed
+(:meth:`RunStore.put <mgan_cli.run.store.RunStore.put>`): the second run to commit an output with other
+settings gets the same clash (:func:`clash_message`).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job, image_seed
 from mgan_cli.run.names import OutputNames
 from mgan_cli.run.records import ImageRecord
-from mgan_cli.run.store import Identity, RunStore, StoredImage, input_key
+from mgan_cli.run.store import Claim, Identity, RunStore, StoredImage, input_key
 from mgan_cli.utils.inputs import open_regular
 from mgan_cli.utils.pairing import StemIndex
 
@@ -36,13 +42,15 @@ from mgan_cli.utils.pairing import StemIndex
 @dataclass(frozen=True)
 class WorkItem:
     """One input to restore into ``output`` with its per-image ``seed``, its mask file (None: none, or not
-    found; loading then says so) and its :class:`Identity`."""
+    found; loading then says so), its :class:`Identity` and the :class:`Claim` on ``output`` it was planned
+    against (None: ``--overwrite``, whoever commits last wins)."""
 
     input: Path
     output: Path
     seed: int
     mask: Path | None = None
     identity: Identity | None = None
+    claim: Claim | None = None
 
     @property
     def output_name(self) -> str:
@@ -128,11 +136,11 @@ def skipped_record(owner: StoredImage, path: Path, output: Path,
     return record
 
 
-def clash_message(path: Path, output: Path, owner: StoredImage | None, identity: Identity) -> str:
+def clash_message(path: Path, output: Path, owner: StoredImage | None, identity: Identity | None) -> str:
     """Why ``output`` (there already) is not replaced by what ``path`` makes, and what to do."""
     if owner is None:
         why = "no run recorded what made it"
-    elif owner.identity is None or owner.identity.input_sha256 != identity.input_sha256:
+    elif owner.identity is None or identity is None or owner.identity.input_sha256 != identity.input_sha256:
         why = f"it was made from another input ({owner.input})"
     else:
         why = "it was made with other settings"
@@ -211,7 +219,9 @@ class Planner:
                 fail(record, item, Stage.INPUT, f"{user}: cannot read ({exc.strerror or exc})")
                 continue
             exists = os.path.lexists(output)
-            owner = (owners.get(output.name) or self.store.owner(output.name)) if exists else None
+            owner = owners.get(output.name)
+            if exists and owner is None:
+                owner = self.store.owner_once_written(output.name)
             # an output is done only when all its files are there
             choice = decide(exists, owner, identity, job.overwrite,
                             lambda stem=output.stem: self._extras_missing(stem))
@@ -219,10 +229,14 @@ class Planner:
                 assert owner is not None
                 settled.append((skipped_record(owner, path, output, job.metrics), item, owner.run))
             elif choice == REDO:
-                todo.append(item)
+                todo.append(self._claimed(item, owner))  # the owner it was planned against (--overwrite: none)
             else:
                 fail(record, item, Stage.PLAN, clash_message(user, output, owner, identity))
         return Plan(todo, settled)
+
+    def _claimed(self, item: WorkItem, owner: StoredImage | None) -> WorkItem:
+        """``item`` planned against ``owner`` (the output's owner now); with ``--overwrite`` it claims nothing."""
+        return item if self.job.overwrite else dataclasses.replace(item, claim=Claim.of(owner))
 
     def _extras_missing(self, stem: str) -> bool:
         """Whether a file the run writes beside ``OUT/<stem>.png`` (saved latents, frames, strip) is missing."""

@@ -21,7 +21,7 @@ from mgan_cli.core.engine import EngineOptions, InversionResult, check_settings,
 from mgan_cli.core.inversion import Inversion
 from mgan_cli.core.tuning import tune, tuned_parameters, tuning_autocast
 from mgan_cli.edit.frames import render_frames, render_inversion
-from mgan_cli.encoder import LoadedEncoder, WarmStart, encoder_initial_state, load_encoder
+from mgan_cli.encoder import LoadedEncoder, WarmStart, encoder_initial_state, load_encoder, resolve_start
 from mgan_cli.errors import RenderError
 from mgan_cli.generators import Generator
 from mgan_cli.run.batching import BatchChoice, MemoryProbe, choose_batch_size, cuda_memory_api, probe_memory
@@ -85,6 +85,7 @@ class BatchRestorer:
                  engine: EngineOptions | None = None, extras: RunExtras | None = None,
                  on_step: Callable[[int, int, float], None] | None = None,
                  on_warning: Callable[[str], None] | None = None) -> None:
+        preset = resolve_start(preset)  # init auto (a preset that no Restorer or Job resolved): the encoder or random
         self.preset = preset
         self.device = torch.device(device)
         self.engine = engine or EngineOptions()

@@ -1,9 +1,10 @@
 """The sink: restored tensors -> PNG files, metrics, stored records and events (runs on the writer thread).
 
 Each image is one transaction of the run store: its PNG is encoded to a temporary file, then renamed into
-place and its record committed together (:meth:`RunStore.put`). A problem of the output folder itself
-(full, read-only) is an :class:`OutputError` that stops the run: every image finished before it stays
-recorded.
+place and its record committed together (:meth:`RunStore.put`). An output that another run recorded with
+other settings since this run planned it (:class:`OutputClashError`) fails that image with the clash, its PNG
+unwritten. A problem of the output folder itself (full, read-only) is an :class:`OutputError` that stops the
+run: every image finished before it stays recorded.
 
 Metrics can never take down a run: a metric that raises (an out-of-memory error on the GPU included) is
 retried image by image, and an image whose metrics still fail keeps its output with every metric null and
@@ -25,13 +26,13 @@ from mgan_cli.metrics.baselines import score_baselines
 from mgan_cli.metrics.measure import measure
 from mgan_cli.report.thumbnails import THUMB_DIR, write_thumbnails
 from mgan_cli.run.extras import frame_paths, strip_path
-from mgan_cli.run.failures import Failure
+from mgan_cli.run.failures import Failure, Stage
 from mgan_cli.run.job import Job, RunEvents
 from mgan_cli.run.loading import LoadedImage
-from mgan_cli.run.planning import WorkItem
+from mgan_cli.run.planning import WorkItem, clash_message
 from mgan_cli.run.records import ImageRecord
 from mgan_cli.run.restoring import AfterInversion, Chunk, RestoredBatch
-from mgan_cli.run.store import Identity, RunStore, input_key
+from mgan_cli.run.store import Identity, OutputClashError, RunStore, input_key
 from mgan_cli.utils.atomic import StagedFile, make_folder, stage
 from mgan_cli.utils.imageio import encode_png, to_uint8, write_png
 
@@ -148,7 +149,11 @@ class Sink:
             self._thumbnails(item, batch.images[index], baselines[index])
             record.loss = batch.losses[index]
             if batch.after is not None:
-                self._write_after(record, item, batch.after[index])
+                try:
+                    self._write_after(record, item, batch.after[index])
+                except BaseException:
+                    staged.discard()  # no temporary PNG left behind on a full disk
+                    raise
             if batch.steps[index] < iterations:
                 record.notes.append(f"stopped early after {batch.steps[index]} steps")
             if self.job.reference_dir is None and not self.job.task.compare_to_input:
@@ -195,6 +200,11 @@ class Sink:
         record.seconds = round(seconds + item.load_seconds, 3)
         try:
             self._store(record, item.item, None, staged)
+        except OutputClashError as clash:  # another run recorded the output since this one planned it
+            record = ImageRecord(input=record.input, output=record.output, seed=record.seed, seconds=record.seconds)
+            work = item.item
+            record.fail(Failure(Stage.OUTPUT, clash_message(work.input, work.output, clash.owner, work.identity)))
+            self._store(record, work, None)
         finally:
             if staged is not None:
                 staged.discard()
@@ -219,5 +229,6 @@ class Sink:
             path = Path(record.input)
             output_name, key, identity = f"{path.stem}.png", input_key(path), None
         run: int | str = self.run_id if producer is None else producer
-        self.store.put(record, output_name, key, identity, run, staged)
+        claim = item.claim if item is not None and staged is not None else None  # the image this run restored
+        self.store.put(record, output_name, key, identity, run, staged, claim)
         self._stored_as[id(record)] = (output_name, key, identity, run)

@@ -6,6 +6,8 @@ system). Processes of one host and one shard share their store: SQLite (the stan
 :mod:`sqlite3`, rollback journal, ``synchronous=FULL``) does the locking, and each image's record is one
 transaction committed in the same lock as the rename of its PNG, so a record is durable the moment its image
 is and always describes the file that is there. (The journal is truncated, not deleted, after each commit.)
+How :meth:`RunStore.put` keeps an image and its record together, and decides at that moment whether the
+output is still this run's to write, is in its docstring.
 
 Every *decision* and every *view* reads all the stores of ``OUT`` (:class:`StoreReader`): the other stores
 read-only, those of this host with SQLite's locks, those of other hosts as ``immutable`` files (no lock, no
@@ -101,6 +103,30 @@ class StoredImage:
     run: str
     row: dict[str, Any]
     updated: float = 0.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a run planned an output against: the owner the stores recorded for the output's name when it
+    planned (``(run, updated)`` of that row; None: no owner). :meth:`RunStore.put` given a claim commits the
+    output only while its owner is still that row, or one with the same input and settings (see there)."""
+
+    owner: tuple[str, float] | None
+
+    @classmethod
+    def of(cls, owner: StoredImage | None) -> Claim:
+        """The claim of a run that planned when ``owner`` owned the output (None: none did)."""
+        return cls(None if owner is None else (owner.run, owner.updated))
+
+
+class OutputClashError(OutputError):
+    """Another run recorded the output, from another input or with other settings, after this run planned it:
+    the output is that run's (``owner``), and this run's image is not written."""
+
+    def __init__(self, output_name: str, owner: StoredImage) -> None:
+        super().__init__(f"{output_name} was recorded by run {owner.run} after this run planned it")
+        self.output_name = output_name
+        self.owner = owner
 
 
 def input_key(path: Path) -> str:
@@ -371,48 +397,156 @@ class RunStore(StoreReader):
 
     # -- images -----------------------------------------------------------------------------------
     def put(self, record: ImageRecord, output_name: str, input_name: str, identity: Identity | None,
-            run: int | str, staged: StagedFile | None = None) -> None:
+            run: int | str, staged: StagedFile | None = None, claim: Claim | None = None) -> None:
         """Store ``record`` as produced by ``run`` (this store's run id, or a run's name in any store), one
-        transaction. With ``staged`` (its PNG, written but not yet in place), the PNG is renamed into place
-        inside the same transaction, so file and record always agree. A record that owns the output (ok,
-        skipped) replaces any other owner of that output name, and once committed, the files beside the output
-        that only the replaced records named (:func:`~mgan_cli.run.extras.named_files`: frames of strengths
-        this record has not, a strip, saved latents) are removed: they belonged to the output they replaced.
-        A failure never replaces the record of an output that is still there (the file is still what that
-        record says)."""
+        transaction. A record that owns the output (ok, skipped) replaces any other owner of that output name,
+        and once committed, the files beside the output that only the replaced records named
+        (:func:`~mgan_cli.run.extras.named_files`: frames of strengths this record has not, a strip, saved
+        latents) are removed: they belonged to the output they replaced. A failure never replaces the record of
+        an output that is still there (the file is still what that record says).
+
+        With ``staged`` (its PNG, written but not yet in place), the PNG is renamed into place inside the same
+        transaction, after the rows and before the commit, so that no other writer of this host can come
+        between them. ``staged`` is always used up: renamed into place, or removed.
+
+        * **Who may write the output** is decided here, not only at planning: given the ``claim`` the run
+          planned against (none: ``--overwrite``, the later commit wins), an ok record whose output is owned
+          now by another row than the claimed one, made from another input or with other settings, raises
+          :class:`OutputClashError` and writes nothing: of two runs with other settings into one ``OUT``, the
+          second to commit an image gets the clash. The check reads every store of ``OUT`` inside the
+          transaction; writers of this host (every shard's) also hold an advisory lock on ``OUT`` for the whole
+          of it (:meth:`_images_lock`), so the check, the rename and the commit are one step for them.
+        * **A file never survives without its record**: the file the PNG replaces (if any) is first kept aside
+          as a hard link, so that if the commit fails (a full disk when SQLite writes its pages; SQLite then
+          rolls back by itself) the rename is undone, still under the lock: the old file is put back, or the
+          new one removed, and the error is raised (one :class:`OutputError`). Undoing needs no room on the
+          disk (renames and unlinks only). Renaming first and committing after, not the other way round,
+          keeps a reader that finds the file from believing an owner whose file is not there yet. A process
+          killed between the rename and the end of the commit (the time of the commit's writes) can still
+          leave the PNG without its record; a rerun then reports it as a clash that ``--overwrite`` resolves.
+        """
         run_name = self.run_name(run) if isinstance(run, int) else run
-        if record.status == "failed" and os.path.lexists(self.output_dir / output_name):
-            owner = self.owner(output_name)
-            if owner is not None and owner.input == input_name:
-                return
-        stale: set[Path] = set()
-        if record.status in OWNING:
-            for replaced in self._images("WHERE output_name = ?", (output_name,)):
-                if replaced.status in OWNING:
-                    stale |= named_files(self.output_dir, replaced.row)
-            stale -= named_files(self.output_dir, record.to_json())
-        with self.transaction() as db:  # the rows first, then the PNG's rename, then the commit: a store that
-            # cannot be written leaves no PNG without its record
+        try:
+            if record.status == "failed" and os.path.lexists(self.output_dir / output_name):
+                owner = self.owner(output_name)
+                if owner is not None and owner.input == input_name:
+                    return
+            stale: set[Path] = set()
             if record.status in OWNING:
-                db.execute("DELETE FROM images WHERE output_name = ? AND input != ? AND status IN ('ok', 'skipped')",
-                           (output_name, input_name))
-            db.execute(
-                "INSERT OR REPLACE INTO images (output_name, input, status, input_sha256, settings_sha256, run, "
-                "record, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (output_name, input_name, record.status, identity.input_sha256 if identity else None,
-                 identity.settings_sha256 if identity else None, run_name,
-                 json.dumps(record.to_json(), allow_nan=False), time.time()))
+                for replaced in self._images("WHERE output_name = ?", (output_name,)):
+                    if replaced.status in OWNING:
+                        stale |= named_files(self.output_dir, replaced.row)
+                stale -= named_files(self.output_dir, record.to_json())
+            with self._lock, self._images_lock():
+                self._put(record, output_name, input_name, identity, run_name, staged, claim)
+            for path in sorted(stale):
+                _remove_inside(self.output_dir, path)
+        finally:
             if staged is not None:
-                try:
-                    staged.commit()
-                except OSError as exc:
-                    raise OutputError(f"{staged.path}: cannot write ({exc.strerror or exc})") from None
-        for path in sorted(stale):
-            _remove_inside(self.output_dir, path)
+                staged.discard()
+
+    def _put(self, record: ImageRecord, output_name: str, input_name: str, identity: Identity | None,
+             run_name: str, staged: StagedFile | None, claim: Claim | None) -> None:
+        target = self.output_dir / output_name
+        aside: Path | None = None
+        placed: os.stat_result | None = None  # the PNG this put renamed into place
+        try:
+            with self.transaction() as db:
+                if claim is not None and record.status in OWNING:
+                    owner = self.owner(output_name)
+                    if (owner is not None and claim.owner != (owner.run, owner.updated)
+                            and (owner.input, owner.identity) != (input_name, identity)):
+                        raise OutputClashError(output_name, owner)
+                if record.status in OWNING:
+                    db.execute("DELETE FROM images WHERE output_name = ? AND input != ? "
+                               "AND status IN ('ok', 'skipped')", (output_name, input_name))
+                db.execute(
+                    "INSERT OR REPLACE INTO images (output_name, input, status, input_sha256, settings_sha256, run, "
+                    "record, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (output_name, input_name, record.status, identity.input_sha256 if identity else None,
+                     identity.settings_sha256 if identity else None, run_name,
+                     json.dumps(record.to_json(), allow_nan=False), time.time()))
+                if staged is not None:
+                    try:
+                        aside = _keep_aside(target)
+                        staged.commit()
+                        placed = os.lstat(target)
+                    except OSError as exc:
+                        raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
+        except BaseException:
+            if placed is not None:  # the record is not committed: neither is its PNG
+                kept, aside = aside, None  # kept if it cannot be put back
+                aside = _put_back(target, placed, kept)
+            raise
+        finally:
+            if aside is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(aside)
+
+    def owner_once_written(self, output_name: str) -> StoredImage | None:
+        """:meth:`owner`, read once no writer of this host is between renaming ``OUT/output_name`` into place
+        and committing its record (a file that is there then has its record, if it has one)."""
+        with self._lock, self._images_lock():
+            return self.owner(output_name)
+
+    @contextlib.contextmanager
+    def _images_lock(self) -> Iterator[None]:
+        """An advisory lock (``flock``) on ``OUT`` itself, held by every writer of an image on this host from
+        before its transaction until its rename is undone or committed (no file is needed for it, so a full disk
+        cannot keep it from being taken). Where the file system has no such locks, SQLite's lock alone
+        serialises the writers of one store."""
+        try:
+            descriptor = os.open(self.output_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise OutputError(f"{self.output_dir}: cannot open ({exc.strerror or exc})") from None
+        try:
+            with contextlib.suppress(OSError):  # no locks here (ENOLCK, EBADF on NFS): SQLite's lock only
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # releases the lock
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._db.close()
+
+
+def _keep_aside(target: Path) -> Path | None:
+    """A second name (a hard link beside it) for the file at ``target``, so that it can be put back if what
+    replaces it is not recorded. None when there is no file, or the file system has no hard links: undoing
+    then removes the new file, and the old record describes a missing output, which the next run redoes."""
+    if not os.path.lexists(target):
+        return None
+    for _ in range(100):
+        aside = target.with_name(f".mgan-{os.urandom(6).hex()}.aside")
+        try:
+            os.link(target, aside, follow_symlinks=False)
+            return aside
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+                return None
+            raise
+    raise FileExistsError(errno.EEXIST, "no free name to keep the old file aside", str(target))
+
+
+def _put_back(target: Path, placed: os.stat_result, aside: Path | None) -> Path | None:
+    """Undo the rename of a PNG whose record was not committed: put back the file kept ``aside`` (or remove
+    the PNG when there was none). Returns the aside file if it could not be put back (it is then kept)."""
+    try:
+        now = os.lstat(target)
+        if (now.st_dev, now.st_ino) == (placed.st_dev, placed.st_ino):
+            if aside is not None:
+                os.replace(aside, target)
+                return None
+            os.unlink(target)
+        return aside
+    except FileNotFoundError:
+        return aside
+    except OSError as exc:
+        raise OutputError(f"{target}: its record could not be committed, and the file could not be taken back "
+                          f"({exc.strerror or exc}); the file before it is kept as {aside}") from None
 
 
 _COLUMNS = "output_name, input, status, input_sha256, settings_sha256, run, record, updated"
