@@ -277,8 +277,15 @@ def test_encoder_of_wrong_shapes_is_refused_before_its_tensors_are_read(tmp_path
 
 
 def test_training_resumes_exactly_from_its_checkpoint(tmp_path, pggan):
+    """Interrupted after 2 of 4 steps and rerun: the same weights as 4 steps in one go (the decaying rate too)."""
+    def interrupt_at_step_2(progress):
+        if progress.step == 2:
+            raise KeyboardInterrupt
+
     straight = train_encoder(pggan, "tiny", SHA_A, Budget(steps=4), TINY, home=tmp_path / "straight")
-    train_encoder(pggan, "tiny", SHA_A, Budget(steps=2), TINY, home=tmp_path / "resumed")
+    with pytest.raises(KeyboardInterrupt):
+        train_encoder(pggan, "tiny", SHA_A, Budget(steps=4), TINY, home=tmp_path / "resumed",
+                      progress=interrupt_at_step_2)
     resumed = train_encoder(pggan, "tiny", SHA_A, Budget(steps=4), TINY, home=tmp_path / "resumed")
     assert resumed.resumed_from == 2 and resumed.steps == 4
     for key, value in straight.encoder.state_dict().items():

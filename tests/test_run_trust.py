@@ -59,6 +59,10 @@ def test_planted_links_are_replaced_never_followed(photos, tmp_path) -> None:
     for planted in (f".{name}.png.tmp", ".report.json.tmp", ".report.csv.tmp", "report.json", "report.csv",
                     f"{name}.png"):
         (out / planted).symlink_to(victim)
+    refused = run("invert", str(photos[0]), "-o", str(out), "--json", *FAST)  # report files mgan did not write
+    assert refused.exit_code == 2 and "mgan did not write it" in refused.output and not (out / ".mgan").exists()
+    (out / "report.json").unlink()
+    (out / "report.csv").unlink()
     first = run("invert", str(photos[0]), "-o", str(out), "--json", *FAST)
     assert first.exit_code == 2 and "already exists" in lines(first)[0]["error"]  # a link no run recorded
     result = run("invert", str(photos[0]), "-o", str(out), "--json", "--overwrite", *FAST)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -59,13 +60,18 @@ def default_minutes(device: torch.device | str | None = None) -> float:
 class TrainingSettings:
     """How an encoder is trained (recorded in its ``encoder.json``; a checkpoint resumes only with the same).
 
-    batch_size, lr: Adam's batch and rate. latent_weight, pixel_weight: the two loss terms (module docstring).
+    batch_size, lr: Adam's batch and rate; decay: ``cosine`` lowers the rate along half a cosine to
+    ``min_lr_fraction`` × lr at the end of the budget (steps or minutes; a rerun with a larger budget goes on
+    from the checkpoint along the new budget's curve), ``constant`` keeps it. latent_weight, pixel_weight: the two
+    loss terms (module docstring).
     shares: relative share of each task augmentation. photometric: noise and brightness/contrast jitter.
     width, max_width, hidden, max_input: the encoder's architecture (:func:`default_architecture`).
     """
 
     batch_size: int = 32
     lr: float = 1e-3
+    decay: str = "cosine"
+    min_lr_fraction: float = 0.05
     latent_weight: float = 1.0
     pixel_weight: float = 1.0
     shares: dict[str, float] = field(default_factory=lambda: {"identity": 2.0, "grey": 1.0, "downsample": 1.0,
@@ -78,7 +84,8 @@ class TrainingSettings:
     max_input: int = 256
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.lr <= 0 or min(self.latent_weight, self.pixel_weight) < 0:
+        if (self.batch_size < 1 or self.lr <= 0 or min(self.latent_weight, self.pixel_weight) < 0
+                or self.decay not in ("cosine", "constant") or not 0 <= self.min_lr_fraction <= 1):
             raise ConfigurationError(f"bad encoder training settings: {self}")
 
     def to_json(self) -> dict[str, Any]:
@@ -104,7 +111,27 @@ class Budget:
             raise ConfigurationError(f"the training budget must not be negative: {self}")
 
     def done(self, step: int, seconds: float) -> bool:
-        return step >= self.steps if self.steps is not None else seconds >= 60 * float(self.minutes or 0)
+        return self.fraction(step, seconds) >= 1
+
+    def fraction(self, step: int, seconds: float) -> float:
+        """How much of the budget ``step`` steps and ``seconds`` seconds have used (1 = all)."""
+        if self.steps is not None:
+            return step / self.steps if self.steps else 1.0
+        total = 60 * float(self.minutes or 0)
+        return seconds / total if total else 1.0
+
+
+def lr_at(settings: TrainingSettings, fraction: float) -> float:
+    """The learning rate when ``fraction`` of the budget is used (see :class:`TrainingSettings`).
+
+    >>> s = TrainingSettings(lr=1.0, min_lr_fraction=0.0)
+    >>> lr_at(s, 0.0), lr_at(s, 0.5), lr_at(s, 1.0)
+    (1.0, 0.5, 0.0)
+    """
+    if settings.decay == "constant":
+        return settings.lr
+    floor = settings.min_lr_fraction
+    return settings.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(max(fraction, 0.0), 1.0))))
 
 
 @dataclass(frozen=True)
@@ -246,6 +273,8 @@ def train_encoder(
     previous = seconds
     try:
         while not budget.done(step, seconds):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(settings, budget.fraction(step, seconds))
             rng = torch.Generator().manual_seed(step_seed(settings.seed, step))
             targets, images = target.sample(generator, settings.batch_size, rng, device)
             inputs, known = augmented_inputs(images, rng, architecture.input_size, settings.shares,
