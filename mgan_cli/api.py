@@ -42,7 +42,7 @@ from mgan_cli.edit import boundaries, latents
 from mgan_cli.edit import directions as directions_lib
 from mgan_cli.edit.directions import Directions
 from mgan_cli.edit.frames import Direction, render_frames
-from mgan_cli.encoder.warm_start import resolve_start
+from mgan_cli.encoder.warm_start import auto_start_note, resolve_start
 from mgan_cli.errors import ConfigurationError, InputValueError
 from mgan_cli.generators import Generator
 from mgan_cli.run.extras import RunExtras
@@ -132,7 +132,9 @@ class Restorer:
         named = not isinstance(generator, Generator) or generator.weights_name is not None
         if named:
             check_preset_fits(resolved)  # layer, space, scale against the named generator: refused before loading
-        resolved = resolve_start(resolved, named=named)  # init auto: the encoder where one is trained
+        requested, resolved = resolved, resolve_start(resolved, named=named)  # auto: the encoder where trained
+        #: one line when ``init: auto`` fell back to random codes for want of an encoder (else None)
+        self.start_note = auto_start_note(requested, resolved) if named else None
         self.task = TASKS.get(task)
         self.device = resolve_device(str(device))
         self.engine = EngineOptions.for_device(self.device, precision, compile, channels_last)

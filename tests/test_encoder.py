@@ -19,6 +19,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from mgan_cli import Restorer
 from mgan_cli.core.degradations import Downsample, Identity, Luma, Mask
 from mgan_cli.core.engine import InversionSettings, invert
 from mgan_cli.core.losses import ReconstructionLoss
@@ -40,7 +41,7 @@ from tests.helpers import tiny_generator
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
-TINY = TrainingSettings(batch_size=32, lr=2e-3, width=8, max_width=32, hidden=64)
+TINY = TrainingSettings(batch_size=32, lr=4e-3, width=8, max_width=32, hidden=64)  # cosine decay: half the mean rate
 #: steps of the short training (about 20 s on a loaded 2-core CPU)
 SHORT = 300
 
@@ -353,3 +354,47 @@ def test_the_engine_refuses_init_encoder_without_a_warm_start():
     settings = InversionSettings(codes=2, layer=2, iterations=1, init="encoder")
     with pytest.raises(ConfigurationError, match="initial_codes"):
         invert(generator, torch.zeros(1, 3, 32, 32), Identity(), ReconstructionLoss(0.0), settings, [0])
+
+
+def test_init_auto_uses_the_encoder_once_trained_with_the_presets_recipe(tmp_path, monkeypatch):
+    """``init: auto`` (the built-in presets): random codes and the preset's iterations (with a note saying how to
+    train an encoder) until an encoder is trained; then the encoder start with the preset's
+    ``encoder_iterations``, unless --iterations is given. What ran is what the fingerprint says: auto resolved to
+    random reruns as ``--init random``, and to the encoder as ``--init encoder``."""
+    from mgan_cli.cli import main
+    from mgan_cli.config.presets import load_preset
+    from mgan_cli.weights import store as weight_store
+
+    monkeypatch.setenv("MGAN_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(weight_store, "_default_store", None)
+    preset = load_preset("dcgan64-invert").inversion
+    assert preset.init == "auto" and preset.encoder_iterations is not None
+    assert preset.encoder_iterations < preset.iterations
+    untrained = Restorer("dcgan64-digiface", "invert")
+    assert (untrained.preset.inversion.init, untrained.preset.inversion.iterations) == ("random", preset.iterations)
+    assert "mgan encoder train dcgan64-digiface" in untrained.start_note
+    assert Restorer("dcgan64-digiface", "invert", init="random").start_note is None
+
+    face = tmp_path / "face.png"
+    Image.fromarray(np.full((64, 64, 3), 120, dtype=np.uint8)).save(face)
+    runner = CliRunner()
+    fast = ["--iterations", "2", "--codes", "2", "--device", "cpu"]
+    first = runner.invoke(main, ["invert", str(face), "-o", str(tmp_path / "a"), *fast])
+    assert first.exit_code == 0 and "no encoder is trained for dcgan64-digiface" in first.output, first.output
+    as_random = runner.invoke(main, ["invert", str(face), "-o", str(tmp_path / "a"), "--init", "random", "--json",
+                                     *fast])
+    assert json.loads(as_random.stdout)["status"] == "skipped", as_random.output
+
+    trained = runner.invoke(main, ["encoder", "train", "dcgan64-digiface", "--steps", "1", "--batch-size", "2",
+                                   "--device", "cpu"])
+    assert trained.exit_code == 0, trained.output
+    auto = Restorer("dcgan64-digiface", "invert")
+    assert (auto.preset.inversion.init, auto.preset.inversion.iterations) == ("encoder", preset.encoder_iterations)
+    assert auto.preset.inversion.encoder_iterations is None and auto.start_note is None
+    assert Restorer("dcgan64-digiface", "invert", iterations=7).preset.inversion.iterations == 7
+    assert Restorer("dcgan64-digiface", "invert", init="random").preset.inversion.init == "random"
+    second = runner.invoke(main, ["invert", str(face), "-o", str(tmp_path / "b"), "--json", *fast])
+    assert json.loads((tmp_path / "b" / "report.json").read_text())["preset"]["inversion"]["init"] == "encoder"
+    as_encoder = runner.invoke(main, ["invert", str(face), "-o", str(tmp_path / "b"), "--init", "encoder", "--json",
+                                      *fast])
+    assert second.exit_code == 0 and json.loads(as_encoder.stdout)["status"] == "skipped", as_encoder.output

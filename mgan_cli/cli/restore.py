@@ -216,6 +216,8 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
                         compile=compile_mode, channels_last=channels_last, **overrides)
     if make_extras is not None:
         extras = make_extras(restorer.preset)
+    if restorer.start_note and not (quiet or json_lines):
+        stderr_console.print(f"mgan: note: {restorer.start_note}", soft_wrap=True)
     stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
     display = _Display(json_lines, quiet or not sharding.from_environment(shard).is_main, len(inputs))
     try:

@@ -116,7 +116,7 @@ class InversionSettings:
                         "How each image's codes start: random (seeded), or encoder (a warm start predicted by the "
                         "generator's encoder, `mgan encoder train`; the caller passes it as initial_codes), or auto "
                         "(encoder where one is trained, else random).")
-    init_noise: float = setting(0.25, ValueSpec("float", minimum=0, maximum=10),
+    init_noise: float = setting(0.5, ValueSpec("float", minimum=0, maximum=10),
                                 "Encoder start: scale of each code's seeded random draw around the prediction.")
     encoder_iterations: int | None = setting(
         None, ValueSpec("int", minimum=0, maximum=MAX_ITERATIONS, nullable=True),

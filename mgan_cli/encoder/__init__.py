@@ -11,8 +11,28 @@
 from mgan_cli.core.engine import INITS
 from mgan_cli.encoder.storage import LoadedEncoder, list_encoders, read_encoder
 from mgan_cli.encoder.training import Budget, TrainingSettings, default_minutes, train_encoder
-from mgan_cli.encoder.warm_start import WarmStart, encoder_initial_state, has_encoder, load_encoder, resolve_start
+from mgan_cli.encoder.warm_start import (
+    WarmStart,
+    auto_start_note,
+    encoder_initial_state,
+    has_encoder,
+    load_encoder,
+    resolve_start,
+)
 
-__all__ = ["INITS", "Budget", "LoadedEncoder", "TrainingSettings", "WarmStart", "default_minutes",
-           "encoder_initial_state", "has_encoder", "list_encoders", "load_encoder", "read_encoder", "resolve_start",
-           "train_encoder"]
+__all__ = [
+    "INITS",
+    "Budget",
+    "LoadedEncoder",
+    "TrainingSettings",
+    "WarmStart",
+    "auto_start_note",
+    "default_minutes",
+    "encoder_initial_state",
+    "has_encoder",
+    "list_encoders",
+    "load_encoder",
+    "read_encoder",
+    "resolve_start",
+    "train_encoder",
+]

@@ -48,7 +48,7 @@ from mgan_cli.version import __version__
 from mgan_cli.weights.formats.safetensors_format import read_info
 
 #: default training budget in minutes by device type (what ``mgan encoder train G`` runs without a budget)
-DEFAULT_MINUTES = {"cpu": 10.0, "cuda": 20.0}
+DEFAULT_MINUTES = {"cpu": 14.0, "cuda": 20.0}
 
 
 def default_minutes(device: torch.device | str | None = None) -> float:

@@ -114,3 +114,13 @@ def resolve_start(preset: Preset, store: WeightStore | None = None, *, named: bo
         iterations = inversion.encoder_iterations
     resolved = dataclasses.replace(inversion, init=init, iterations=iterations, encoder_iterations=None)
     return dataclasses.replace(preset, inversion=resolved)
+
+
+def auto_start_note(requested: Preset, resolved: Preset) -> str | None:
+    """One line for a user whose ``init: auto`` fell back to random codes (no encoder trained), else ``None``."""
+    if requested.inversion.init != "auto" or resolved.inversion.init != "random":
+        return None
+    name = requested.generator
+    return (f"codes start at random: no encoder is trained for {name} (`mgan encoder train {name}`, about "
+            f"{default_minutes():g} minutes here, gives a learned warm start that reaches the same quality in "
+            "fewer steps; see the README)")
