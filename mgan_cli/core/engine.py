@@ -444,14 +444,13 @@ def invert(
     is reported in ``diverged_at``; the others go on, unaffected (rows never interact). Under fp16 a
     gradient overflow skips only that image's step (``overflow_skips``; see the module docstring).
     ``initial_codes`` / ``initial_upper``: a warm start instead of the seeded codes / upper latents (see
-    :func:`initial_state`). ``settings.init == "encoder"`` requires ``initial_codes``; ``auto`` must be resolved first.
+    :func:`initial_state`). ``settings.init == "encoder"`` requires ``initial_codes``; ``auto`` without them is the random start (the
+    file pipeline and :class:`mgan_cli.api.Restorer` resolve it first: :func:`mgan_cli.encoder.resolve_start`).
     """
     batch = check_shape(observed, "B 3 H W", "observed")["B"]
     if settings.init == "encoder" and initial_codes is None:
         raise ConfigurationError("init 'encoder' needs the warm start as initial_codes "
                                  "(mgan_cli.encoder.encoder_initial_state)")
-    if settings.init == "auto":
-        raise ConfigurationError("init 'auto' is resolved before inverting (mgan_cli.encoder.resolve_start)")
     if mask is not None:
         check_shape(mask, "B 1 R R", "mask", B=batch, R=generator.resolution)
     if len(seeds) != batch:
