@@ -444,8 +444,9 @@ def invert(
     is reported in ``diverged_at``; the others go on, unaffected (rows never interact). Under fp16 a
     gradient overflow skips only that image's step (``overflow_skips``; see the module docstring).
     ``initial_codes`` / ``initial_upper``: a warm start instead of the seeded codes / upper latents (see
-    :func:`initial_state`). ``settings.init == "encoder"`` requires ``initial_codes``; ``auto`` without them is the random start (the
-    file pipeline and :class:`mgan_cli.api.Restorer` resolve it first: :func:`mgan_cli.encoder.resolve_start`).
+    :func:`initial_state`). ``settings.init == "encoder"`` requires ``initial_codes``; ``auto`` without them is
+    the random start (the file pipeline and :class:`mgan_cli.api.Restorer` resolve it first:
+    :func:`mgan_cli.encoder.resolve_start`).
     """
     batch = check_shape(observed, "B 3 H W", "observed")["B"]
     if settings.init == "encoder" and initial_codes is None:
