@@ -216,8 +216,6 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
                         compile=compile_mode, channels_last=channels_last, **overrides)
     if make_extras is not None:
         extras = make_extras(restorer.preset)
-    if restorer.start_note and not (quiet or json_lines):
-        stderr_console.print(f"mgan: note: {restorer.start_note}", soft_wrap=True)
     stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
     display = _Display(json_lines, quiet or not sharding.from_environment(shard).is_main, len(inputs))
     try:
@@ -236,6 +234,8 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
         where = "" if outcome.shard.count == 1 else f", this process shard {outcome.shard.index}/{outcome.shard.count}"
         stderr_console.print(f"wrote {output_dir / 'report.json'} and report.csv "
                              f"({outcome.report.summary['images']} images recorded in {output_dir}{where})")
+    if restorer.start_note and not (quiet or json_lines):  # after the run: its own errors come first
+        stderr_console.print(f"mgan: note: {restorer.start_note}", soft_wrap=True)
     if outcome.status == NOTHING_RAN:
         fail(f"nothing could run: every input failed before restoring ({len(outcome.records)}; reasons above)")
     sys.exit({ALL_DONE: 0, SOME_FAILED: EXIT_SOME_FAILED}[outcome.status])

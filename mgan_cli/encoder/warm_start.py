@@ -117,10 +117,18 @@ def resolve_start(preset: Preset, store: WeightStore | None = None, *, named: bo
 
 
 def auto_start_note(requested: Preset, resolved: Preset) -> str | None:
-    """One line for a user whose ``init: auto`` fell back to random codes (no encoder trained), else ``None``."""
+    """One line for a user whose ``init: auto`` fell back to random codes (no encoder trained for weights that are
+    there), else ``None``."""
     if requested.inversion.init != "auto" or resolved.inversion.init != "random":
         return None
+    from mgan_cli.weights.importing import generator_identity
+
     name = requested.generator
+    try:
+        if generator_identity(name)[2] is None:
+            return None
+    except MganError:  # no weights at all: the run's own error says so, a note about encoders would only distract
+        return None
     return (f"codes start at random: no encoder is trained for {name} (`mgan encoder train {name}`, about "
             f"{default_minutes():g} minutes here, gives a learned warm start that reaches the same quality in "
             "fewer steps; see the README)")
