@@ -78,11 +78,17 @@ def test_colour_map_takes_the_dominant_codes_colour() -> None:
     assert len({tuple(c) for c in palette(25)}) == 25
 
 
-def test_analyze_runs_the_grid_writes_rows_means_plots_and_resumes(shared_dir, tmp_path) -> None:
+def _face_folder(shared_dir, tmp_path, count: int):
+    """``tmp_path/faces`` holding the first ``count`` CelebA photos, cropped to 64×64 PNGs."""
     faces = tmp_path / "faces"
     faces.mkdir()
-    for photo in sorted((shared_dir / "data" / "celeba64").glob("*.jpg"))[:2]:
+    for photo in sorted((shared_dir / "data" / "celeba64").glob("*.jpg"))[:count]:
         celeba_face(photo).save(faces / f"{photo.stem}.png")
+    return faces
+
+
+def test_analyze_runs_the_grid_writes_rows_means_plots_and_resumes(shared_dir, tmp_path) -> None:
+    faces = _face_folder(shared_dir, tmp_path, 2)
     out = tmp_path / "analysis"
     args = ["analyze", str(faces), "-o", str(out), "--layers", "1-2", "--codes", "1,2", "--iterations", "2",
             "--device", "cpu", "--quiet", "--contributions", "2:2"]
@@ -155,10 +161,7 @@ def test_analyze_exits_2_when_every_input_fails_and_names_each_path_once(tmp_pat
 def test_analyze_shards_split_the_images_of_every_pair_and_merge(shared_dir, tmp_path) -> None:
     """``--shard I/N``: each shard analyses its own share of the images for every pair, no image twice, and the
     last shard's ``analysis.json`` holds the rows of both."""
-    faces = tmp_path / "faces"
-    faces.mkdir()
-    for photo in sorted((shared_dir / "data" / "celeba64").glob("*.jpg"))[:4]:
-        celeba_face(photo).save(faces / f"{photo.stem}.png")
+    faces = _face_folder(shared_dir, tmp_path, 4)
     out = tmp_path / "analysis"
     common = ["analyze", str(faces), "-o", str(out), "--layers", "2", "--codes", "1", "--iterations", "1",
               "--device", "cpu", "--quiet", "--perceptual-weight", "0"]

@@ -398,3 +398,14 @@ def test_init_auto_uses_the_encoder_once_trained_with_the_presets_recipe(tmp_pat
     as_encoder = runner.invoke(main, ["invert", str(face), "-o", str(tmp_path / "b"), "--init", "encoder", "--json",
                                       *fast])
     assert second.exit_code == 0 and json.loads(as_encoder.stdout)["status"] == "skipped", as_encoder.output
+
+
+def test_the_fingerprint_of_a_random_start_holds_no_warm_start_field():
+    """Outputs recorded before ``init_noise``/``encoder_iterations`` existed must still match a random-start rerun:
+    neither field changes a random start's pixels, so neither is fingerprinted; the noise of an encoder start is."""
+    from mgan_cli.run.planning import warm_start_free
+
+    random_start = warm_start_free({"init": "random", "init_noise": 0.5, "encoder_iterations": None, "codes": 20})
+    assert random_start == {"init": "random", "codes": 20}
+    assert warm_start_free({"init": "encoder", "init_noise": 0.5, "encoder_iterations": None}) == {
+        "init": "encoder", "init_noise": 0.5}
