@@ -124,9 +124,12 @@ def tune(generator: Generator, inversion: Inversion, observed: torch.Tensor, deg
                 move = torch.randn(codes.shape[2:], generator=rng).to(device)
                 nearby = codes + settings.locality_radius * move / move.norm()
                 with torch.no_grad():
-                    expected = frozen_model(nearby, alphas, upper).float()
-                    nearby_features = composed(tuned_model, nearby) if upper_only else None
-                if nearby_features is not None:
+                    if upper_only:  # the part below ℓ is not tuned: one lower pass serves both renders
+                        nearby_features = composed(frozen_model, nearby)
+                        expected = frozen_model.upper(nearby_features, upper).float()
+                    else:
+                        expected = frozen_model(nearby, alphas, upper).float()
+                if upper_only:
                     rendered = tuned_model.upper(nearby_features, upper).float()
                 else:
                     rendered = tuned_model(nearby, alphas, upper).float()
