@@ -37,12 +37,11 @@ from mgan_cli.config.presets import Preset, apply_overrides
 from mgan_cli.config.tasks import TASKS
 from mgan_cli.core.engine import EngineOptions
 from mgan_cli.core.inversion import Inversion
-from mgan_cli.core.tuning import TuningSettings
 from mgan_cli.edit import boundaries, latents
 from mgan_cli.edit import directions as directions_lib
 from mgan_cli.edit.directions import Directions
 from mgan_cli.edit.frames import Direction, render_frames
-from mgan_cli.encoder.warm_start import auto_start_note, resolve_start
+from mgan_cli.encoder.warm_start import auto_start_note, recipe_tuning, resolve_start
 from mgan_cli.errors import ConfigurationError, InputValueError
 from mgan_cli.generators import Generator
 from mgan_cli.run.extras import RunExtras
@@ -108,13 +107,14 @@ class Restorer:
     loss and degradation move to ``device`` once; a restorer can be called any number of times.
     ``init="encoder"`` starts each image from the generator's encoder (``mgan encoder train``); ``tune_steps``
     tunes a private copy of the generator per image after the inversion (``--tune-generator``; ``tune_layers``:
-    ``all`` or ``upper``), and each image's tuned weights come back in :attr:`Restoration.tuned`.
+    ``all`` or ``upper``), and each image's tuned weights come back in :attr:`Restoration.tuned`; left unset, the
+    preset's encoder recipe decides (``encoder_tune_steps`` with the encoder start, else no tuning).
     """
 
     def __init__(self, generator: Generator | str | None, task: str = "invert", *,
                  preset: str | os.PathLike[str] | Preset | None = None, device: torch.device | str = "auto",
                  precision: str = "auto", compile: str = "off", channels_last: bool | None = None,
-                 tune_steps: int = 0, tune_layers: str = "all", **overrides: Any) -> None:
+                 tune_steps: int | None = None, tune_layers: str | None = None, **overrides: Any) -> None:
         name = generator if isinstance(generator, str) or generator is None else generator.weights_name
         if preset is None and isinstance(generator, Generator) and name is None:
             raise ConfigurationError("this generator was read from a file, so it has no built-in preset: pass "
@@ -139,7 +139,7 @@ class Restorer:
         self.device = resolve_device(str(device))
         self.engine = EngineOptions.for_device(self.device, precision, compile, channels_last)
         self._preset = resolved
-        self._extras = RunExtras(TuningSettings(steps=tune_steps, layers=tune_layers))
+        self._extras = RunExtras(recipe_tuning(resolved, tune_steps, tune_layers))
         self._model = generator if isinstance(generator, Generator) else None
         self._restorer: BatchRestorer | None = None
 
@@ -221,6 +221,7 @@ class Restorer:
         unknown = sorted(set(options) - {f.name for f in FilesOptions.__dataclass_fields__.values()})
         if unknown:
             raise ConfigurationError(f"restore_files: unknown option {unknown[0]!r}")
+        options.setdefault("extras", self._extras)  # this restorer's tuning unless the call says otherwise
         for key in ("reference_dir", "mask"):
             if options.get(key) is not None:
                 options[key] = Path(options[key])

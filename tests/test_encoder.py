@@ -394,10 +394,39 @@ def test_init_auto_uses_the_encoder_once_trained_with_the_presets_recipe(tmp_pat
     assert Restorer("dcgan64-digiface", "invert", iterations=7).preset.inversion.iterations == 7
     assert Restorer("dcgan64-digiface", "invert", init="random").preset.inversion.init == "random"
     second = runner.invoke(main, ["invert", str(face), "-o", str(tmp_path / "b"), "--json", *fast])
-    assert json.loads((tmp_path / "b" / "report.json").read_text())["preset"]["inversion"]["init"] == "encoder"
+    header = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert header["preset"]["inversion"]["init"] == "encoder"
+    # the recipe's tuning above ℓ ran (with --iterations given: only the iterations are the flag's)
+    assert (header["tuning"]["steps"], header["tuning"]["layers"]) == (preset.encoder_tune_steps, "upper")
+    assert json.loads(second.stdout)["tuned_steps"] == preset.encoder_tune_steps
     as_encoder = runner.invoke(main, ["invert", str(face), "-o", str(tmp_path / "b"), "--init", "encoder", "--json",
                                       *fast])
     assert second.exit_code == 0 and json.loads(as_encoder.stdout)["status"] == "skipped", as_encoder.output
+    untuned = runner.invoke(main, ["invert", str(face), "-o", str(tmp_path / "b"), "--tune-generator", "0",
+                                   "--json", *fast])
+    assert "other settings" in untuned.output  # the recipe's tuning is part of what the outputs were made with
+    as_random = runner.invoke(main, ["invert", str(face), "-o", str(tmp_path / "c"), "--init", "random", *fast])
+    assert as_random.exit_code == 0 and "tuning" not in json.loads((tmp_path / "c" / "report.json").read_text())
+
+
+def test_the_encoder_recipe_tunes_above_the_layer_unless_the_caller_says_otherwise():
+    """``encoder_tune_steps`` applies only to an encoder start, with ``layers: upper``; a caller's steps (0 too)
+    replace it, and a caller's layers apply to the recipe's steps."""
+    import dataclasses
+
+    from mgan_cli.config.presets import load_preset
+    from mgan_cli.encoder import recipe_tuning, resolve_start
+
+    preset = load_preset("dcgan64-invert")
+    recipe = dataclasses.replace(preset.inversion, init="encoder", encoder_tune_steps=100)
+    encoder_start = resolve_start(dataclasses.replace(preset, inversion=recipe))
+    random_start = resolve_start(dataclasses.replace(preset, inversion=dataclasses.replace(recipe, init="random")))
+    assert random_start.inversion.encoder_tune_steps is None
+    assert (recipe_tuning(encoder_start).steps, recipe_tuning(encoder_start).layers) == (100, "upper")
+    assert recipe_tuning(encoder_start, layers="all").layers == "all"
+    assert recipe_tuning(encoder_start, 0).steps == 0
+    assert (recipe_tuning(encoder_start, 5).steps, recipe_tuning(encoder_start, 5).layers) == (5, "all")
+    assert recipe_tuning(random_start).steps == 0 and recipe_tuning(random_start, 5, "upper").steps == 5
 
 
 def test_the_fingerprint_of_a_random_start_holds_no_warm_start_field():
@@ -405,7 +434,8 @@ def test_the_fingerprint_of_a_random_start_holds_no_warm_start_field():
     neither field changes a random start's pixels, so neither is fingerprinted; the noise of an encoder start is."""
     from mgan_cli.run.planning import warm_start_free
 
-    random_start = warm_start_free({"init": "random", "init_noise": 0.5, "encoder_iterations": None, "codes": 20})
+    random_start = warm_start_free({"init": "random", "init_noise": 0.5, "encoder_iterations": None,
+                                    "encoder_tune_steps": None, "codes": 20})
     assert random_start == {"init": "random", "codes": 20}
     assert warm_start_free({"init": "encoder", "init_noise": 0.5, "encoder_iterations": None}) == {
         "init": "encoder", "init_noise": 0.5}

@@ -26,7 +26,8 @@ from mgan_cli.cli.options import COMMON_OVERRIDES, override_option, override_opt
 from mgan_cli.config.presets import Preset
 from mgan_cli.config.tasks import TASKS, Task
 from mgan_cli.core.engine import COMPILE_MODES, PRECISIONS
-from mgan_cli.core.tuning import TUNE_LAYERS, TuningSettings
+from mgan_cli.core.tuning import TUNE_LAYERS
+from mgan_cli.encoder import recipe_tuning
 from mgan_cli.faces.alignment import ALIGNMENTS
 from mgan_cli.report.tables import METRIC_COLUMNS, summarize
 from mgan_cli.run import ImageRecord, RunEvents, sharding
@@ -245,9 +246,11 @@ def make_task_command(task: Task) -> click.Command:
     """Build the click command of ``task`` (task-specific options added here)."""
 
     @reports_errors
-    def command(tune_generator: int, tune_layers: str, save_latents: bool, **kwargs: Any) -> None:
-        extras = RunExtras(TuningSettings(steps=tune_generator, layers=tune_layers), save_latents)
-        run_task(task, extras=extras, **kwargs)
+    def command(tune_generator: int | None, tune_layers: str | None, save_latents: bool, **kwargs: Any) -> None:
+        def make_extras(preset: Preset) -> RunExtras:
+            return RunExtras(recipe_tuning(preset, tune_generator, tune_layers), save_latents)
+
+        run_task(task, make_extras=make_extras, **kwargs)
 
     command.__doc__ = (
         f"{task.summary}\n\n"
@@ -271,12 +274,14 @@ def make_task_command(task: Task) -> click.Command:
 def extras_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--tune-generator``, ``--tune-layers`` and ``--save-latents`` (every task and ``mgan edit``)."""
     options = [
-        click.option("--tune-generator", type=click.IntRange(min=0), default=0, show_default=True, metavar="STEPS",
+        click.option("--tune-generator", type=click.IntRange(min=0), default=None, metavar="STEPS",
                      help="After the inversion, tune a private copy of the generator for STEPS steps with the codes "
-                          "fixed (pivotal tuning). Off by default; where it helps and where it hurts: "
-                          "BENCHMARKS.md."),
-        click.option("--tune-layers", type=click.Choice(TUNE_LAYERS), default="all", show_default=True,
-                     help="Which weights --tune-generator changes: all, or only those above the layer ℓ."),
+                          "fixed (pivotal tuning; 0: none). Default: the preset's encoder recipe, which tunes "
+                          "above ℓ after an encoder start where it measured faster (dcgan64 invert: 100 steps), "
+                          "else none; where it helps and where it hurts: BENCHMARKS.md."),
+        click.option("--tune-layers", type=click.Choice(TUNE_LAYERS), default=None,
+                     help="Which weights tuning changes: all, or only those above the layer ℓ. Default: all for "
+                          "--tune-generator, upper for the encoder recipe's tuning."),
         click.option("--save-latents", is_flag=True,
                      help="Write OUT/latents/<stem>.safetensors (codes, importances, upper latent, layer, space, "
                           "generator name and sha256; tuned weights too) for `mgan edit --from-latents OUT/latents`."),

@@ -26,9 +26,9 @@ from mgan_cli.utils.resources import presets_dir
 #: settings a defaults entry may give, and the preset block each one goes to
 SETTING_BLOCKS: dict[str, str] = {
     "codes": "inversion", "layer": "inversion", "space": "inversion", "composition": "inversion",
-    "iterations": "inversion", "encoder_iterations": "inversion", "optimizer": "inversion", "lr": "inversion",
-    "alpha_lr": "inversion",
-    "schedule": "inversion", "init": "inversion", "perceptual_weight": "loss", "perceptual_resolution": "loss",
+    "iterations": "inversion", "encoder_iterations": "inversion", "encoder_tune_steps": "inversion",
+    "optimizer": "inversion", "lr": "inversion", "alpha_lr": "inversion", "schedule": "inversion",
+    "init": "inversion", "perceptual_weight": "loss", "perceptual_resolution": "loss",
     "batch_size": "top", "scale": "degradation", "mode": "degradation", "paste_known": "degradation",
     "feature_resolution": "layer-rule",
 }

@@ -121,6 +121,10 @@ class InversionSettings:
     encoder_iterations: int | None = setting(
         None, ValueSpec("int", minimum=0, maximum=MAX_ITERATIONS, nullable=True),
         "Iterations when the codes start from the encoder (null: iterations; an --iterations flag wins).")
+    encoder_tune_steps: int | None = setting(
+        None, ValueSpec("int", minimum=0, maximum=MAX_ITERATIONS, nullable=True),
+        "Pivotal-tuning steps above the layer ℓ after an encoder-start inversion (null: none; a --tune-generator "
+        "flag wins).")
 
     def __post_init__(self) -> None:
         check_fields(self)

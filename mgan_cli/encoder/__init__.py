@@ -5,7 +5,8 @@
 * :mod:`~mgan_cli.encoder.model`: the network; :mod:`~mgan_cli.encoder.training`: resumable training;
 * :mod:`~mgan_cli.encoder.storage`: the cache folder beside the generator's sha256, read through safetensors only;
 * :mod:`~mgan_cli.encoder.warm_start`: the initial codes for ``invert(..., initial_codes=, initial_upper=)``, and
-  :func:`resolve_start`, which decides ``init: auto`` and the encoder recipe's iterations.
+  :func:`resolve_start`, which decides ``init: auto`` and the encoder recipe's iterations, and
+  :func:`recipe_tuning`, its tuning.
 """
 
 from mgan_cli.core.engine import INITS
@@ -17,6 +18,7 @@ from mgan_cli.encoder.warm_start import (
     encoder_initial_state,
     has_encoder,
     load_encoder,
+    recipe_tuning,
     resolve_start,
 )
 
@@ -33,6 +35,7 @@ __all__ = [
     "list_encoders",
     "load_encoder",
     "read_encoder",
+    "recipe_tuning",
     "resolve_start",
     "train_encoder",
 ]

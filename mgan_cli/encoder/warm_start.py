@@ -19,6 +19,7 @@ import torch
 from mgan_cli.config.presets import Preset
 from mgan_cli.core.degradations import Degradation
 from mgan_cli.core.engine import InversionSettings
+from mgan_cli.core.tuning import TuningSettings
 from mgan_cli.encoder.augment import observed_input
 from mgan_cli.encoder.storage import WEIGHTS_FILE, LoadedEncoder, encoder_folder, read_encoder, train_hint
 from mgan_cli.encoder.targets import TARGETS
@@ -104,7 +105,8 @@ def resolve_start(preset: Preset, store: WeightStore | None = None, *, named: bo
     preset's generator (and ``named``: a generator read from a file has none), else ``random``. With the encoder
     start, ``encoder_iterations`` (when set, and unless ``iterations`` was given as an override) becomes the
     number of iterations: the task's recipe measured for that start (BENCHMARKS.md, "Time to quality"). The
-    result has ``encoder_iterations`` None, so its settings say exactly what runs."""
+    result has ``encoder_iterations`` None, so its settings say exactly what runs; it keeps the recipe's
+    ``encoder_tune_steps`` for :func:`recipe_tuning` only with the encoder start (None otherwise)."""
     inversion = preset.inversion
     init = inversion.init
     if init == "auto":
@@ -112,8 +114,22 @@ def resolve_start(preset: Preset, store: WeightStore | None = None, *, named: bo
     iterations = inversion.iterations
     if init == "encoder" and inversion.encoder_iterations is not None and "iterations" not in preset.overrides:
         iterations = inversion.encoder_iterations
-    resolved = dataclasses.replace(inversion, init=init, iterations=iterations, encoder_iterations=None)
+    tune_steps = inversion.encoder_tune_steps if init == "encoder" else None
+    resolved = dataclasses.replace(inversion, init=init, iterations=iterations, encoder_iterations=None,
+                                   encoder_tune_steps=tune_steps)
     return dataclasses.replace(preset, inversion=resolved)
+
+
+def recipe_tuning(preset: Preset, steps: int | None = None, layers: str | None = None) -> TuningSettings:
+    """The generator tuning a run does after the inversion of a :func:`resolve_start`-resolved ``preset``: ``steps``
+    and ``layers`` as the caller asked (``--tune-generator``, ``--tune-layers``); where the caller left ``steps``
+    unset (None), the encoder recipe's ``encoder_tune_steps`` (pivotal tuning above the layer ℓ, the recipe
+    measured in BENCHMARKS.md, "Time to quality"), else none. ``layers`` unset: ``upper`` for the recipe's
+    tuning, ``all`` for the caller's."""
+    recipe = preset.inversion.encoder_tune_steps if steps is None else None
+    if recipe:
+        return TuningSettings(steps=recipe, layers=layers or "upper")
+    return TuningSettings(steps=steps or 0, layers=layers or "all")
 
 
 def auto_start_note(requested: Preset, resolved: Preset) -> str | None:

@@ -89,10 +89,11 @@ def settings_fingerprint(job: Job) -> dict[str, Any]:
 
 
 def warm_start_free(inversion: dict[str, Any]) -> dict[str, Any]:
-    """A resolved preset's ``inversion`` block without the fields that do not change its pixels: the encoder's
-    iterations (already resolved into ``iterations``, :func:`mgan_cli.encoder.resolve_start`) and, for a random
-    start, the encoder start's noise scale (so outputs recorded before these fields existed still match)."""
-    kept = {k: v for k, v in inversion.items() if k != "encoder_iterations"}
+    """A resolved preset's ``inversion`` block without the fields that do not change its pixels by themselves: the
+    encoder recipe's iterations and tuning steps (resolved into ``iterations`` and the run's tuning, which the
+    fingerprint holds, :func:`mgan_cli.encoder.resolve_start`) and, for a random start, the encoder start's noise
+    scale (so outputs recorded before these fields existed still match)."""
+    kept = {k: v for k, v in inversion.items() if k not in ("encoder_iterations", "encoder_tune_steps")}
     if kept.get("init") == "random":
         kept.pop("init_noise", None)
     return kept
