@@ -37,6 +37,7 @@ from mgan_cli.config.presets import Preset, apply_overrides
 from mgan_cli.config.tasks import TASKS
 from mgan_cli.core.engine import EngineOptions
 from mgan_cli.core.inversion import Inversion
+from mgan_cli.core.tuning import TuningSettings
 from mgan_cli.edit import boundaries, latents
 from mgan_cli.edit import directions as directions_lib
 from mgan_cli.edit.directions import Directions
@@ -132,13 +133,15 @@ class Restorer:
         named = not isinstance(generator, Generator) or generator.weights_name is not None
         if named:
             check_preset_fits(resolved)  # layer, space, scale against the named generator: refused before loading
-        requested, resolved = resolved, resolve_start(resolved, named=named)  # auto: the encoder where trained
+        # auto: the encoder where trained, and its recipe unless tuning is switched off (tune_steps=0)
+        requested, resolved = resolved, resolve_start(resolved, named=named, tunes=tune_steps != 0)
         #: one line when ``init: auto`` fell back to random codes for want of an encoder (else None)
         self.start_note = auto_start_note(requested, resolved) if named else None
         self.task = TASKS.get(task)
         self.device = resolve_device(str(device))
         self.engine = EngineOptions.for_device(self.device, precision, compile, channels_last)
         self._preset = resolved
+        self._requested, self._named = requested, named
         self._extras = RunExtras(recipe_tuning(resolved, tune_steps, tune_layers))
         self._model = generator if isinstance(generator, Generator) else None
         self._restorer: BatchRestorer | None = None
@@ -155,6 +158,11 @@ class Restorer:
     def preset(self) -> Preset:
         """The resolved preset (after overrides)."""
         return self._preset
+
+    @property
+    def tuning(self) -> TuningSettings:
+        """The generator tuning each image gets after its inversion (``steps`` 0: none)."""
+        return self._extras.tuning
 
     @property
     def generator(self) -> Generator:
@@ -239,7 +247,9 @@ class Restorer:
         code explains which region. ``options``: ``reference_dir``, ``mask``, ``resize``, ``recursive``,
         ``overwrite``, ``stdin_lines``, ``shard`` (``"I/N"``). ``on_pair(index, total, layer, codes)`` before each
         pair."""
-        return analyze_files(self.task, self.preset, [Path(i) for i in inputs], Path(output_dir),
+        # the sweep does not tune, so an encoder recipe that relies on tuning gives way to the preset's iterations
+        preset = resolve_start(self._requested, named=self._named, tunes=False)
+        return analyze_files(self.task, preset, [Path(i) for i in inputs], Path(output_dir),
                              lambda: self.generator, device=self.device, engine=self.engine, layers=layers,
                              codes=codes, contributions=contributions, events=events, on_pair=on_pair, **options)
 

@@ -391,6 +391,18 @@ def test_init_auto_uses_the_encoder_once_trained_with_the_presets_recipe(tmp_pat
     auto = Restorer("dcgan64-digiface", "invert")
     assert (auto.preset.inversion.init, auto.preset.inversion.iterations) == ("encoder", preset.encoder_iterations)
     assert auto.preset.inversion.encoder_iterations is None and auto.start_note is None
+    assert (auto.tuning.steps, auto.tuning.layers) == (preset.encoder_tune_steps, "upper")
+    untuned = Restorer("dcgan64-digiface", "invert", tune_steps=0)  # the recipe is followed whole or not at all
+    assert (untuned.preset.inversion.iterations, untuned.tuning.steps) == (preset.iterations, 0)
+    # the layer analysis does not tune, so it runs a recipe that tunes with the preset's own iterations
+    small = tmp_path / "small.yaml"
+    small.write_text("generator: dcgan64-digiface\ntask: invert\ndegradation: {type: identity}\ninversion: "
+                     "{codes: 2, layer: 2, iterations: 3, init: auto, encoder_iterations: 1, encoder_tune_steps: 1}\n")
+    analysis = Restorer("dcgan64-digiface", "invert", preset=small, device="cpu")
+    assert analysis.preset.inversion.iterations == 1  # a restoring run follows the recipe
+    analysis.analyze_files([face], tmp_path / "analysis", layers="2", codes="2")
+    ran = json.loads(next((tmp_path / "analysis").rglob("report.json")).read_text())["preset"]["inversion"]
+    assert (ran["init"], ran["iterations"]) == ("encoder", 3)
     assert Restorer("dcgan64-digiface", "invert", iterations=7).preset.inversion.iterations == 7
     assert Restorer("dcgan64-digiface", "invert", init="random").preset.inversion.init == "random"
     second = runner.invoke(main, ["invert", str(face), "-o", str(tmp_path / "b"), "--json", *fast])
@@ -427,6 +439,14 @@ def test_the_encoder_recipe_tunes_above_the_layer_unless_the_caller_says_otherwi
     assert recipe_tuning(encoder_start, 0).steps == 0
     assert (recipe_tuning(encoder_start, 5).steps, recipe_tuning(encoder_start, 5).layers) == (5, "all")
     assert recipe_tuning(random_start).steps == 0 and recipe_tuning(random_start, 5, "upper").steps == 5
+    # a run that does not tune (--tune-generator 0, the layer analysis) cannot follow a recipe that tunes ...
+    untuned = resolve_start(dataclasses.replace(preset, inversion=dataclasses.replace(recipe, encoder_iterations=200)),
+                            tunes=False).inversion
+    assert (untuned.init, untuned.iterations, untuned.encoder_tune_steps) == ("encoder", preset.inversion.iterations,
+                                                                               None)
+    # ... but follows one that does not tune
+    plain = dataclasses.replace(recipe, encoder_iterations=200, encoder_tune_steps=None)
+    assert resolve_start(dataclasses.replace(preset, inversion=plain), tunes=False).inversion.iterations == 200
 
 
 def test_the_fingerprint_of_a_random_start_holds_no_warm_start_field():

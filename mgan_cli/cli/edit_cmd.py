@@ -12,11 +12,11 @@ from mgan_cli.cli.common import exit_for_failures, reports_errors, stderr_consol
 from mgan_cli.cli.restore import _common_options, extras_options, run_task
 from mgan_cli.config.presets import Preset
 from mgan_cli.config.tasks import TASKS
+from mgan_cli.core.tuning import TuningSettings
 from mgan_cli.edit.frames import (
     DEFAULT_STRENGTHS,
 )
 from mgan_cli.edit.saved import render_saved, resolve_edit
-from mgan_cli.encoder import recipe_tuning
 from mgan_cli.run.extras import RunExtras
 from mgan_cli.utils.devices import resolve_device
 
@@ -82,12 +82,13 @@ def edit_command(direction: str, strengths: str, conditions: tuple[str, ...], ed
         kwargs.pop("shard", None)
         _edit_saved(from_latents, direction, strengths, conditions, edit_layers, edit_upper, kwargs)
         return
-    def make_extras(preset: Preset) -> RunExtras:
+    def make_extras(preset: Preset, tuning: TuningSettings) -> RunExtras:
         edit = resolve_edit(preset.generator, preset.inversion.space, direction, conditions, strengths, edit_layers,
                             edit_upper)
-        return RunExtras(recipe_tuning(preset, tune_generator, tune_layers), save_latents, edit)
+        return RunExtras(tuning, save_latents, edit)
 
-    run_task(TASKS.get("invert"), make_extras=make_extras, **kwargs)
+    run_task(TASKS.get("invert"), make_extras=make_extras, tune_generator=tune_generator, tune_layers=tune_layers,
+             **kwargs)
 
 
 # the INPUT argument is optional with --from-latents

@@ -26,8 +26,7 @@ from mgan_cli.cli.options import COMMON_OVERRIDES, override_option, override_opt
 from mgan_cli.config.presets import Preset
 from mgan_cli.config.tasks import TASKS, Task
 from mgan_cli.core.engine import COMPILE_MODES, PRECISIONS
-from mgan_cli.core.tuning import TUNE_LAYERS
-from mgan_cli.encoder import recipe_tuning
+from mgan_cli.core.tuning import TUNE_LAYERS, TuningSettings
 from mgan_cli.faces.alignment import ALIGNMENTS
 from mgan_cli.report.tables import METRIC_COLUMNS, summarize
 from mgan_cli.run import ImageRecord, RunEvents, sharding
@@ -202,21 +201,24 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
              reference_dir: Path | None, resize: str, recursive: bool, json_lines: bool, quiet: bool,
              overwrite: bool, precision: str, compile_mode: str, channels_last: bool | None,
              mask: Path | None = None, align: str = "none", paste_back: bool = False,
-             face_alignment: str | None = None, extras: RunExtras | None = None, shard: str | None = None,
-             make_extras: Callable[[Preset], RunExtras] | None = None, **overrides: Any) -> None:
+             face_alignment: str | None = None, shard: str | None = None, tune_generator: int | None = None,
+             tune_layers: str | None = None, save_latents: bool = False,
+             make_extras: Callable[[Preset, TuningSettings], RunExtras] | None = None, **overrides: Any) -> None:
     """Parse what the flags say into a :class:`~mgan_cli.api.Restorer` and run its file pipeline, with a
     progress bar (or JSON lines) and a summary. Exit status: 0 every image ok or skipped, 1 some failed,
-    2 nothing could run, 130 interrupted (what finished is recorded). ``extras`` (or ``make_extras(preset)``,
-    once the preset is known) adds tuning, latents and edits."""
+    2 nothing could run, 130 interrupted (what finished is recorded). The tuning flags (None: the preset's
+    encoder recipe) and ``save_latents`` make the run's extras, or ``make_extras(preset, tuning)`` does, once
+    the preset and tuning are resolved (edits)."""
     if paste_back and align != "faces":
         raise click.UsageError("--paste-back needs --align faces")
     batch_size = overrides.pop("batch_size", None)
     if isinstance(batch_size, int):
         overrides["batch_size"] = batch_size  # the preset's value too: the report shows what ran
     restorer = Restorer(generator, task.name, preset=preset, device=device, precision=precision,
-                        compile=compile_mode, channels_last=channels_last, **overrides)
-    if make_extras is not None:
-        extras = make_extras(restorer.preset)
+                        compile=compile_mode, channels_last=channels_last, tune_steps=tune_generator,
+                        tune_layers=tune_layers, **overrides)
+    extras = (RunExtras(restorer.tuning, save_latents) if make_extras is None
+              else make_extras(restorer.preset, restorer.tuning))
     stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else []
     display = _Display(json_lines, quiet or not sharding.from_environment(shard).is_main, len(inputs))
     try:
@@ -224,7 +226,7 @@ def run_task(task: Task, inputs: tuple[str, ...], output_dir: Path, preset: str 
             outcome = restorer.restore_files(
                 list(inputs), output_dir, events=display.events(), reference_dir=reference_dir, mask=mask,
                 resize=resize, recursive=recursive, overwrite=overwrite, align=align, paste_back=paste_back,
-                face_alignment=face_alignment, extras=extras or RunExtras(), stdin_lines=stdin_lines,
+                face_alignment=face_alignment, extras=extras, stdin_lines=stdin_lines,
                 batch_size=batch_size, shard=shard)
     except RunInterrupted as exc:
         stderr_console.print(f"mgan: {exc}", soft_wrap=True)
@@ -246,11 +248,8 @@ def make_task_command(task: Task) -> click.Command:
     """Build the click command of ``task`` (task-specific options added here)."""
 
     @reports_errors
-    def command(tune_generator: int | None, tune_layers: str | None, save_latents: bool, **kwargs: Any) -> None:
-        def make_extras(preset: Preset) -> RunExtras:
-            return RunExtras(recipe_tuning(preset, tune_generator, tune_layers), save_latents)
-
-        run_task(task, make_extras=make_extras, **kwargs)
+    def command(**kwargs: Any) -> None:
+        run_task(task, **kwargs)
 
     command.__doc__ = (
         f"{task.summary}\n\n"
@@ -276,9 +275,7 @@ def extras_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--tune-generator", type=click.IntRange(min=0), default=None, metavar="STEPS",
                      help="After the inversion, tune a private copy of the generator for STEPS steps with the codes "
-                          "fixed (pivotal tuning; 0: none). Default: the preset's encoder recipe, which tunes "
-                          "above ℓ after an encoder start where it measured faster (dcgan64 invert: 100 steps), "
-                          "else none; where it helps and where it hurts: BENCHMARKS.md."),
+                          "fixed (pivotal tuning). Default: the encoder recipe's steps, else 0. See BENCHMARKS.md."),
         click.option("--tune-layers", type=click.Choice(TUNE_LAYERS), default=None,
                      help="Which weights tuning changes: all, or only those above the layer ℓ. Default: all for "
                           "--tune-generator, upper for the encoder recipe's tuning."),

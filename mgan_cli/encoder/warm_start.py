@@ -100,21 +100,25 @@ def has_encoder(generator_name: str, store: WeightStore | None = None) -> bool:
     return sha is not None and (encoder_folder(sha, store.home) / WEIGHTS_FILE).is_file()
 
 
-def resolve_start(preset: Preset, store: WeightStore | None = None, *, named: bool = True) -> Preset:
+def resolve_start(preset: Preset, store: WeightStore | None = None, *, named: bool = True,
+                  tunes: bool = True) -> Preset:
     """``preset`` with its start decided: ``init: auto`` becomes ``encoder`` where an encoder is trained for the
     preset's generator (and ``named``: a generator read from a file has none), else ``random``. With the encoder
     start, ``encoder_iterations`` (when set, and unless ``iterations`` was given as an override) becomes the
     number of iterations: the task's recipe measured for that start (BENCHMARKS.md, "Time to quality"). The
     result has ``encoder_iterations`` None, so its settings say exactly what runs; it keeps the recipe's
-    ``encoder_tune_steps`` for :func:`recipe_tuning` only with the encoder start (None otherwise)."""
+    ``encoder_tune_steps`` for :func:`recipe_tuning` only with the encoder start (None otherwise). A recipe is
+    followed whole or not at all: for a run that does not tune (``tunes=False``: ``--tune-generator 0``, the layer
+    analysis), a recipe with tuning steps gives way to the preset's own iterations."""
     inversion = preset.inversion
     init = inversion.init
     if init == "auto":
         init = "encoder" if named and has_encoder(preset.generator, store) else "random"
+    recipe = init == "encoder" and (tunes or not inversion.encoder_tune_steps)
     iterations = inversion.iterations
-    if init == "encoder" and inversion.encoder_iterations is not None and "iterations" not in preset.overrides:
+    if recipe and inversion.encoder_iterations is not None and "iterations" not in preset.overrides:
         iterations = inversion.encoder_iterations
-    tune_steps = inversion.encoder_tune_steps if init == "encoder" else None
+    tune_steps = inversion.encoder_tune_steps if recipe else None
     resolved = dataclasses.replace(inversion, init=init, iterations=iterations, encoder_iterations=None,
                                    encoder_tune_steps=tune_steps)
     return dataclasses.replace(preset, inversion=resolved)
