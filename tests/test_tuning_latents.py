@@ -74,6 +74,26 @@ def test_upper_tuning_keeps_the_layers_below_the_split(face_inversion) -> None:
         assert torch.equal(value, original[name]) == (name not in names), name
 
 
+@pytest.mark.parametrize("layers", ["all", "upper"])
+def test_the_locality_term_keeps_nearby_codes_rendering_as_the_original_generator(face_inversion, layers) -> None:
+    """PTI's locality term, for both tuned parts: codes moved from the pivot (in directions tuning never saw)
+    render closer to the untuned generator's renders with the term than without it."""
+    generator, observed, loss, inversion, _ = face_inversion
+    moves = torch.randn((3, *inversion.codes.shape[1:]), generator=torch.Generator().manual_seed(99))
+    nearby = inversion.codes[None] + 3.0 * moves[:, None] / moves.flatten(1).norm(dim=1)[:, None, None]
+    alphas = inversion.alphas[None].expand(3, *inversion.alphas.shape)
+
+    def drift(weight: float) -> float:
+        tuned = tuning.tune(generator, inversion, observed, Identity(), loss,
+                            tuning.TuningSettings(steps=15, layers=layers, lr=1e-3, locality_weight=weight), seed=0)
+        with torch.no_grad():
+            renders = [MultiCodeModel(g, inversion.layer, "z", "sum")(nearby, alphas) for g in (tuned, generator)]
+        return float((renders[0] - renders[1]).square().mean())
+
+    kept, free = drift(1.0), drift(0.0)
+    assert kept < 0.7 * free, (kept, free)
+
+
 def test_latents_round_trip_bit_for_bit_and_refuse_other_generators(face_inversion, tmp_path: Path) -> None:
     generator, observed, loss, inversion, _ = face_inversion
     path = latents.latents_path(tmp_path, "face")

@@ -114,13 +114,9 @@ def tune(generator: Generator, inversion: Inversion, observed: torch.Tensor, deg
     rng = torch.Generator().manual_seed(int(seed))
     enabled = autocast_dtype is not None
     for step in range(settings.steps):
+        local = settings.locality_weight > 0 and step % settings.locality_every == 0
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=enabled):
-            if upper_only:
-                image = tuned_model.upper(pivot_features, upper).float()
-            else:
-                image = tuned_model(codes, alphas, upper).float()
-            total = loss(degradation(image, mask), observed, target_features).sum()
-            if settings.locality_weight > 0 and step % settings.locality_every == 0:
+            if local:
                 move = torch.randn(codes.shape[2:], generator=rng).to(device)
                 nearby = codes + settings.locality_radius * move / move.norm()
                 with torch.no_grad():
@@ -129,10 +125,16 @@ def tune(generator: Generator, inversion: Inversion, observed: torch.Tensor, deg
                         expected = frozen_model.upper(nearby_features, upper).float()
                     else:
                         expected = frozen_model(nearby, alphas, upper).float()
-                if upper_only:
-                    rendered = tuned_model.upper(nearby_features, upper).float()
-                else:
-                    rendered = tuned_model(nearby, alphas, upper).float()
+            if upper_only:  # the pivot and the nearby codes through the tuned upper part as one batch
+                features = torch.cat([pivot_features, nearby_features]) if local else pivot_features
+                latent = None if upper is None else upper.expand(features.shape[0], *upper.shape[1:])
+                renders = tuned_model.upper(features, latent).float()
+                image, rendered = renders[:1], renders[1:]
+            else:
+                image = tuned_model(codes, alphas, upper).float()
+                rendered = tuned_model(nearby, alphas, upper).float() if local else None
+            total = loss(degradation(image, mask), observed, target_features).sum()
+            if local:
                 total = total + settings.locality_weight * (rendered - expected).square().mean()
         optimizer.zero_grad(set_to_none=True)
         total.backward()
