@@ -57,7 +57,7 @@ from mgan_cli.weights.loading import read_generator
 
 #: what :class:`Restorer` accepts as images: ``[B, 3, r, r]`` float in [0, 1] or uint8, or Pillow images
 Images = torch.Tensor | Sequence[Image.Image]
-#: ``progress(step, iterations, mean loss of the batch)``
+#: ``progress(step, total, loss)``: a batch's inversion steps (mean loss of the batch), then each image's tuning steps
 Progress = Callable[[int, int, float], None]
 
 

@@ -284,3 +284,12 @@ def test_tuning_through_the_api_matches_the_cli_and_returns_the_tuned_weights(sh
     assert np.array_equal(pixels, written)
     assert tuned.tuned[0] and plain.tuned == [None]
     assert not torch.equal(tuned.images, plain.images)
+
+
+def test_progress_counts_the_inversion_steps_then_each_images_tuning_steps() -> None:
+    """The progress callback covers the whole batch's work: 4 inversion steps, then 2 tuning steps per image."""
+    calls: list[tuple[int, int]] = []
+    tiny_restorer(tune_steps=2)(torch.rand(2, 3, 32, 32), seed=0, progress=lambda s, t, _: calls.append((s, t)))
+    inversion = [step for step, _ in calls if step <= 4]
+    assert inversion and inversion[-1] == 4 and inversion == sorted(inversion)  # the engine reports some steps
+    assert calls[len(inversion):] == [(step, 8) for step in range(5, 9)] and {t for _, t in calls} == {8}

@@ -22,7 +22,8 @@ from mgan_cli.run.records import ImageRecord
 class RunEvents:
     """Callbacks for progress: all optional. They may be called from the writer thread."""
 
-    on_step: Callable[[int, int, float], None] | None = None  # (step, iterations, mean loss of the batch)
+    #: (step, total, loss): a batch's inversion steps (mean loss of the batch), then each image's tuning steps
+    on_step: Callable[[int, int, float], None] | None = None
     on_record: Callable[[ImageRecord], None] | None = None  # an image finished (ok, failed or skipped)
     on_warning: Callable[[str], None] | None = None
     on_batch_done: Callable[[list[ImageRecord]], None] | None = None  # records so far (all stored already)

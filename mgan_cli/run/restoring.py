@@ -78,7 +78,8 @@ class BatchRestorer:
 
     It moves the generator, the degradation and the loss to ``device`` once; ``engine`` holds the speed options
     (precision, compile, channels-last) and ``extras`` the per-image work after the inversion (tuning, edit
-    frames). ``on_step(step, iterations, mean loss)`` reports progress, ``on_warning(message)`` warnings.
+    frames). ``on_step(step, total, loss)`` reports progress through a batch's steps: its inversion steps (the mean
+    loss of the batch), then each image's tuning steps (that image's loss); ``on_warning(message)`` warnings.
     """
 
     def __init__(self, generator: Generator, preset: Preset, device: torch.device | str = "cpu",
@@ -178,11 +179,12 @@ class BatchRestorer:
         observed = observed.to(self.device)
         masks = masks.to(self.device) if masks is not None else None
         iterations = self.settings.iterations
+        total = iterations + observed.shape[0] * self.extras.tuning.steps
 
         def on_progress(step: int, losses: torch.Tensor) -> None:
             if self.on_step:
                 finite = losses[torch.isfinite(losses)]
-                self.on_step(step, iterations, float(finite.mean()) if finite.numel() else math.nan)
+                self.on_step(step, total, float(finite.mean()) if finite.numel() else math.nan)
 
         start = self.warm_start(observed, masks, seeds)
         result: InversionResult = invert(self.generator, observed, self.degradation, self.loss, self.settings,
@@ -240,7 +242,8 @@ class BatchRestorer:
             mask = None if masks is None else masks[b]
             if extras.tuning.steps > 0:
                 generator = tune(self.generator, inversion, observed[b], self.degradation, self.loss,
-                                 extras.tuning, seed, mask=mask, autocast_dtype=autocast)
+                                 extras.tuning, seed, mask=mask, autocast_dtype=autocast,
+                                 progress=self._tuning_progress(b, len(inversions)))
                 tuned_state = tuned_parameters(generator, self.generator)
             # each image rendered alone, exactly as strength 0 and `mgan edit --from-latents` render it
             image = render_inversion(generator, inversion)[None]
@@ -260,6 +263,14 @@ class BatchRestorer:
                     continue
             done.append(AfterInversion(inversion, tuned_state, frames))
         return done
+
+    def _tuning_progress(self, index: int, count: int) -> Callable[[int, float], None] | None:
+        """``on_step`` for the tuning of image ``index`` of ``count``: its steps follow the batch's inversion
+        steps and the tuning of the images before it."""
+        if self.on_step is None:
+            return None
+        report, steps, done = self.on_step, self.extras.tuning.steps, self.settings.iterations
+        return lambda step, loss: report(done + index * steps + step, done + count * steps, loss)
 
     def observed_full(self, observed: torch.Tensor) -> torch.Tensor:
         """The observed images at the generator's resolution (what ``finalize`` blends with)."""
