@@ -1,6 +1,6 @@
 """Do edits of a tuned generator stay edits? In-domain ground truth, with and without PTI's locality term.
 
-    python -m bench.tuned_edits [--images 8] [--base 200] [--tune 50,100,200]
+    python -m bench.tuned_edits [--images 8] [--base 200] [--tune 50,100,200] [--layers all|upper]
 
 Targets are ``G(z)`` for seeded hidden codes ``z`` of the embedded DCGAN (``dcgan64-digiface``), so the true
 edit of each target along a direction ``d`` is known: ``G(z + s·d)``. Each target is inverted with the
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--base", type=int, default=200)
     parser.add_argument("--tune", default="50,100,200")
+    parser.add_argument("--layers", choices=("all", "upper"), default="all", help="which weights tuning changes")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -102,14 +103,15 @@ def main() -> None:
         inversion = Inversion(result.codes[b], result.alphas[b], None, settings.layer, settings.space,
                               settings.composition)
         tune(generator, inversion, targets[b], degradation, loss,
-             TuningSettings(steps=max(wanted), locality_weight=locality), b, autocast_dtype=autocast,
-             snapshot=snapshot)
+             TuningSettings(steps=max(wanted), layers=args.layers, locality_weight=locality), b,
+             autocast_dtype=autocast, snapshot=snapshot)
         return found
 
     for locality in (1.0, 0.0):
         per_image = [tuned_scores(b, locality) for b in range(args.images)]
         for steps in wanted:
-            label = f"{args.base} + tune {steps}" + ("" if locality else ", no locality term")
+            above = " above ℓ" if args.layers == "upper" else ""
+            label = f"{args.base} + tune {steps}{above}" + ("" if locality else ", no locality term")
             rows.append(row(label, [v for scores in per_image for v in scores[steps][0]],
                             [v for scores in per_image for v in scores[steps][1]],
                             sum(scores[steps][2] for scores in per_image)))
