@@ -16,6 +16,7 @@ Faces: CelebA 182690, 182693, 182696, 182699 (in ../shared/data/celeba64), used 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import subprocess
@@ -29,7 +30,6 @@ from PIL import Image
 
 import mgan_cli as mgan
 from bench.harness import celeba_face
-from mgan_cli.encoder import recipe_tuning
 
 FACES = ("182690.jpg", "182693.jpg", "182696.jpg", "182699.jpg")
 #: a second set, used nowhere else either, on which the invert recipes are checked (a recipe chosen on one set of
@@ -112,11 +112,8 @@ def measure(generator: mgan.Generator, task: str, recipe: Recipe, iterations: in
     restorer = mgan.Restorer(generator, task, device="cpu", iterations=iterations, init=recipe.init,
                              tune_steps=recipe.tune_steps, tune_layers=recipe.tune_layers, **overrides)
     iterations = restorer.preset.inversion.iterations
-    label = recipe.label
-    if recipe.tune_steps is None:  # what the preset's recipe tunes, as Restorer resolved it
-        tuning = recipe_tuning(restorer.preset)
-        label += f" + tune {tuning.steps} above ℓ" if tuning.steps and tuning.layers == "upper" else (
-            f" + tune {tuning.steps}" if tuning.steps else "")
+    # labelled with the tuning that runs (the default's: what the preset's recipe resolved to)
+    label = dataclasses.replace(recipe, tune_steps=restorer.tuning.steps, tune_layers=restorer.tuning.layers).label
     if restorer.preset.inversion.init == "encoder":
         restorer._batches.encoder  # noqa: B018 - the one-off load is not part of the timing
     started = time.perf_counter()

@@ -225,6 +225,9 @@ def test_restore_files_runs_the_whole_pipeline(shared_dir, tmp_path) -> None:
     assert [r.status for r in again.records] == ["skipped"]
     with pytest.raises(mgan.MganError, match="unknown option 'colour'"):
         restorer.restore_files([path], tmp_path / "out", colour=1)
+    tuning = mgan.Restorer("dcgan64-digiface", "invert", device="cpu", tune_steps=1, **FAST)
+    tuning.restore_files([path], tmp_path / "tuned")  # the restorer's own tuning, as its __call__ does
+    assert json.loads((tmp_path / "tuned" / "report.json").read_text())["tuning"]["steps"] == 1
 
 
 def test_edit_directions_and_latents(tmp_path) -> None:
